@@ -1,0 +1,450 @@
+"""Anomaly-detection datasets on disk: find the images, read them, check them.
+
+Five public datasets share one idea: a folder per category with normal training images, a test set
+of normal and defective images, and a pixel mask for every defective test image. Their folders differ
+in the details:
+
+===========  ==========================  =================================  ========================================
+layout       normal images               defect images                      mask of ``test/DEFECT/NAME.png``
+===========  ==========================  =================================  ========================================
+mvtec_ad     ``train/good``,             ``test/DEFECT``                    ``ground_truth/DEFECT/NAME_mask.png``
+             ``test/good``
+mpdd         as mvtec_ad                 as mvtec_ad                        as mvtec_ad
+mvtec_loco   ``train/good``,             ``test/logical_anomalies``,        every file in ``ground_truth/DEFECT/NAME/``
+             ``validation/good``,        ``test/structural_anomalies``      (``000.png``, ``001.png``...; the mask is
+             ``test/good``                                                  their union)
+visa         ``train/good``,             ``test/bad``                       ``ground_truth/bad/NAME.png``
+             ``test/good``
+btad         ``train/ok``, ``test/ok``   ``test/ko``                        ``ground_truth/ko/NAME.png`` (or ``.bmp``)
+===========  ==========================  =================================  ========================================
+
+VisA is read after the usual reorganisation into this layout (the ``1cls`` split of its
+``prepare_data.py`` script). Images may be ``.png``, ``.jpg``, ``.bmp`` or ``.tif`` in any letter case;
+a mask may have any of these extensions. A ``validation/<normal>`` folder is read for every layout that
+has one (only MVTec LOCO does).
+
+:func:`find_category` lists the files of one category as :class:`Sample` s, sorted by path;
+:func:`load_split` reads them into tensors; :class:`AnomalyDataset` does the same lazily for a
+``DataLoader``. Anything wrong on disk raises :class:`DatasetError` with one sentence naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+__all__ = [
+    "LAYOUTS",
+    "IMAGE_SUFFIXES",
+    "DatasetError",
+    "Sample",
+    "CategorySplits",
+    "find_category",
+    "list_categories",
+    "detect_layout",
+    "resize_shape",
+    "load_image",
+    "load_mask",
+    "binarize_mask",
+    "AnomalyDataset",
+    "LoadedSplit",
+    "load_split",
+]
+
+LAYOUTS = ("mvtec_ad", "mvtec_loco", "visa", "btad", "mpdd")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+# Name of the folder holding normal images, per layout.
+NORMAL_FOLDER = {"mvtec_ad": "good", "mvtec_loco": "good", "visa": "good", "btad": "ok", "mpdd": "good"}
+# MPDD is stored exactly like MVTec AD, so its folders cannot tell the two apart.
+_SAME_ON_DISK = {"mpdd": "mvtec_ad"}
+_LOCO_DEFECT_FOLDERS = {"logical_anomalies", "structural_anomalies"}
+
+
+class DatasetError(ValueError):
+    """A dataset on disk is missing a file, has an unreadable file, or does not match its layout."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a dataset: where it is, whether it is anomalous, and where its mask files are."""
+
+    image_path: Path
+    label: int  # 0 normal, 1 anomalous
+    defect_type: str  # "good" for normal images, else the defect folder's name
+    mask_paths: tuple[Path, ...] = ()  # empty for normal images; several for MVTec LOCO
+
+
+@dataclass
+class CategorySplits:
+    """The samples of one category. ``root`` is the data root; the category is ``root / category``."""
+
+    root: Path
+    category: str
+    layout: str
+    train: list[Sample]
+    test: list[Sample]
+    validation: list[Sample] = field(default_factory=list)
+
+    @property
+    def category_dir(self) -> Path:
+        return self.root / self.category
+
+
+# --------------------------------------------------------------------------- finding files
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted; hidden files (``._x.png`` from macOS) are skipped."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def _check_layout_name(layout: str, allow_auto: bool = True) -> None:
+    if layout == "auto" and allow_auto:
+        return
+    if layout not in LAYOUTS:
+        raise DatasetError(f"Unknown layout {layout!r}: expected 'auto' or one of {', '.join(LAYOUTS)}.")
+
+
+def detect_layout(category_dir: str | os.PathLike) -> str:
+    """Guess the layout of a category folder from the folders and files in it.
+
+    ``train/ok`` means BTAD; a ``test/logical_anomalies`` or ``test/structural_anomalies`` folder means
+    MVTec LOCO; a ``test/bad`` folder whose masks have no ``_mask`` suffix means VisA; anything else
+    with ``train/good`` is MVTec AD. MPDD folders are identical to MVTec AD ones and come out as
+    ``"mvtec_ad"`` (pass ``layout="mpdd"`` to name them).
+    """
+    category_dir = Path(category_dir)
+    if not category_dir.is_dir():
+        raise DatasetError(f"Category folder {category_dir} does not exist.")
+    if (category_dir / "train" / "ok").is_dir():
+        return "btad"
+    if not (category_dir / "train" / "good").is_dir():
+        raise DatasetError(
+            f"Category folder {category_dir} has no training folder: expected {category_dir / 'train' / 'good'} "
+            "(MVTec AD, MVTec LOCO, VisA, MPDD) or train/ok (BTAD)."
+        )
+    test_folders = {p.name for p in _subfolders(category_dir / "test")}
+    if test_folders & _LOCO_DEFECT_FOLDERS:
+        return "mvtec_loco"
+    if "bad" in test_folders:
+        masks = _image_files(category_dir / "ground_truth" / "bad")
+        if not any(p.stem.endswith("_mask") for p in masks):
+            return "visa"
+    return "mvtec_ad"
+
+
+def list_categories(data_root: str | os.PathLike, layout: str = "auto") -> list[str]:
+    """Names of the sub-folders of ``data_root`` that are categories (of ``layout`` unless ``"auto"``), sorted."""
+    _check_layout_name(layout)
+    data_root = Path(data_root)
+    if not data_root.is_dir():
+        raise DatasetError(f"Data root {data_root} does not exist or is not a folder.")
+    wanted = _SAME_ON_DISK.get(layout, layout)
+    names = []
+    for folder in _subfolders(data_root):
+        try:
+            detected = detect_layout(folder)
+        except DatasetError:
+            continue  # not a category (e.g. VisA's split_csv folder)
+        if layout == "auto" or detected == wanted:
+            names.append(folder.name)
+    return names
+
+
+def _normal_samples(folder: Path) -> list[Sample]:
+    return [Sample(path, 0, "good", ()) for path in _image_files(folder)]
+
+
+def _masks_of(image_path: Path, mask_folder: Path, layout: str, masks_by_stem: dict[str, Path]) -> tuple[Path, ...]:
+    """The mask files of a defect image; ``masks_by_stem`` indexes the files of ``mask_folder``."""
+    if layout == "mvtec_loco":
+        per_image_folder = mask_folder / image_path.stem
+        masks = tuple(_image_files(per_image_folder))
+        expected = f"mask files (000.png, 001.png, ...) in {per_image_folder}"
+    else:
+        stem = image_path.stem + ("_mask" if layout in ("mvtec_ad", "mpdd") else "")
+        masks = (masks_by_stem[stem],) if stem in masks_by_stem else ()
+        expected = str(mask_folder / f"{stem}.png")
+    if not masks:
+        raise DatasetError(f"Defect image {image_path} has no mask: expected {expected}.")
+    return masks
+
+
+def _test_samples(category_dir: Path, layout: str) -> list[Sample]:
+    test_dir = category_dir / "test"
+    normal = NORMAL_FOLDER[layout]
+    samples = []
+    for folder in _subfolders(test_dir):
+        if folder.name == normal:
+            samples += _normal_samples(folder)
+            continue
+        mask_folder = category_dir / "ground_truth" / folder.name
+        masks_by_stem = {}
+        for path in reversed(_image_files(mask_folder)):  # reversed: the first in sorted order wins
+            masks_by_stem[path.stem] = path
+        for image_path in _image_files(folder):
+            masks = _masks_of(image_path, mask_folder, layout, masks_by_stem)
+            samples.append(Sample(image_path, 1, folder.name, masks))
+    if not samples:
+        raise DatasetError(f"Test folder {test_dir} is missing or holds no images.")
+    return sorted(samples, key=lambda s: s.image_path)
+
+
+def find_category(data_root: str | os.PathLike, category: str, layout: str = "auto") -> CategorySplits:
+    """List the train / test / validation samples of ``data_root / category``, each sorted by path.
+
+    ``layout="auto"`` detects it with :func:`detect_layout`; an explicit layout must match what is on
+    disk (``"mpdd"`` and ``"mvtec_ad"`` are interchangeable). Raises :class:`DatasetError` for a missing
+    category (listing the ones that exist), an empty training folder, or a defect image without a mask.
+    """
+    _check_layout_name(layout)
+    data_root = Path(data_root)
+    if not data_root.is_dir():
+        raise DatasetError(f"Data root {data_root} does not exist or is not a folder.")
+    category_dir = data_root / category
+    if not category_dir.is_dir():
+        existing = list_categories(data_root)
+        found = ", ".join(existing) if existing else "none (no sub-folder has train/good or train/ok)"
+        raise DatasetError(f"Category folder {category_dir} does not exist; categories in {data_root}: {found}.")
+
+    if layout != "auto":
+        train_dir = category_dir / "train" / NORMAL_FOLDER[layout]
+        if not train_dir.is_dir():
+            try:
+                hint = f"; the folder looks like layout {detect_layout(category_dir)!r}"
+            except DatasetError:
+                hint = ""
+            raise DatasetError(f"Training folder {train_dir} of layout {layout!r} does not exist{hint}.")
+    detected = detect_layout(category_dir)
+    if layout == "auto":
+        layout = detected
+    elif _SAME_ON_DISK.get(layout, layout) != detected:
+        raise DatasetError(f"Category folder {category_dir} looks like layout {detected!r}, not {layout!r}.")
+
+    normal = NORMAL_FOLDER[layout]
+    train_dir = category_dir / "train" / normal
+    train = _normal_samples(train_dir)
+    if not train:
+        raise DatasetError(f"Training folder {train_dir} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+    validation = _normal_samples(category_dir / "validation" / normal)
+    test = _test_samples(category_dir, layout)
+    return CategorySplits(data_root, category, layout, train, test, validation)
+
+
+# --------------------------------------------------------------------------- reading pixels
+
+
+def resize_shape(original_hw: Sequence[int], image_size: int, keep_aspect: bool) -> tuple[int, int]:
+    """Output ``(H, W)``: ``(image_size, image_size)``, or with ``keep_aspect`` the shorter side scaled to
+    ``image_size`` and the longer one in proportion (rounded half up).
+
+    >>> resize_shape((200, 300), 100, keep_aspect=True)
+    (100, 150)
+    """
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 1:
+        raise ValueError(f"image_size must be a positive integer, got {image_size!r}.")
+    image_size = int(image_size)
+    if not keep_aspect:
+        return image_size, image_size
+    height, width = (int(v) for v in original_hw)
+    if height <= width:
+        return image_size, max(1, int(width * image_size / height + 0.5))
+    return max(1, int(height * image_size / width + 0.5)), image_size
+
+
+def _open_image(path: Path, mode_for: str) -> Image.Image:
+    """Open and fully decode ``path`` with PIL; a corrupt or missing file raises :class:`DatasetError`."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as error:
+        raise DatasetError(f"Cannot read {mode_for} {path} ({error}).") from error
+
+
+def _image_hw(path: Path) -> tuple[int, int]:
+    """``(H, W)`` of an image from its header, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as error:
+        raise DatasetError(f"Cannot read image {path} ({error}).") from error
+    return height, width
+
+
+def load_image(path: str | os.PathLike, image_size: int, keep_aspect: bool = False) -> torch.Tensor:
+    """Read an image as RGB floats in [0, 1], shape ``(3, H, W)`` with ``(H, W)`` from :func:`resize_shape`.
+
+    Grayscale images are repeated over the 3 channels. Resizing is bilinear with antialiasing (as PIL's
+    and torchvision's resize), so shrinking a large image averages pixels instead of skipping them.
+    """
+    path = Path(path)
+    image = _open_image(path, "image").convert("RGB")
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+    shape = resize_shape(pixels.shape[-2:], image_size, keep_aspect)
+    if tuple(pixels.shape[-2:]) == shape:
+        return pixels
+    resized = F.interpolate(pixels[None], size=shape, mode="bilinear", align_corners=False, antialias=True)
+    return resized[0].clamp_(0.0, 1.0)
+
+
+def binarize_mask(array: np.ndarray) -> np.ndarray:
+    """Boolean mask: pixels above half the mask's maximum value; all False when the maximum is 0 or less.
+
+    Works for masks stored as 0/255, 0/254, 0/1, booleans and anti-aliased (soft-edged) masks.
+    An ``(H, W, C)`` array counts a pixel as on when any channel is on.
+    """
+    values = np.asarray(array, dtype=np.float32)
+    if values.ndim == 3:
+        values = values.max(axis=2)
+    if values.ndim != 2:
+        raise ValueError(f"binarize_mask expects an (H, W) or (H, W, C) array, got shape {values.shape}.")
+    peak = float(values.max()) if values.size else 0.0
+    if not peak > 0:
+        return np.zeros(values.shape, dtype=np.bool_)
+    return values > peak / 2
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    mask = _open_image(path, "mask")
+    # Bilevel, 8/16/32-bit gray and float masks are read as they are; colour and paletted ones via gray.
+    if not (mask.mode in ("1", "L", "F") or mask.mode.startswith("I")):
+        mask = mask.convert("L")
+    return binarize_mask(np.asarray(mask))
+
+
+def load_mask(sample: Sample, shape_hw: Sequence[int]) -> torch.Tensor:
+    """The sample's mask as a ``(H, W)`` bool tensor of size ``shape_hw``: the union of its mask files,
+    resized with nearest neighbour; all False for a normal sample.
+
+    Each mask file must have the same size as the sample's image (checked from the image header).
+    """
+    height, width = (int(v) for v in shape_hw)
+    if not sample.mask_paths:
+        return torch.zeros((height, width), dtype=torch.bool)
+    image_hw = _image_hw(Path(sample.image_path))
+    union = np.zeros(image_hw, dtype=np.bool_)
+    for path in sample.mask_paths:
+        mask = _read_mask(Path(path))
+        if mask.shape != image_hw:
+            raise DatasetError(
+                f"Mask {path} is {mask.shape[1]}x{mask.shape[0]} pixels but its image {sample.image_path} "
+                f"is {image_hw[1]}x{image_hw[0]}."
+            )
+        union |= mask
+    union_tensor = torch.from_numpy(union)
+    if union.shape == (height, width):
+        return union_tensor
+    # "nearest-exact" samples at pixel centres; plain "nearest" shifts the mask by up to a pixel.
+    resized = F.interpolate(union_tensor[None, None].float(), size=(height, width), mode="nearest-exact")
+    return resized[0, 0] > 0.5
+
+
+class AnomalyDataset(torch.utils.data.Dataset):
+    """Samples read on demand: ``dataset[i]`` is a dict with ``image`` ``(3, H, W)`` float in [0, 1],
+    ``mask`` ``(H, W)`` bool, ``label`` int, ``defect_type`` str and ``path`` str.
+
+    With ``keep_aspect=True`` images of different original shapes come out in different shapes and
+    cannot be batched together by a ``DataLoader``.
+    """
+
+    def __init__(self, samples: Sequence[Sample], image_size: int = 256, keep_aspect: bool = False):
+        resize_shape((1, 1), image_size, keep_aspect)  # checks image_size
+        self.samples = list(samples)
+        self.image_size = image_size
+        self.keep_aspect = keep_aspect
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.samples[index]
+        image = load_image(sample.image_path, self.image_size, self.keep_aspect)
+        mask = load_mask(sample, image.shape[-2:])
+        return {
+            "image": image,
+            "mask": mask,
+            "label": int(sample.label),
+            "defect_type": sample.defect_type,
+            "path": str(sample.image_path),
+        }
+
+
+@dataclass
+class LoadedSplit:
+    """A split read into memory: ``images (N, 3, H, W)`` float32 in [0, 1], ``masks (N, H, W)`` bool,
+    ``labels (N,)`` long (1 = anomalous), and per image its defect type and file path."""
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    labels: torch.Tensor
+    defect_types: list[str]
+    paths: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def load_split(
+    samples: Sequence[Sample],
+    image_size: int = 256,
+    keep_aspect: bool = False,
+    progress: bool = True,
+    max_images: int | None = None,
+) -> LoadedSplit:
+    """Read samples into tensors (see :class:`LoadedSplit`), in the order given.
+
+    ``max_images`` keeps only the first ``max_images`` samples (the LWinNN paper caps training sets at
+    750 images this way). With ``keep_aspect=True`` all images must come out the same shape, which
+    holds when their originals share one shape; otherwise :class:`DatasetError` names the odd file.
+    """
+    if max_images is not None:
+        if isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1:
+            raise ValueError(f"max_images must be a positive integer or None, got {max_images!r}.")
+        samples = samples[: int(max_images)]
+    dataset = AnomalyDataset(samples, image_size, keep_aspect)
+    if len(dataset) == 0:
+        raise ValueError("load_split got no samples to load.")
+
+    images = masks = None
+    for index in tqdm(range(len(dataset)), desc="loading images", disable=not progress):
+        item = dataset[index]
+        if images is None:  # allocate once, after the first image tells the shape
+            images = torch.empty((len(dataset), *item["image"].shape), dtype=torch.float32)
+            masks = torch.empty((len(dataset), *item["mask"].shape), dtype=torch.bool)
+        elif item["image"].shape != images.shape[1:]:
+            raise DatasetError(
+                f"Image {item['path']} comes out {tuple(item['image'].shape[-2:])} but "
+                f"{dataset.samples[0].image_path} comes out {tuple(images.shape[-2:])}: with keep_aspect=True "
+                "all originals must share one shape (use keep_aspect=False to resize them all to a square)."
+            )
+        images[index] = item["image"]
+        masks[index] = item["mask"]
+    return LoadedSplit(
+        images=images,
+        masks=masks,
+        labels=torch.tensor([s.label for s in dataset.samples], dtype=torch.long),
+        defect_types=[s.defect_type for s in dataset.samples],
+        paths=[str(s.image_path) for s in dataset.samples],
+    )

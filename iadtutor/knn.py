@@ -1,0 +1,310 @@
+"""Nearest-neighbour patch scoring: where in the training images may a test patch look for its match?
+
+All scorers share one small interface::
+
+    scorer.fit(train_embeddings)            # (M, C, h, w) patch embeddings of normal images
+    patch_scores = scorer.score(test_emb)   # (N, C, h, w) -> (N, h, w) patch anomaly scores
+
+* :class:`FixedPositionNN` (SPADE, LWinNN eq. 1): only the patch at the same position ``(h, w)``.
+* :class:`LocalWindowNN` (LWinNN eq. 2): any patch inside a δ×δ window around ``(h, w)``.
+* :class:`GlobalNN` (PatchCore): any patch anywhere, from a greedy k-center coreset of the memory bank.
+* :class:`LDKNN` (REB Algorithm 1): global 1-NN distance minus α × the local density of that neighbour.
+
+Image scores are the maximum of the map (LWinNN eq. 4); :func:`anomaly_maps` upsamples the patch scores
+to image size (bilinear) and blurs them with a Gaussian of σ = 4 pixels.
+
+Distances use ``|x - y|² = |x|² + |y|² - 2 x·y`` so that the heavy part is a matrix multiplication, and
+work is cut into chunks so memory stays bounded whatever the number of images.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from .backbones import resolve_device
+
+METHODS = ("spade", "lwinnn", "patchcore", "ldknn")
+
+
+def window_offsets(window: int) -> range:
+    """Offsets ``a - h`` covered by a window of size δ (eq. 2): ``-⌊δ/2⌋ … ⌈δ/2⌉ - 1``, δ values in all.
+
+    For odd δ this is the symmetric ``-(δ-1)/2 … (δ-1)/2``; δ = 1 is the fixed position of SPADE.
+    """
+    if window < 1:
+        raise ValueError(f"window (δ) must be a positive integer; got {window}.")
+    return range(-(window // 2), window - window // 2)
+
+
+def _check_embeddings(embeddings: torch.Tensor, name: str) -> None:
+    if not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 4:
+        shape = tuple(embeddings.shape) if hasattr(embeddings, "shape") else type(embeddings).__name__
+        raise ValueError(f"{name} must be a tensor of shape (N, C, h, w); got {shape}.")
+    if len(embeddings) == 0:
+        raise ValueError(f"{name} is empty: at least one image is needed.")
+
+
+class PatchScorer:
+    """Base class: ``fit`` on train embeddings, ``score`` test embeddings into ``(N, h, w)`` maps."""
+
+    def __init__(self, device: str | torch.device = "cpu", chunk_bytes: int = 512 * 2**20, progress: bool = False):
+        self.device = resolve_device(device)
+        self.chunk_bytes = int(chunk_bytes)
+        self.progress = progress
+
+    def fit(self, train_embeddings: torch.Tensor) -> "PatchScorer":
+        raise NotImplementedError
+
+    def score(self, test_embeddings: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _check_test(self, test_embeddings: torch.Tensor) -> None:
+        _check_embeddings(test_embeddings, "test embeddings")
+        if test_embeddings.shape[1] != self.channels:
+            raise ValueError(f"test embeddings have {test_embeddings.shape[1]} channels but the scorer was "
+                             f"fitted on {self.channels}.")
+
+
+class LocalWindowNN(PatchScorer):
+    """LWinNN (eq. 2): distance to the nearest train patch inside a δ×δ window, across all train images.
+
+    The memory bank is kept as ``(h, w, C, M)`` so that, for one window offset and one row of test
+    patches, the candidates of every column form a batch of contiguous ``(C, M)`` matrices: one
+    ``baddbmm`` gives all ``(column, test image, train image)`` dot products without copying the bank.
+    Windows are clipped at the border (no padding): a border patch has fewer candidates.
+    """
+
+    def __init__(self, window: int = 7, **kwargs):
+        super().__init__(**kwargs)
+        self.window = int(window)
+        window_offsets(self.window)  # validates
+
+    def fit(self, train_embeddings: torch.Tensor) -> "LocalWindowNN":
+        """Store ``(M, C, h, w)`` train embeddings (a permuted copy) and their squared norms."""
+        _check_embeddings(train_embeddings, "train embeddings")
+        self.n_train, self.channels, self.height, self.width = train_embeddings.shape
+        self.bank = train_embeddings.to(self.device, torch.float32).permute(2, 3, 1, 0).contiguous()
+        self.bank_sq_norms = self.bank.pow(2).sum(2)  # (h, w, M)
+        return self
+
+    @torch.no_grad()
+    def nearest(self, test_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Patch scores ``(N, h, w)`` and where the match was: train image index and window offset.
+
+        Returns ``(distance, train_index, offset_index)``; ``offset_index`` indexes
+        ``[(dy, dx) for dy in offsets for dx in offsets]`` with ``offsets = window_offsets(δ)``.
+        """
+        self._check_test(test_embeddings)
+        if tuple(test_embeddings.shape[-2:]) != (self.height, self.width):
+            raise ValueError(f"test embeddings are {tuple(test_embeddings.shape[-2:])} patches but the train "
+                             f"embeddings were {(self.height, self.width)}.")
+        n_test = len(test_embeddings)
+        # Test images per chunk: one (w, n, M) product block plus the (h, w, n, C) test chunk.
+        per_image = 4 * (self.width * self.n_train + self.height * self.width * self.channels) * 3
+        images_per_chunk = max(1, min(n_test, self.chunk_bytes // max(per_image, 1)))
+        results = [[], [], []]
+        chunks = range(0, n_test, images_per_chunk)
+        for start in tqdm(chunks, desc=f"LWinNN δ={self.window}", disable=not self.progress, unit="chunk"):
+            for store, part in zip(results, self._nearest_chunk(test_embeddings[start:start + images_per_chunk])):
+                store.append(part.cpu())
+        distance, train_index, offset_index = (torch.cat(parts) for parts in results)
+        return distance, train_index, offset_index
+
+    def _nearest_chunk(self, test_embeddings: torch.Tensor):
+        test = test_embeddings.to(self.device, torch.float32).permute(2, 3, 0, 1).contiguous()  # (h, w, n, C)
+        test_sq_norms = test.pow(2).sum(3)  # (h, w, n)
+        h, w, n = test.shape[:3]
+        best = torch.full((h, w, n), math.inf, device=self.device)
+        best_train = torch.zeros((h, w, n), dtype=torch.long, device=self.device)
+        best_offset = torch.zeros((h, w, n), dtype=torch.long, device=self.device)
+        offsets = window_offsets(self.window)
+        pairs = [(dy, dx) for dy in offsets for dx in offsets]
+        for offset_index, (dy, dx) in enumerate(pairs):
+            cols = slice(max(0, -dx), w - max(0, dx))  # test columns whose shifted column exists
+            train_cols = slice(cols.start + dx, cols.stop + dx)
+            if cols.start >= cols.stop:
+                continue
+            for row in range(max(0, -dy), h - max(0, dy)):
+                bank_row = self.bank[row + dy, train_cols]  # (cols, C, M), a view
+                # |y|² - 2 x·y for every (column, test image, train image); |x|² is added after the min.
+                partial = torch.baddbmm(self.bank_sq_norms[row + dy, train_cols].unsqueeze(1),
+                                        test[row, cols], bank_row, alpha=-2.0)  # (cols, n, M)
+                value, index = partial.min(dim=2)
+                current = best[row, cols]
+                better = value < current
+                best[row, cols] = torch.where(better, value, current)
+                best_train[row, cols] = torch.where(better, index, best_train[row, cols])
+                best_offset[row, cols] = torch.where(better, offset_index, best_offset[row, cols])
+        distance = (best + test_sq_norms).clamp_min(0).sqrt()
+        return distance.permute(2, 0, 1), best_train.permute(2, 0, 1), best_offset.permute(2, 0, 1)
+
+    def score(self, test_embeddings: torch.Tensor) -> torch.Tensor:
+        """``(N, C, h, w)`` -> ``(N, h, w)`` distance to the nearest train patch in the window."""
+        return self.nearest(test_embeddings)[0]
+
+
+class FixedPositionNN(LocalWindowNN):
+    """SPADE-style scoring (LWinNN eq. 1): nearest train patch at exactly the same position (δ = 1)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(window=1, **kwargs)
+
+
+def _flatten_patches(embeddings: torch.Tensor) -> torch.Tensor:
+    """``(N, C, h, w)`` -> ``(N·h·w, C)`` patch feature vectors."""
+    return embeddings.permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1])
+
+
+def greedy_coreset(features: torch.Tensor, ratio: float, projection_dim: int | None = 128, seed: int = 0,
+                   progress: bool = False) -> torch.Tensor:
+    """Indices of a greedy k-center coreset (PatchCore): repeatedly add the point farthest from the set.
+
+    ``features``: ``(P, C)``. Distances are measured after a seeded Gaussian random projection to
+    ``projection_dim`` dimensions (as PatchCore does, for speed); ``None`` keeps the full features.
+    Returns ``(round(ratio·P),)`` long indices, starting from a seeded random point.
+    """
+    if not 0 < ratio <= 1:
+        raise ValueError(f"coreset ratio must be in (0, 1]; got {ratio}.")
+    n_points = len(features)
+    n_select = max(1, int(round(ratio * n_points)))
+    if n_select >= n_points:
+        return torch.arange(n_points)
+    generator = torch.Generator().manual_seed(seed)
+    points = features.float()
+    if projection_dim is not None and projection_dim < points.shape[1]:
+        projection = torch.randn(points.shape[1], projection_dim, generator=generator) / math.sqrt(projection_dim)
+        points = points @ projection.to(points.device)
+    first = int(torch.randint(n_points, (1,), generator=generator))
+    selected = torch.empty(n_select, dtype=torch.long)
+    selected[0] = first
+    min_distance = (points - points[first]).pow(2).sum(1)
+    for i in tqdm(range(1, n_select), desc="coreset", disable=not progress, unit="pt"):
+        farthest = int(torch.argmax(min_distance))
+        selected[i] = farthest
+        min_distance = torch.minimum(min_distance, (points - points[farthest]).pow(2).sum(1))
+    return selected
+
+
+def knn_distances(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, squared: bool = False,
+                  exclude_self: bool = False, chunk_bytes: int = 512 * 2**20) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances and indices of the ``k`` nearest rows of ``bank`` ``(B, C)`` for each query ``(Q, C)``.
+
+    Returns ``(Q, k)`` distances (L2, or squared L2 with ``squared=True``) sorted ascending, and indices.
+    ``exclude_self=True`` (queries *are* the bank) skips each point's own row.
+    """
+    if k < 1 or k > len(bank) - int(exclude_self):
+        raise ValueError(f"k must be between 1 and the number of memory-bank patches "
+                         f"({len(bank) - int(exclude_self)}); got {k}.")
+    bank_sq = bank.pow(2).sum(1)
+    rows_per_chunk = max(1, chunk_bytes // (4 * 2 * len(bank)))
+    distances, indices = [], []
+    for start in range(0, len(queries), rows_per_chunk):
+        chunk = queries[start:start + rows_per_chunk]
+        d2 = torch.addmm(bank_sq.unsqueeze(0), chunk, bank.T, alpha=-2.0) + chunk.pow(2).sum(1, keepdim=True)
+        if exclude_self:
+            rows = torch.arange(len(chunk), device=d2.device)
+            d2[rows, rows + start] = math.inf
+        value, index = torch.topk(d2, k, dim=1, largest=False)
+        value = value.clamp_min(0)
+        distances.append(value if squared else value.sqrt())
+        indices.append(index)
+    return torch.cat(distances), torch.cat(indices)
+
+
+class GlobalNN(PatchScorer):
+    """PatchCore-style scoring: mean distance to the ``k`` nearest patches anywhere in a coreset.
+
+    ``coreset`` is the fraction of all train patches kept by :func:`greedy_coreset` (1.0 keeps all).
+    With ``k = 1`` (default) this is PatchCore's patch score; ``k > 1`` is REB's "vanilla KNN".
+    """
+
+    def __init__(self, coreset: float = 0.01, k: int = 1, squared: bool = False, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 < coreset <= 1:
+            raise ValueError(f"coreset must be a fraction in (0, 1]; got {coreset}.")
+        self.coreset, self.k, self.squared, self.seed = coreset, int(k), squared, seed
+
+    def fit(self, train_embeddings: torch.Tensor) -> "GlobalNN":
+        _check_embeddings(train_embeddings, "train embeddings")
+        self.channels = train_embeddings.shape[1]
+        patches = _flatten_patches(train_embeddings).to(self.device, torch.float32)
+        self.coreset_indices = greedy_coreset(patches, self.coreset, seed=self.seed, progress=self.progress)
+        self.bank = patches[self.coreset_indices.to(self.device)].contiguous()
+        return self
+
+    @torch.no_grad()
+    def nearest(self, test_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N, C, h, w)`` -> ``(N, h, w, k)`` distances and memory-bank indices of the k nearest."""
+        self._check_test(test_embeddings)
+        n, _, h, w = test_embeddings.shape
+        queries = _flatten_patches(test_embeddings).to(self.device, torch.float32)
+        distance, index = knn_distances(queries, self.bank, self.k, self.squared, chunk_bytes=self.chunk_bytes)
+        return distance.view(n, h, w, -1).cpu(), index.view(n, h, w, -1).cpu()
+
+    def score(self, test_embeddings: torch.Tensor) -> torch.Tensor:
+        return self.nearest(test_embeddings)[0].mean(-1)
+
+
+class LDKNN(GlobalNN):
+    """REB's local-density kNN (Algorithm 1).
+
+    Fit: for each memory-bank patch ``m_i``, its local density ``d_i`` = mean distance to its ``k``
+    nearest other bank patches (eq. 2; small ``d_i`` = dense region). Score: with ``m_j`` the nearest
+    bank patch of a test patch ``f``, ``s = |f - m_j| - α·d_j`` (eq. 3). ``squared=True`` uses squared
+    L2 for both terms, as REB's public code does; the paper (and default) uses plain L2.
+    ``coreset=1.0`` (default) keeps the whole memory bank.
+    """
+
+    def __init__(self, k: int = 5, alpha: float = 1.0, coreset: float = 1.0, squared: bool = False, **kwargs):
+        super().__init__(coreset=coreset, k=1, squared=squared, **kwargs)
+        self.density_k, self.alpha = int(k), float(alpha)
+
+    def fit(self, train_embeddings: torch.Tensor) -> "LDKNN":
+        super().fit(train_embeddings)
+        neighbour_distances, _ = knn_distances(self.bank, self.bank, self.density_k, self.squared,
+                                               exclude_self=True, chunk_bytes=self.chunk_bytes)
+        self.local_density = neighbour_distances.mean(1)  # (B,) mean distance to the k nearest
+        return self
+
+    def score(self, test_embeddings: torch.Tensor) -> torch.Tensor:
+        distance, index = self.nearest(test_embeddings)
+        return distance[..., 0] - self.alpha * self.local_density.cpu()[index[..., 0]]
+
+
+def make_scorer(method: str, window: int = 7, k: int = 5, alpha: float = 1.0, coreset: float | None = None,
+                squared: bool = False, seed: int = 0, **kwargs) -> PatchScorer:
+    """Build the scorer of one of :data:`METHODS` with the ``iadtutor evaluate`` options."""
+    if method == "spade":
+        return FixedPositionNN(**kwargs)
+    if method == "lwinnn":
+        return LocalWindowNN(window=window, **kwargs)
+    if method == "patchcore":
+        return GlobalNN(coreset=0.01 if coreset is None else coreset, seed=seed, **kwargs)
+    if method == "ldknn":
+        return LDKNN(k=k, alpha=alpha, coreset=1.0 if coreset is None else coreset, squared=squared,
+                     seed=seed, **kwargs)
+    raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
+
+
+def image_scores(patch_scores: torch.Tensor) -> torch.Tensor:
+    """Image anomaly score = maximum patch score (LWinNN eq. 4): ``(N, h, w)`` -> ``(N,)``."""
+    return patch_scores.flatten(1).amax(1)
+
+
+def anomaly_maps(patch_scores: torch.Tensor, size: tuple[int, int], sigma: float = 4.0) -> np.ndarray:
+    """Patch scores ``(N, h, w)`` -> pixel anomaly maps ``(N, H, W)`` float32 (numpy).
+
+    Bilinear upsampling to the image size, then a Gaussian blur of ``sigma`` pixels
+    (``scipy.ndimage.gaussian_filter``, truncated at 4σ, reflecting at the border).
+    """
+    upsampled = F.interpolate(patch_scores[:, None].float(), size=tuple(size), mode="bilinear",
+                              align_corners=False)[:, 0].numpy()
+    if sigma <= 0:
+        return upsampled
+    return np.stack([ndimage.gaussian_filter(m, sigma=sigma) for m in upsampled]).astype(np.float32)

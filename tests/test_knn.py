@@ -1,0 +1,182 @@
+"""Each scorer against a brute-force loop written independently of iadtutor.knn."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.neighbors import NearestNeighbors
+
+from iadtutor import knn
+
+
+def random_embeddings(n, c=6, h=5, w=7, seed=0):
+    return torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def brute_force_window(train, test, window):
+    """Eq. 2 literally: for each test patch, loop over train images and window positions."""
+    n, _, h, w = test.shape
+    lo, hi = window // 2, window - window // 2  # a in [h - lo, h + hi)
+    out = torch.empty(n, h, w, dtype=torch.float64)
+    for i in range(n):
+        for y in range(h):
+            for x in range(w):
+                best = math.inf
+                for m in range(len(train)):
+                    for a in range(max(0, y - lo), min(h, y + hi)):
+                        for b in range(max(0, x - lo), min(w, x + hi)):
+                            d = torch.linalg.vector_norm(test[i, :, y, x].double() - train[m, :, a, b].double())
+                            best = min(best, float(d))
+                out[i, y, x] = best
+    return out
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 4, 5])
+def test_local_window_matches_brute_force(window):
+    train, test = random_embeddings(4, seed=1), random_embeddings(3, seed=2)
+    scores = knn.LocalWindowNN(window=window).fit(train).score(test)
+    assert scores.shape == (3, 5, 7)
+    torch.testing.assert_close(scores.double(), brute_force_window(train, test, window), atol=1e-5, rtol=1e-5)
+
+
+def test_small_chunks_give_identical_scores():
+    train, test = random_embeddings(5, seed=3), random_embeddings(7, seed=4)
+    whole = knn.LocalWindowNN(window=3).fit(train).score(test)
+    chunked = knn.LocalWindowNN(window=3, chunk_bytes=1).fit(train).score(test)
+    assert torch.equal(whole, chunked)
+
+
+def test_window_covering_everything_equals_global_search_without_coreset():
+    train, test = random_embeddings(4, seed=5), random_embeddings(2, seed=6)
+    full_window = knn.LocalWindowNN(window=2 * 7 + 1).fit(train).score(test)
+    global_all = knn.GlobalNN(coreset=1.0).fit(train).score(test)
+    torch.testing.assert_close(full_window, global_all, atol=1e-5, rtol=1e-5)
+
+
+def test_fixed_position_is_spade_eq1():
+    train, test = random_embeddings(4, seed=7), random_embeddings(2, seed=8)
+    scores = knn.FixedPositionNN().fit(train).score(test)
+    expected = torch.linalg.vector_norm(test[:, None].double() - train[None].double(), dim=2).amin(1)
+    torch.testing.assert_close(scores.double(), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_nearest_reports_where_the_match_is():
+    train = torch.zeros(3, 2, 6, 6)
+    test = torch.zeros(1, 2, 6, 6)
+    test[0, :, 2, 3] = torch.tensor([5.0, -1.0])
+    train[2, :, 3, 2] = torch.tensor([5.0, -1.0])  # the exact match: image 2, offset (+1, -1)
+    distance, train_index, offset_index = knn.LocalWindowNN(window=3).fit(train).nearest(test)
+    offsets = list(knn.window_offsets(3))
+    pairs = [(dy, dx) for dy in offsets for dx in offsets]
+    assert float(distance[0, 2, 3]) == pytest.approx(0.0, abs=1e-6)
+    assert int(train_index[0, 2, 3]) == 2
+    assert pairs[int(offset_index[0, 2, 3])] == (1, -1)
+
+
+def test_window_offsets_even_and_odd():
+    assert list(knn.window_offsets(1)) == [0]
+    assert list(knn.window_offsets(4)) == [-2, -1, 0, 1]
+    assert list(knn.window_offsets(7)) == [-3, -2, -1, 0, 1, 2, 3]
+    with pytest.raises(ValueError, match="window"):
+        knn.window_offsets(0)
+
+
+def test_global_nn_matches_sklearn_with_full_bank():
+    train, test = random_embeddings(3, seed=9), random_embeddings(2, seed=10)
+    bank = train.permute(0, 2, 3, 1).reshape(-1, 6).numpy()
+    queries = test.permute(0, 2, 3, 1).reshape(-1, 6).numpy()
+    dist, _ = NearestNeighbors(n_neighbors=3).fit(bank).kneighbors(queries)
+    scores = knn.GlobalNN(coreset=1.0, k=3).fit(train).score(test)
+    np.testing.assert_allclose(scores.numpy().ravel(), dist.mean(1), atol=1e-5)
+
+
+def brute_force_coreset(points, n_select, first):
+    selected = [first]
+    for _ in range(n_select - 1):
+        d = np.min(((points[:, None] - points[selected][None]) ** 2).sum(-1), axis=1)
+        selected.append(int(np.argmax(d)))
+    return selected
+
+
+def test_greedy_coreset_matches_brute_force_farthest_point():
+    points = torch.randn(200, 5, generator=torch.Generator().manual_seed(11))
+    chosen = knn.greedy_coreset(points, 0.05, projection_dim=None, seed=3)
+    assert len(chosen) == 10
+    assert chosen.tolist() == brute_force_coreset(points.numpy().astype(np.float64), 10, int(chosen[0]))
+
+
+def test_coreset_covers_clusters():
+    # Four tight clusters: a 4-point coreset must take one point from each.
+    centres = torch.tensor([[0.0, 0], [10, 0], [0, 10], [10, 10]])
+    points = (centres[:, None] + 0.01 * torch.randn(4, 25, 2)).reshape(-1, 2)
+    chosen = knn.greedy_coreset(points, 4 / 100, projection_dim=None)
+    assert sorted((chosen // 25).tolist()) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("squared", [False, True])
+def test_ldknn_matches_brute_force(squared):
+    train, test = random_embeddings(2, c=4, h=4, w=4, seed=12), random_embeddings(2, c=4, h=4, w=4, seed=13)
+    k, alpha = 3, 0.7
+    bank = train.permute(0, 2, 3, 1).reshape(-1, 4).double()
+    queries = test.permute(0, 2, 3, 1).reshape(-1, 4).double()
+
+    def dist(a, b):
+        d = float(torch.linalg.vector_norm(a - b))
+        return d * d if squared else d
+
+    density = []
+    for i in range(len(bank)):
+        others = sorted(dist(bank[i], bank[j]) for j in range(len(bank)) if j != i)
+        density.append(sum(others[:k]) / k)
+    expected = []
+    for q in queries:
+        distances = [dist(q, b) for b in bank]
+        j = int(np.argmin(distances))
+        expected.append(distances[j] - alpha * density[j])
+    scorer = knn.LDKNN(k=k, alpha=alpha, squared=squared).fit(train)
+    np.testing.assert_allclose(scorer.local_density.numpy(), density, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(scorer.score(test).numpy().ravel(), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_ldknn_with_alpha_zero_is_global_1nn():
+    train, test = random_embeddings(3, seed=14), random_embeddings(2, seed=15)
+    ld = knn.LDKNN(k=4, alpha=0.0).fit(train).score(test)
+    nn1 = knn.GlobalNN(coreset=1.0).fit(train).score(test)
+    torch.testing.assert_close(ld, nn1)
+
+
+def test_image_scores_and_anomaly_maps():
+    scores = torch.zeros(2, 4, 4)
+    scores[1, 2, 1] = 3.0
+    assert knn.image_scores(scores).tolist() == [0.0, 3.0]
+    maps = knn.anomaly_maps(scores, (16, 16), sigma=4)
+    assert maps.shape == (2, 16, 16) and maps.dtype == np.float32
+    assert np.all(maps[0] == 0)
+    peak = np.unravel_index(np.argmax(maps[1]), maps[1].shape)
+    assert abs(peak[0] - 10) <= 2 and abs(peak[1] - 6) <= 2  # patch (2, 1) covers pixels 8–11 × 4–7
+    # Blurring keeps the mass (reflecting borders) but spreads it.
+    unblurred = knn.anomaly_maps(scores, (16, 16), sigma=0)
+    assert maps[1].max() < unblurred[1].max()
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match="train embeddings"):
+        knn.LocalWindowNN().fit(torch.zeros(3, 4))
+    scorer = knn.LocalWindowNN(window=3).fit(random_embeddings(2))
+    with pytest.raises(ValueError, match="channels"):
+        scorer.score(torch.zeros(1, 5, 5, 7))
+    with pytest.raises(ValueError, match="patches"):
+        scorer.score(torch.zeros(1, 6, 4, 7))
+    with pytest.raises(ValueError, match="method"):
+        knn.make_scorer("lof")
+    with pytest.raises(ValueError, match="coreset"):
+        knn.GlobalNN(coreset=0)
+
+
+def test_make_scorer_builds_each_method():
+    assert isinstance(knn.make_scorer("spade"), knn.FixedPositionNN)
+    assert knn.make_scorer("lwinnn", window=5).window == 5
+    assert knn.make_scorer("patchcore").coreset == 0.01
+    ld = knn.make_scorer("ldknn", k=7, alpha=0.5)
+    assert (ld.density_k, ld.alpha, ld.coreset) == (7, 0.5, 1.0)
