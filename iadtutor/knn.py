@@ -74,23 +74,30 @@ class PatchScorer:
 class LocalWindowNN(PatchScorer):
     """LWinNN (eq. 2): distance to the nearest train patch inside a δ×δ window, across all train images.
 
-    The memory bank is kept as ``(h, w, C, M)`` so that, for one window offset and one row of test
-    patches, the candidates of every column form a batch of contiguous ``(C, M)`` matrices: one
-    ``baddbmm`` gives all ``(column, test image, train image)`` dot products without copying the bank.
-    Windows are clipped at the border (no padding): a border patch has fewer candidates.
+    The memory bank is kept as ``(h, C, w + δ - 1, M)``: rows, channels, columns padded by the window,
+    train images. For one vertical offset ``dy`` and one row of test patches, the candidates of test
+    column ``c`` are the ``δ`` bank columns ``c - ⌊δ/2⌋ …`` of all ``M`` train images: a ``(C, δ·M)``
+    slab that is a strided *view* of the bank. One ``baddbmm`` over the columns then gives every
+    ``(test image, train image, dx)`` dot product of that row, so the heavy work is a matrix
+    multiplication on large blocks, without copying the bank. Padding columns have an infinite squared
+    norm, so windows are effectively clipped at the border: a border patch has fewer candidates.
     """
 
     def __init__(self, window: int = 7, **kwargs):
         super().__init__(**kwargs)
         self.window = int(window)
-        window_offsets(self.window)  # validates
+        self.offsets = window_offsets(self.window)  # validates
 
     def fit(self, train_embeddings: torch.Tensor) -> "LocalWindowNN":
-        """Store ``(M, C, h, w)`` train embeddings (a permuted copy) and their squared norms."""
+        """Store ``(M, C, h, w)`` train embeddings in the padded bank layout, with squared norms."""
         _check_embeddings(train_embeddings, "train embeddings")
         self.n_train, self.channels, self.height, self.width = train_embeddings.shape
-        self.bank = train_embeddings.to(self.device, torch.float32).permute(2, 3, 1, 0).contiguous()
-        self.bank_sq_norms = self.bank.pow(2).sum(2)  # (h, w, M)
+        left = -self.offsets.start
+        padded_width = self.width + self.window - 1
+        self.bank = torch.zeros(self.height, self.channels, padded_width, self.n_train, device=self.device)
+        self.bank[:, :, left:left + self.width] = train_embeddings.to(self.device, torch.float32).permute(2, 1, 3, 0)
+        self.bank_sq_norms = torch.full((self.height, padded_width, self.n_train), math.inf, device=self.device)
+        self.bank_sq_norms[:, left:left + self.width] = self.bank[:, :, left:left + self.width].pow(2).sum(1)
         return self
 
     @torch.no_grad()
@@ -105,9 +112,9 @@ class LocalWindowNN(PatchScorer):
             raise ValueError(f"test embeddings are {tuple(test_embeddings.shape[-2:])} patches but the train "
                              f"embeddings were {(self.height, self.width)}.")
         n_test = len(test_embeddings)
-        # Test images per chunk: one (w, n, M) product block plus the (h, w, n, C) test chunk.
-        per_image = 4 * (self.width * self.n_train + self.height * self.width * self.channels) * 3
-        images_per_chunk = max(1, min(n_test, self.chunk_bytes // max(per_image, 1)))
+        # Per test image: its (h, w, C) copy plus the (w, δ·M) block of one row's products (and its min).
+        per_image = 4 * (self.height * self.width * self.channels + 2 * self.width * self.window * self.n_train)
+        images_per_chunk = max(1, min(n_test, self.chunk_bytes // per_image))
         results = [[], [], []]
         chunks = range(0, n_test, images_per_chunk)
         for start in tqdm(chunks, desc=f"LWinNN δ={self.window}", disable=not self.progress, unit="chunk"):
@@ -118,31 +125,24 @@ class LocalWindowNN(PatchScorer):
 
     def _nearest_chunk(self, test_embeddings: torch.Tensor):
         test = test_embeddings.to(self.device, torch.float32).permute(2, 3, 0, 1).contiguous()  # (h, w, n, C)
-        test_sq_norms = test.pow(2).sum(3)  # (h, w, n)
         h, w, n = test.shape[:3]
+        m, window, padded_width = self.n_train, self.window, self.bank.shape[2]
         best = torch.full((h, w, n), math.inf, device=self.device)
-        best_train = torch.zeros((h, w, n), dtype=torch.long, device=self.device)
-        best_offset = torch.zeros((h, w, n), dtype=torch.long, device=self.device)
-        offsets = window_offsets(self.window)
-        pairs = [(dy, dx) for dy in offsets for dx in offsets]
-        for offset_index, (dy, dx) in enumerate(pairs):
-            cols = slice(max(0, -dx), w - max(0, dx))  # test columns whose shifted column exists
-            train_cols = slice(cols.start + dx, cols.stop + dx)
-            if cols.start >= cols.stop:
-                continue
+        best_index = torch.zeros((h, w, n), dtype=torch.long, device=self.device)  # into the (dy, δ·M) block
+        for dy_index, dy in enumerate(self.offsets):
             for row in range(max(0, -dy), h - max(0, dy)):
-                bank_row = self.bank[row + dy, train_cols]  # (cols, C, M), a view
-                # |y|² - 2 x·y for every (column, test image, train image); |x|² is added after the min.
-                partial = torch.baddbmm(self.bank_sq_norms[row + dy, train_cols].unsqueeze(1),
-                                        test[row, cols], bank_row, alpha=-2.0)  # (cols, n, M)
+                bank_row = self.bank[row + dy]  # (C, w + δ - 1, M)
+                candidates = bank_row.as_strided((w, self.channels, window * m), (m, padded_width * m, 1))
+                norms = self.bank_sq_norms[row + dy].as_strided((w, 1, window * m), (m, window * m, 1))
+                # |y|² - 2 x·y for every (column, test image, dx, train image); |x|² is added after the min.
+                partial = torch.baddbmm(norms, test[row], candidates, alpha=-2.0)  # (w, n, δ·M)
                 value, index = partial.min(dim=2)
-                current = best[row, cols]
-                better = value < current
-                best[row, cols] = torch.where(better, value, current)
-                best_train[row, cols] = torch.where(better, index, best_train[row, cols])
-                best_offset[row, cols] = torch.where(better, offset_index, best_offset[row, cols])
-        distance = (best + test_sq_norms).clamp_min(0).sqrt()
-        return distance.permute(2, 0, 1), best_train.permute(2, 0, 1), best_offset.permute(2, 0, 1)
+                better = value < best[row]
+                best[row] = torch.where(better, value, best[row])
+                best_index[row] = torch.where(better, index + dy_index * window * m, best_index[row])
+        distance = (best + test.pow(2).sum(3)).clamp_min(0).sqrt()
+        train_index, offset_index = best_index % m, best_index // m
+        return distance.permute(2, 0, 1), train_index.permute(2, 0, 1), offset_index.permute(2, 0, 1)
 
     def score(self, test_embeddings: torch.Tensor) -> torch.Tensor:
         """``(N, C, h, w)`` -> ``(N, h, w)`` distance to the nearest train patch in the window."""

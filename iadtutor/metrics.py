@@ -67,11 +67,11 @@ def _as_binary(array: np.ndarray, name: str) -> np.ndarray:
 
 
 def _as_scores(array: np.ndarray, name: str) -> np.ndarray:
-    """Floating-point scores without NaN (integer scores are converted to float64)."""
+    """Finite floating-point scores (integer scores are converted to float64)."""
     if not np.issubdtype(array.dtype, np.floating):
         array = array.astype(np.float64)
-    if np.isnan(array).any():
-        raise ValueError(f"{name} contains NaN values; every score must be a number.")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values; every score must be a finite number.")
     return array
 
 

@@ -69,7 +69,9 @@ def build_mvtec_ad(root: Path, category="bottle"):
     write_mask(cat / "ground_truth/broken/001_mask.png", box=(0, 0, 3, 3))
     # a macOS resource fork next to the real images must be skipped, not read
     (cat / "train/good/._000.png").write_bytes(b"\x00\x05\x16\x07 not an image")
-    expected_test = [("000.png", "broken", 1), ("001.png", "broken", 1), ("000.png", "crack", 1), ("000.png", "good", 0)]
+    expected_test = [
+        ("000.png", "broken", 1), ("001.png", "broken", 1), ("000.png", "crack", 1), ("000.png", "good", 0)
+    ]
     return category, "mvtec_ad", 2, 0, expected_test
 
 
@@ -89,7 +91,9 @@ def build_mvtec_loco(root: Path):
     write_mask(cat / "ground_truth/logical_anomalies/000/001.png", box=(8, 6, 12, 10))
     write_image(cat / "test/structural_anomalies/000.png")
     write_mask(cat / "ground_truth/structural_anomalies/000/000.png")
-    expected_test = [("000.png", "good", 0), ("000.png", "logical_anomalies", 2), ("000.png", "structural_anomalies", 1)]
+    expected_test = [
+        ("000.png", "good", 0), ("000.png", "logical_anomalies", 2), ("000.png", "structural_anomalies", 1)
+    ]
     return "juice_bottle", "mvtec_loco", 1, 2, expected_test
 
 
@@ -207,7 +211,8 @@ def test_unknown_layout_is_rejected(tmp_path):
 def test_explicit_layout_that_does_not_match_the_folders(tmp_path):
     build_btad(tmp_path)
     build_mvtec_ad(tmp_path)
-    with pytest.raises(DatasetError, match=r"train[/\\]good of layout 'mvtec_ad' does not exist; .* looks like layout 'btad'"):
+    message = r"train[/\\]good of layout 'mvtec_ad' does not exist; .* looks like layout 'btad'"
+    with pytest.raises(DatasetError, match=message):
         find_category(tmp_path, "01", layout="mvtec_ad")
     with pytest.raises(DatasetError, match=r"bottle looks like layout 'mvtec_ad', not 'mvtec_loco'"):
         find_category(tmp_path, "bottle", layout="mvtec_loco")
@@ -407,8 +412,9 @@ def test_resize_shape_square_and_keep_aspect():
     assert resize_shape((200, 300), 100, keep_aspect=False) == (100, 100)
     assert resize_shape((200, 300), 100, keep_aspect=True) == (100, 150)
     assert resize_shape((300, 200), 100, keep_aspect=True) == (150, 100)
-    assert resize_shape((3, 5), 2, keep_aspect=True) == (2, 3)  # 3.33 rounds to 3
+    assert resize_shape((4, 7), 2, keep_aspect=True) == (2, 3)  # 3.5 rounds down, as in torchvision
     assert resize_shape((2, 5), 2, keep_aspect=True) == (2, 5)  # exactly 5
+    assert resize_shape((5, 5), 7, keep_aspect=True) == (7, 7)
     for bad in (0, -1, 2.5, True, "256"):
         with pytest.raises(ValueError, match="image_size must be a positive integer"):
             resize_shape((10, 10), bad, keep_aspect=False)

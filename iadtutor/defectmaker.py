@@ -1,0 +1,683 @@
+"""DefectMaker: synthetic defects for self-supervised fine-tuning (REB, Lyu et al. 2023, section 3.1).
+
+A synthetic defect is a **shape** (which pixels) filled with a **fill** (what goes there), mixed into a
+normal image by a **fusion** (how):
+
+============  ================================================================================
+shapes        ``rectangle`` (CutPaste patch), ``rect_scar`` (CutPaste scar: a long thin rotated
+              rectangle), ``bezier_scar`` (a thin curved stroke along a Bézier curve whose control
+              points lie in a long thin rotated rectangle), ``bezier_clump`` (a region outlined by a
+              closed Bézier curve, broken up and eroded into a clump of small blobs) and
+              ``bezier_blob`` (a region outlined by a closed Bézier curve, the size of a CutPaste
+              patch: the reference code's plain "Bézier" shape)
+fills         ``noise`` (random colour noise with random mean, spread and grain) and ``cutpaste``
+              (a colour-jittered patch cut from elsewhere in the same image)
+fusions       ``paste`` (replace the pixels) and ``blend`` (``alpha * fill + (1 - alpha) * image``
+              with ``alpha`` drawn from :data:`BLEND_ALPHA_RANGE`)
+============  ================================================================================
+
+Defects are placed on the object: :func:`foreground_mask` is a simple unsupervised foreground estimate
+(colour distance from the image border, Otsu threshold) standing in for the paper's saliency network;
+for textures the whole image counts as foreground.
+
+Images are torch tensors ``(3, H, W)`` float in ``[0, 1]`` (the format of ``iadtutor.data.load_split``);
+masks are ``(H, W)`` bool tensors. All randomness comes from a ``numpy.random.Generator`` (or an int
+seed), so a seed gives the same defect every time.
+
+The self-supervised task (section 3.1.2 and 4.2 of the paper, ``dm_com6`` in the authors' code) is a
+7-class classification: class 0 = normal image, classes 1-6 = :data:`DEFECT_CLASSES`, the three Bézier
+shapes × the two fills. :func:`finetune_backbone` trains a backbone on it; the result is still a
+``FeatureExtractor`` for ``iadtutor.embed.PatchEmbedder`` (REB = these weights + ``iadtutor.knn.LDKNN``).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from scipy import ndimage
+from scipy.special import comb
+from torch import nn
+
+from .backbones import FeatureExtractor, load_backbone, resolve_device
+
+SHAPES = ("rectangle", "rect_scar", "bezier_scar", "bezier_clump", "bezier_blob")
+FILLS = ("noise", "cutpaste")
+FUSIONS = ("paste", "blend")
+
+# Labels 1..6 of the self-supervised task (label 0 is "normal"); order as in the authors' dm_com6.
+DEFECT_CLASSES = (
+    ("bezier_blob", "cutpaste"),
+    ("bezier_scar", "cutpaste"),
+    ("bezier_clump", "cutpaste"),
+    ("bezier_blob", "noise"),
+    ("bezier_scar", "noise"),
+    ("bezier_clump", "noise"),
+)
+CLASS_NAMES = ("normal",) + tuple(f"{shape}+{fill}" for shape, fill in DEFECT_CLASSES)
+
+BLEND_ALPHA_RANGE = (0.4, 0.9)
+# Shape sizes below are given in pixels of a 256 x 256 image (the paper's input size) and scaled.
+REFERENCE_SIZE = 256
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bézier curves
+# ----------------------------------------------------------------------------------------------------
+
+def bezier_curve(control_points, n_points: int = 100) -> np.ndarray:
+    """Points ``(n_points, 2)`` of the Bézier curve with ``control_points`` ``(K, 2)``.
+
+    Bernstein form: ``B(t) = sum_i C(K-1, i) t^i (1-t)^(K-1-i) P_i`` at ``n_points`` equally spaced
+    ``t`` in ``[0, 1]``. The curve starts at the first control point, ends at the last and stays inside
+    the convex hull of all of them.
+    """
+    control_points = np.asarray(control_points, dtype=np.float64)
+    if control_points.ndim != 2 or len(control_points) < 2:
+        raise ValueError(f"control_points must have shape (K, D) with K >= 2; got {control_points.shape}.")
+    degree = len(control_points) - 1
+    t = np.linspace(0.0, 1.0, n_points)[:, None]
+    i = np.arange(degree + 1)[None, :]
+    weights = comb(degree, i) * t**i * (1.0 - t) ** (degree - i)
+    return weights @ control_points
+
+
+def closed_bezier_contour(points, k: float = 0.3, n_per_segment: int = 50) -> np.ndarray:
+    """A smooth closed curve ``(M * (n_per_segment - 1), 2)`` through ``points`` ``(M, 2)``.
+
+    One cubic Bézier per pair of neighbours; its two inner control points follow the chord of the
+    neighbours' neighbours (Catmull-Rom tangents), scaled by ``k``: small ``k`` gives corners,
+    ``k`` near 0.5 gives round bulges.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    m = len(points)
+    segments = []
+    for i in range(m):
+        before, start, end, after = points[i - 1], points[i], points[(i + 1) % m], points[(i + 2) % m]
+        control = np.stack([start, start + k * (end - before), end - k * (after - start), end])
+        segments.append(bezier_curve(control, n_per_segment)[:-1])
+    return np.concatenate(segments)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shapes: each maker returns a small boolean array (its own canvas); _place puts it into the image.
+# ----------------------------------------------------------------------------------------------------
+
+def _scale(height: int, width: int) -> float:
+    return min(height, width) / REFERENCE_SIZE
+
+
+def _rasterise(points: np.ndarray, canvas_shape: tuple[int, int]) -> np.ndarray:
+    """Boolean canvas with the pixels nearest to ``points`` ``(n, 2)`` given as ``(row, col)``."""
+    canvas = np.zeros(canvas_shape, dtype=bool)
+    rows = np.clip(np.round(points[:, 0]).astype(int), 0, canvas_shape[0] - 1)
+    cols = np.clip(np.round(points[:, 1]).astype(int), 0, canvas_shape[1] - 1)
+    canvas[rows, cols] = True
+    return canvas
+
+
+def _densify(points: np.ndarray, spacing: float = 0.5) -> np.ndarray:
+    """Resample a polyline ``(n, 2)`` linearly so that neighbours are at most ``spacing`` px apart
+    (then its rasterised pixels touch and a closed outline has no gaps)."""
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
+    samples = np.linspace(0.0, arc[-1], max(2, int(np.ceil(arc[-1] / spacing)) + 1))
+    return np.stack([np.interp(samples, arc, points[:, j]) for j in range(points.shape[1])], axis=1)
+
+
+def _rectangle_size(height: int, width: int, rng: np.random.Generator,
+                    area_range=(0.02, 0.15), max_aspect: float = 3.3) -> tuple[int, int]:
+    """CutPaste patch size: area a fraction of the image, aspect ratio log-uniform up to ``max_aspect``."""
+    area = rng.uniform(*area_range) * height * width
+    aspect = np.exp(rng.uniform(-np.log(max_aspect), np.log(max_aspect)))
+    rect_h = int(np.clip(round(np.sqrt(area / aspect)), 1, height))
+    rect_w = int(np.clip(round(np.sqrt(area * aspect)), 1, width))
+    return rect_h, rect_w
+
+
+def _rectangle(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    return np.ones(_rectangle_size(height, width, rng), dtype=bool)
+
+
+def _rotated_rectangle(length: float, thickness: float, angle: float) -> np.ndarray:
+    """Pixels whose centres lie in a ``length`` x ``thickness`` rectangle turned by ``angle`` (radians)
+    from the vertical, on an odd-sized canvas centred on it (so the centre pixel is always inside)."""
+    half_extent = 0.5 * (abs(length * np.cos(angle)) + abs(thickness * np.sin(angle)))
+    half_extent = max(half_extent, 0.5 * (abs(length * np.sin(angle)) + abs(thickness * np.cos(angle))))
+    radius = int(np.ceil(half_extent))
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    rows, cols = np.meshgrid(offsets, offsets, indexing="ij")
+    along = rows * np.cos(angle) + cols * np.sin(angle)
+    across = -rows * np.sin(angle) + cols * np.cos(angle)
+    return (np.abs(along) <= length / 2) & (np.abs(across) <= thickness / 2)
+
+
+def _rect_scar(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """CutPaste scar: 2-16 px wide, 10-25 px long (at 256 px), turned by -45..45 degrees."""
+    scale = _scale(height, width)
+    thickness = max(rng.uniform(2, 16) * scale, 1.0)
+    length = max(rng.uniform(10, 25) * scale, 2.0)
+    angle = np.deg2rad(rng.uniform(-45, 45))
+    return _rotated_rectangle(length, thickness, angle)
+
+
+def _bezier_scar(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A scratch: a stroke 1.5-4.5 px thick (at 256 px) along a Bézier curve whose 3-5 control points
+    march along a 25-100 px long, 4-24 px wide rectangle at a random angle. The curve stays inside that
+    rectangle (convex hull property); the stroke adds half its thickness around it."""
+    scale = _scale(height, width)
+    length = max(rng.uniform(25, 100) * scale, 4.0)
+    box_width = rng.uniform(4, 24) * scale
+    thickness = max(rng.uniform(1.5, 4.5) * scale, 1.0)
+    n_control = int(rng.integers(3, 6))
+    along = np.linspace(-length / 2, length / 2, n_control) + rng.uniform(-0.1, 0.1, n_control) * length / n_control
+    across = rng.uniform(-box_width / 2, box_width / 2, n_control)
+    angle = rng.uniform(0, np.pi)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    control = np.stack([along, across], axis=1) @ rotation.T
+    return _stroke(_densify(bezier_curve(control, n_points=100)), thickness)
+
+
+def _stroke(curve: np.ndarray, thickness: float) -> np.ndarray:
+    """Pixels within ``thickness / 2`` of the rasterised ``curve`` ``(n, 2)``, on a tight canvas."""
+    pad = int(np.ceil(thickness / 2)) + 1
+    curve = curve - curve.min(axis=0) + pad
+    canvas_shape = tuple(int(np.ceil(extent)) + pad + 1 for extent in curve.max(axis=0))
+    line = _rasterise(curve, canvas_shape)
+    return ndimage.distance_transform_edt(~line) <= thickness / 2
+
+
+def _closed_bezier_region(rect_h: int, rect_w: int, rng: np.random.Generator) -> np.ndarray:
+    """Region ``(rect_h + 2, rect_w + 2)`` inside a closed Bézier curve through 5-7 random points sorted
+    by angle around their mean (as in the authors' code), stretched to fill a ``rect_h`` x ``rect_w`` box."""
+    n_points = int(rng.integers(5, 8))
+    points = rng.uniform(0, 1, size=(n_points, 2))
+    centre = points.mean(axis=0)
+    points = points[np.argsort(np.arctan2(points[:, 0] - centre[0], points[:, 1] - centre[1]))]
+    contour = closed_bezier_contour(points, k=rng.uniform(0.15, 0.35))
+    contour = (contour - contour.min(axis=0)) / np.maximum(np.ptp(contour, axis=0), 1e-9)
+    contour = contour * [rect_h - 1, rect_w - 1] + 1  # one pixel of empty border around the region
+    outline = _rasterise(_densify(np.concatenate([contour, contour[:1]])), (rect_h + 2, rect_w + 2))
+    return ndimage.binary_fill_holes(outline)
+
+
+def _bezier_blob(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    return _closed_bezier_region(*_rectangle_size(height, width, rng), rng)
+
+
+def _bezier_clump(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A closed-Bézier region (2-12 % of the image) cut by thresholded smooth noise into blobs of about
+    4-10 px (at 256 px), then eroded by one pixel so the blobs come apart: a clump of small defects."""
+    region = _closed_bezier_region(*_rectangle_size(height, width, rng, area_range=(0.02, 0.12)), rng)
+    blob_size = max(rng.uniform(4, 10) * _scale(height, width), 2.0)
+    grid = (max(2, round(region.shape[0] / blob_size)), max(2, round(region.shape[1] / blob_size)))
+    coarse = torch.from_numpy(rng.uniform(0, 1, size=grid)).float()[None, None]
+    noise = F.interpolate(coarse, size=region.shape, mode="bicubic", align_corners=False)[0, 0].numpy()
+    blobs = region & (noise > np.quantile(noise[region], rng.uniform(0.5, 0.7)))
+    clump = ndimage.binary_erosion(blobs)
+    for candidate in (clump, blobs, region):  # tiny regions may erode away completely
+        if candidate.any():
+            return candidate
+    return region
+
+
+_SHAPE_MAKERS = {
+    "rectangle": _rectangle,
+    "rect_scar": _rect_scar,
+    "bezier_scar": _bezier_scar,
+    "bezier_clump": _bezier_clump,
+    "bezier_blob": _bezier_blob,
+}
+
+
+def _place(shape: np.ndarray, foreground: np.ndarray, rng: np.random.Generator, n_tries: int = 10):
+    """Put ``shape`` into the image so that one of its pixels (random) lands on a random foreground
+    pixel, and crop it to the image and the foreground. Of up to ``n_tries`` such placements the first
+    that keeps the whole shape is taken, else the one that keeps most of it. Returns the ``(H, W)``
+    mask and its tight box ``(top, bottom, left, right)``; the anchor pixel makes it non-empty."""
+    height, width = foreground.shape
+    fg_rows, fg_cols = np.nonzero(foreground)
+    sh_rows, sh_cols = np.nonzero(shape)
+    best, best_kept = None, -1
+    for _ in range(n_tries):
+        anchor, pick = int(rng.integers(len(fg_rows))), int(rng.integers(len(sh_rows)))
+        top, left = fg_rows[anchor] - sh_rows[pick], fg_cols[anchor] - sh_cols[pick]
+        y0, y1 = max(top, 0), min(top + shape.shape[0], height)
+        x0, x1 = max(left, 0), min(left + shape.shape[1], width)
+        placed = np.zeros((height, width), dtype=bool)
+        placed[y0:y1, x0:x1] = shape[y0 - top:y1 - top, x0 - left:x1 - left]
+        placed &= foreground
+        kept = int(placed.sum())
+        if kept > best_kept:
+            best, best_kept = placed, kept
+        if kept == len(sh_rows):
+            break
+    rows, cols = np.nonzero(best)
+    return best, (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fills and fusion
+# ----------------------------------------------------------------------------------------------------
+
+def _noise_fill(patch_h: int, patch_w: int, rng: np.random.Generator) -> torch.Tensor:
+    """Colour noise ``(3, h, w)``: uniform in ``mean +- spread`` (mean 50-200, spread 0-50 grey levels,
+    as in the authors' code), drawn on a grid of cells 1-4 px large and stretched up to 2:1, then
+    resized bilinearly (fine speckle to coarse grain)."""
+    mean, spread = rng.uniform(50, 200) / 255, rng.uniform(0, 50) / 255
+    cell = rng.choice([1.0, 2.0, 4.0])
+    stretch = rng.choice([0.5, 1.0, 2.0])
+    grid = (max(1, round(patch_h / (cell * stretch))), max(1, round(patch_w * stretch / cell)))
+    coarse = torch.from_numpy(rng.uniform(mean - spread, mean + spread, size=(3, *grid))).float()
+    fill = F.interpolate(coarse[None], size=(patch_h, patch_w), mode="bilinear", align_corners=False)[0]
+    return fill.clamp(0.0, 1.0)
+
+
+def _cutpaste_fill(image: torch.Tensor, patch_h: int, patch_w: int, foreground: np.ndarray,
+                   rng: np.random.Generator) -> torch.Tensor:
+    """A ``(3, h, w)`` patch of ``image`` centred (as far as it fits) on a random foreground pixel,
+    colour-jittered by up to 10 % in brightness, contrast, saturation and hue (as in the authors' code)."""
+    height, width = image.shape[1:]
+    rows, cols = np.nonzero(foreground)
+    centre = int(rng.integers(len(rows)))
+    top = int(np.clip(rows[centre] - patch_h // 2, 0, height - patch_h))
+    left = int(np.clip(cols[centre] - patch_w // 2, 0, width - patch_w))
+    patch = image[:, top:top + patch_h, left:left + patch_w]
+    brightness, contrast, saturation = rng.uniform(0.9, 1.1, size=3)
+    hue = rng.uniform(-0.1, 0.1)
+    patch = TF.adjust_brightness(patch, float(brightness))
+    patch = TF.adjust_contrast(patch, float(contrast))
+    patch = TF.adjust_saturation(patch, float(saturation))
+    return TF.adjust_hue(patch, float(hue))
+
+
+def fuse(image: torch.Tensor, fill: torch.Tensor, region: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """Mix ``fill`` into ``image`` (both ``(3, H, W)``) where ``region`` ``(H, W)`` is True:
+    ``alpha * fill + (1 - alpha) * image`` there (``alpha = 1`` pastes), ``image`` unchanged elsewhere."""
+    return torch.where(region, alpha * fill + (1.0 - alpha) * image, image)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Foreground
+# ----------------------------------------------------------------------------------------------------
+
+def otsu_threshold(values, bins: int = 256) -> float:
+    """Otsu's threshold of ``values``: the cut between histogram bins that maximises the between-class
+    variance. The upper class is ``values >= threshold``."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    counts, edges = np.histogram(values, bins=bins)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    weight_low = np.cumsum(counts)[:-1].astype(np.float64)
+    weight_high = counts.sum() - weight_low
+    sum_low = np.cumsum(counts * centres)[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_low = sum_low / weight_low
+        mean_high = ((counts * centres).sum() - sum_low) / weight_high
+        between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    between = np.nan_to_num(between, nan=-1.0)
+    return float(edges[int(np.argmax(between)) + 1])
+
+
+def foreground_mask(image: torch.Tensor, is_texture: bool = False, min_fraction: float = 0.01) -> torch.Tensor:
+    """Unsupervised foreground ``(H, W)`` bool of an image ``(3, H, W)`` in ``[0, 1]``.
+
+    The border (a frame 1/16 of the image wide) is taken as background: each pixel's colour distance
+    from the border's mean, in units of the border's per-channel spread (at least 0.02), is smoothed
+    and thresholded with Otsu; small specks are opened away and small holes (under 0.5 % of the
+    image) filled. A stand-in for the
+    paper's saliency network (EDN) that works for objects on a plain background. Textures
+    (``is_texture=True``) and images where less than ``min_fraction`` stands out get the whole image.
+    """
+    image = _check_image(image)
+    height, width = image.shape[1:]
+    everything = torch.ones(height, width, dtype=torch.bool)
+    if is_texture:
+        return everything
+    pixels = image.double().numpy()
+    frame = max(1, round(min(height, width) / 16))
+    border = np.ones((height, width), dtype=bool)
+    border[frame:-frame, frame:-frame] = False
+    border_pixels = pixels[:, border]
+    mean = border_pixels.mean(axis=1)[:, None, None]
+    spread = np.maximum(border_pixels.std(axis=1), 0.02)[:, None, None]
+    distance = np.sqrt((((pixels - mean) / spread) ** 2).sum(axis=0))
+    distance = ndimage.gaussian_filter(distance, sigma=max(1.0, min(height, width) / 128))
+    foreground = distance >= otsu_threshold(distance)
+    foreground = ndimage.binary_opening(foreground, iterations=max(1, round(min(height, width) / 128)))
+    holes = ndimage.binary_fill_holes(foreground) & ~foreground
+    hole_labels, _ = ndimage.label(holes)
+    hole_sizes = np.bincount(hole_labels.ravel())
+    small_holes = (hole_sizes < 0.005 * height * width)[hole_labels] & holes
+    foreground |= small_holes  # specks inside the object; big holes (a ring's centre) stay background
+    if foreground.sum() < min_fraction * height * width:
+        return everything
+    return torch.from_numpy(foreground)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Making defects
+# ----------------------------------------------------------------------------------------------------
+
+def _check_image(image) -> torch.Tensor:
+    if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
+        description = f"{type(image).__name__} {tuple(getattr(image, 'shape', ()))} {getattr(image, 'dtype', '')}"
+        raise ValueError(f"image must be a float torch tensor (3, H, W) with values in [0, 1]; got {description}.")
+    return image.detach().cpu().float()
+
+
+def _as_rng(rng) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise ValueError(f"rng must be a numpy Generator, an int seed or None; got {type(rng).__name__}.")
+
+
+def _as_mask(mask, height: int, width: int, name: str = "foreground") -> np.ndarray:
+    mask = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask).astype(bool)
+    if mask.shape != (height, width):
+        raise ValueError(f"{name} must be a bool mask of shape {(height, width)}; got {mask.shape}.")
+    if not mask.any():
+        raise ValueError(f"{name} mask is empty: there is nowhere to put a defect.")
+    return mask
+
+
+def _check_choice(value: str, choices: tuple[str, ...], name: str) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+
+
+def make_defect(image: torch.Tensor, shape: str, fill: str, fusion: str, rng=None, foreground=None,
+                alpha: float | None = None, max_tries: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """One synthetic defect in a copy of ``image``.
+
+    ``image``: ``(3, H, W)`` float tensor in ``[0, 1]``; ``shape`` in :data:`SHAPES`, ``fill`` in
+    :data:`FILLS`, ``fusion`` in :data:`FUSIONS`; ``rng``: numpy Generator or int seed;
+    ``foreground``: ``(H, W)`` bool mask the defect must stay inside (``None``: whole image; see
+    :func:`foreground_mask`); ``alpha``: blend factor (``None``: random in :data:`BLEND_ALPHA_RANGE`,
+    ignored for ``paste``).
+
+    Returns ``(defect_image (3, H, W) float32 in [0, 1], mask (H, W) bool)`` on the CPU; ``mask`` is
+    exactly the set of pixels that changed. Shape, placement and fill are drawn from ``rng`` before the
+    blend factor, so the same seed with ``paste`` and ``blend`` gives the same defect at two strengths.
+    A draw that changes nothing (a cut-paste patch identical to what it covers) is drawn again.
+    """
+    image = _check_image(image)
+    _check_choice(shape, SHAPES, "shape")
+    _check_choice(fill, FILLS, "fill")
+    _check_choice(fusion, FUSIONS, "fusion")
+    if alpha is not None and not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha must be in (0, 1]; got {alpha}.")
+    rng = _as_rng(rng)
+    height, width = image.shape[1:]
+    allowed = np.ones((height, width), bool) if foreground is None else _as_mask(foreground, height, width)
+    for _ in range(max_tries):
+        placed, (top, bottom, left, right) = _place(_SHAPE_MAKERS[shape](height, width, rng), allowed, rng)
+        patch_h, patch_w = bottom - top, right - left
+        if fill == "noise":
+            patch = _noise_fill(patch_h, patch_w, rng)
+        else:
+            patch = _cutpaste_fill(image, patch_h, patch_w, allowed, rng)
+        if fusion == "paste":
+            weight = 1.0
+        else:
+            weight = float(rng.uniform(*BLEND_ALPHA_RANGE)) if alpha is None else float(alpha)
+        region = torch.from_numpy(placed)
+        canvas = image.clone()
+        canvas[:, top:bottom, left:right] = patch
+        defect = fuse(image, canvas, region, weight)
+        mask = region & (defect != image).any(dim=0)
+        if mask.any():
+            return defect, mask
+    raise RuntimeError(f"make_defect: no pixel changed in {max_tries} tries with fill {fill!r}; "
+                       "is the image (or its foreground) a single flat colour?")
+
+
+def gallery(image: torch.Tensor, rng=None, foreground="auto", is_texture: bool = False) -> list[dict]:
+    """Every shape x fill x fusion on ``image`` ``(3, H, W)``: a list of dicts with keys ``shape``,
+    ``fill``, ``fusion``, ``image`` ``(3, H, W)`` and ``mask`` ``(H, W)``.
+
+    One seed per shape, so each shape appears at the same place with both fills and both fusions.
+    ``foreground="auto"`` uses :func:`foreground_mask` (``is_texture`` passed on); ``None`` = whole image.
+    """
+    image = _check_image(image)
+    rng = _as_rng(rng)
+    if isinstance(foreground, str) and foreground == "auto":
+        foreground = foreground_mask(image, is_texture=is_texture)
+    entries = []
+    for shape in SHAPES:
+        shape_seed = int(rng.integers(2**31))
+        for fill in FILLS:
+            for fusion in FUSIONS:
+                defect, mask = make_defect(image, shape, fill, fusion, shape_seed, foreground)
+                entries.append({"shape": shape, "fill": fill, "fusion": fusion, "image": defect, "mask": mask})
+    return entries
+
+
+# ----------------------------------------------------------------------------------------------------
+# The 7-class self-supervised task
+# ----------------------------------------------------------------------------------------------------
+
+def _check_images(images) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
+        description = f"{type(images).__name__} {tuple(getattr(images, 'shape', ()))}"
+        raise ValueError(f"images must be a float torch tensor (N, 3, H, W) with values in [0, 1]; got {description}.")
+    if len(images) == 0:
+        raise ValueError("images is empty: fine-tuning needs at least one normal image.")
+    return images.detach().cpu().float()
+
+
+class DefectMakerDataset(torch.utils.data.Dataset):
+    """Normal images and their synthetic-defect versions, labelled for the 7-class task.
+
+    Item ``i`` is ``(image (3, H, W) float in [0, 1], label)`` with ``label = i % 7`` (0 = normal,
+    ``k`` = :data:`DEFECT_CLASSES` ``[k - 1]``) made from normal image ``(i // 7) % N``: every image
+    appears once per class per pass, so classes are balanced. The fusion (paste or blend) is drawn
+    per item: the paper uses both but does not make them separate classes. Defects are drawn from a
+    generator seeded by ``(seed, epoch, i)`` — call :meth:`set_epoch` for fresh defects each epoch.
+
+    ``foregrounds``: ``(N, H, W)`` bool masks, or ``None`` to estimate them with :func:`foreground_mask`
+    (whole images when ``is_texture``). ``augment``: random flips (and transposes for square images) of
+    the normal image first, as the authors do. ``repeats``: passes over the images per epoch.
+    """
+
+    def __init__(self, images: torch.Tensor, classes=DEFECT_CLASSES, foregrounds=None, is_texture: bool = False,
+                 seed: int = 0, augment: bool = True, repeats: int = 1):
+        self.images = _check_images(images)
+        for shape, fill in classes:
+            _check_choice(shape, SHAPES, "shape")
+            _check_choice(fill, FILLS, "fill")
+        self.classes = tuple(classes)
+        n_images, _, height, width = self.images.shape
+        if foregrounds is None:
+            foregrounds = torch.stack([foreground_mask(image, is_texture) for image in self.images])
+        self.foregrounds = torch.as_tensor(np.asarray(foregrounds, dtype=bool) if not isinstance(foregrounds, torch.Tensor)
+                                           else foregrounds.cpu().bool())
+        if self.foregrounds.shape != (n_images, height, width):
+            raise ValueError(f"foregrounds must have shape {(n_images, height, width)}; got {tuple(self.foregrounds.shape)}.")
+        self.seed, self.augment, self.repeats = seed, augment, repeats
+        self.epoch = 0
+
+    @property
+    def n_classes(self) -> int:
+        return 1 + len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.images) * self.n_classes * self.repeats
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def sample(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """``(image, label, mask)``: like ``dataset[index]`` plus the defect mask (empty for normal)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items.")
+        label = index % self.n_classes
+        image_index = (index // self.n_classes) % len(self.images)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image, foreground = self.images[image_index], self.foregrounds[image_index]
+        if self.augment:
+            image, foreground = _random_flip(image, foreground, rng)
+        if label == 0:
+            return image, 0, torch.zeros_like(foreground)
+        shape, fill = self.classes[label - 1]
+        fusion = FUSIONS[int(rng.integers(len(FUSIONS)))]
+        defect, mask = make_defect(image, shape, fill, fusion, rng, foreground)
+        return defect, label, mask
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label, _ = self.sample(index)
+        return image, label
+
+
+def _random_flip(image: torch.Tensor, mask: torch.Tensor, rng: np.random.Generator):
+    """The same random flip / transpose (one of the 8 symmetries of a square) of image and mask."""
+    if rng.random() < 0.5:
+        image, mask = image.flip(-1), mask.flip(-1)
+    if rng.random() < 0.5:
+        image, mask = image.flip(-2), mask.flip(-2)
+    if image.shape[-1] == image.shape[-2] and rng.random() < 0.5:
+        image, mask = image.transpose(-1, -2), mask.transpose(-1, -2)
+    return image.contiguous(), mask.contiguous()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fine-tuning
+# ----------------------------------------------------------------------------------------------------
+
+class ClassifierHead(nn.Module):
+    """Global average pooling of the last tap ``(N, C, h, w)`` -> MLP -> ``(N, n_classes)`` logits."""
+
+    def __init__(self, in_channels: int, n_classes: int, hidden: int = 128):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, n_classes))
+
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return self.mlp(feature_map.mean(dim=(2, 3)))
+
+
+def _freeze_batchnorm(model: nn.Module) -> None:
+    """Put every BatchNorm layer in eval mode: it normalises with its ImageNet running statistics and
+    does not update them. Its scale and shift still train."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: int = 5, batch_size: int = 16,
+                      lr: float = 0.03, device="cpu", seed: int = 0, progress: bool = True,
+                      is_texture: bool = False, foregrounds=None, momentum: float = 0.9,
+                      weight_decay: float = 3e-5, classes=DEFECT_CLASSES, augment: bool = True,
+                      freeze_bn: bool = True) -> tuple[FeatureExtractor, dict]:
+    """Fine-tune a copy of ``backbone`` on the DefectMaker task; ``backbone`` itself is left unchanged.
+
+    ``images``: ``(N, 3, H, W)`` normal images in ``[0, 1]`` (resize them first; the paper uses 256 px).
+    A :class:`ClassifierHead` on the global-pooled last tap is trained jointly with all backbone
+    weights: cross-entropy over ``1 + len(classes)`` classes (7 by default), SGD with momentum, the
+    learning rate following a cosine from ``lr`` down to ``lr / 1000`` over all steps (paper: SGD,
+    lr 0.03, cosine; batch 1024 for 300 iterations on a GPU — far more than a CPU course run).
+
+    BatchNorm statistics are frozen (``freeze_bn``): CPU batches are small (a batch of 1 would even
+    fail in training mode), so batch statistics would be noisy; and the features are later extracted
+    from normal images in eval mode, so keeping the ImageNet statistics means training and use
+    normalise the same way. Deterministic on the CPU for a fixed ``seed`` (the global torch RNG is left
+    as it was).
+
+    Returns ``(fine-tuned FeatureExtractor in eval mode on device, history)``; ``history`` holds one value
+    per epoch under ``loss`` (mean cross-entropy), ``accuracy`` (fraction of training items classified
+    right) and ``lr`` (learning rate at the end of the epoch).
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(backbone, FeatureExtractor):
+        raise ValueError(f"backbone must be an iadtutor.backbones.FeatureExtractor; got {type(backbone).__name__}.")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be at least 1; got epochs={epochs}, batch_size={batch_size}.")
+    device = resolve_device(device)
+    dataset = DefectMakerDataset(images, classes, foregrounds, is_texture, seed=seed, augment=augment)
+    model = copy.deepcopy(backbone).to(device)
+    mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
+    history = {"loss": [], "accuracy": [], "lr": []}
+    rng_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=rng_devices):
+        torch.manual_seed(seed)  # head initialisation, EfficientNet drop-connect
+        head = ClassifierHead(model.channels[-1], dataset.n_classes).to(device)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                                             generator=torch.Generator().manual_seed(seed))
+        optimizer = torch.optim.SGD(list(model.parameters()) + list(head.parameters()), lr=lr,
+                                    momentum=momentum, weight_decay=weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loader),
+                                                               eta_min=lr / 1000)
+        bar = tqdm(range(epochs), desc="DefectMaker fine-tuning", disable=not progress)
+        for epoch in bar:
+            dataset.set_epoch(epoch)
+            model.train()
+            head.train()
+            if freeze_bn:
+                _freeze_batchnorm(model)
+            total_loss, n_correct, n_seen = 0.0, 0, 0
+            for batch, labels in loader:
+                batch, labels = batch.to(device), labels.to(device)
+                logits = head(model((batch - mean) / std)[-1])
+                loss = F.cross_entropy(logits, labels)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                total_loss += loss.item() * len(labels)
+                n_correct += (logits.argmax(dim=1) == labels).sum().item()
+                n_seen += len(labels)
+            history["loss"].append(total_loss / n_seen)
+            history["accuracy"].append(n_correct / n_seen)
+            history["lr"].append(optimizer.param_groups[0]["lr"])
+            bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", acc=f"{history['accuracy'][-1]:.2f}")
+    return model.eval(), history
+
+
+# ----------------------------------------------------------------------------------------------------
+# Saving and loading fine-tuned weights
+# ----------------------------------------------------------------------------------------------------
+
+def save_finetuned(backbone: FeatureExtractor, path) -> Path:
+    """Write ``{"backbone": name, "state_dict": ...}`` to ``path`` atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"backbone": backbone.name,
+               "state_dict": {key: value.detach().cpu() for key, value in backbone.state_dict().items()}}
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(payload, temp_name)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_finetuned(path, device="cpu", backbone: FeatureExtractor | None = None) -> FeatureExtractor:
+    """Load weights written by :func:`save_finetuned` (``torch.load(weights_only=True)``).
+
+    They go into a copy of ``backbone`` when given (its name must match), otherwise into a fresh
+    ``load_backbone(name)``. Returns a ``FeatureExtractor`` in eval mode on ``device``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no fine-tuned weights file there.")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or not {"backbone", "state_dict"} <= payload.keys():
+        raise ValueError(f"{path}: expected a file written by save_finetuned with keys 'backbone' and 'state_dict'.")
+    if backbone is None:
+        backbone = load_backbone(payload["backbone"], device="cpu", download=False, verbose=False)
+    else:
+        if backbone.name != payload["backbone"]:
+            raise ValueError(f"{path} holds {payload['backbone']} weights, but the backbone given is {backbone.name}.")
+        backbone = copy.deepcopy(backbone).cpu()
+    backbone.load_state_dict(payload["state_dict"])
+    return backbone.eval().to(resolve_device(device))

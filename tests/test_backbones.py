@@ -1,0 +1,61 @@
+"""Backbones: real packaged weights, the auto policy, sha256 checks, no silent fallback."""
+
+import hashlib
+
+import pytest
+import torch
+
+from iadtutor import backbones
+
+
+def test_efficientnet_lite0_taps_have_documented_strides_and_channels():
+    model = backbones.load_backbone("efficientnet_lite0", verbose=False)
+    with torch.no_grad():
+        taps = model(torch.zeros(1, 3, 128, 128))
+    assert [tuple(t.shape[1:]) for t in taps] == [(24, 32, 32), (40, 16, 16), (112, 8, 8)]
+    assert model.channels == (24, 40, 112)
+
+
+def test_efficientnet_weights_are_pretrained_not_random():
+    """A pretrained net separates a smooth image from noise in its features far more than random init."""
+    model = backbones.load_backbone("efficientnet_lite0", verbose=False)
+    conv = model.stem[0].weight
+    # Trained first-layer filters are far from the init distribution: strongly correlated across RGB.
+    per_filter = conv.flatten(2)  # (out, 3, k*k)
+    correlation = torch.nn.functional.cosine_similarity(per_filter[:, 0], per_filter[:, 1], dim=1).mean()
+    assert correlation > 0.3
+
+
+def test_auto_policy_prints_choice_and_uses_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    name, reason = backbones.resolve_backbone_name("auto", download=False)
+    assert name == "efficientnet_lite0"
+    assert "auto -> efficientnet_lite0" in capsys.readouterr().out
+
+
+def test_explicit_backbone_never_falls_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(backbones.WeightsUnavailableError, match="resnet18-f37072fd.pth"):
+        backbones.load_backbone("resnet18", download=False, verbose=False)
+
+
+def test_user_weights_file_is_checked_by_sha256(tmp_path):
+    fake = tmp_path / "resnet18-f37072fd.pth"
+    fake.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bytes"):
+        backbones.load_backbone("resnet18", weights_path=str(fake), verbose=False)
+    expected = backbones.WeightsFile("x/file.pth", hashlib.sha256(b"abc").hexdigest(), 3)
+    ok = tmp_path / "file.pth"
+    ok.write_bytes(b"abc")
+    backbones.verify_weights_file(ok, expected)
+    ok.write_bytes(b"abd")
+    with pytest.raises(ValueError, match="sha256"):
+        backbones.verify_weights_file(ok, expected)
+
+
+def test_unknown_backbone_and_missing_gpu_are_clear():
+    with pytest.raises(ValueError, match="backbone"):
+        backbones.resolve_backbone_name("vgg11")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda"):
+            backbones.resolve_device("cuda")

@@ -1,0 +1,198 @@
+"""The built book in a real browser: every chapter's plotly figures draw, widgets render, nothing is
+fetched from another machine.
+
+Headless Chromium from Debian (`scripts/install_chromium.sh`), driven by the ``playwright`` Python package
+with ``executable_path`` (no browser download). The site is served from 127.0.0.1 on a free port by a
+server the test starts and stops. Screenshots go to ``book/_build/screenshots/``.
+Skipped, with the reason, where Chromium or playwright is missing or Chromium cannot start.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from iadtutor import book
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                  "--disable-dev-shm-usage"]
+TIMEOUT_MS = 30_000
+
+# What a drawn figure has: plotly's SVG, and at least one mark in it (a trace group, or the raster
+# <image> of a heatmap / go.Image, or a WebGL canvas).
+FIGURES_JS = """() => Array.from(document.querySelectorAll('div.plotly-graph-div')).map(gd => ({
+    id: gd.id,
+    svgs: gd.querySelectorAll('svg.main-svg').length,
+    marks: gd.querySelectorAll(
+        '.scatterlayer .trace, .barlayer .trace, .boxlayer .trace, .violinlayer .trace, ' +
+        '.heatmaplayer image, .imagelayer image, .contourlayer .trace, .pielayer .trace, ' +
+        '.polarlayer .trace, .funnellayer .trace, .gl-container canvas').length,
+    width: gd.getBoundingClientRect().width,
+}))"""
+
+WIDGETS_JS = """() => ({
+    views: document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length,
+    rendered: document.querySelectorAll('.jupyter-widgets.widget-inline-hbox, .jupyter-widgets.widget-box, '
+        + '.jupyter-widgets.widget-output, .jupyter-widgets.widget-hbox, .jupyter-widgets.widget-vbox, '
+        + '.jupyter-widgets.widget-inline-vbox, .jupyter-widgets.widget-label, .jupyter-widgets.widget-html, '
+        + '.jupyter-widgets.widget-button, .jupyter-widgets.widget-image, .jupyter-widgets.widget-tab, '
+        + '.jupyter-widgets.widget-dropdown, .jupyter-widgets.widget-toggle-buttons, '
+        + '.jupyter-widgets.widget-checkbox, .jupyter-widgets.widget-text, .jupyter-widgets.widget-play').length,
+    errors: Array.from(document.querySelectorAll('.jupyter-widgets, .widget-error'))
+        .map(e => e.textContent).filter(t => /Error displaying widget|Error rendering/.test(t)).length,
+})"""
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # keep pytest's output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def site():
+    return book.built_site()
+
+
+@pytest.fixture(scope="module")
+def base_url(site):
+    """Serve the built HTML from 127.0.0.1 on a free port for the module; stopped afterwards."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=site))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+def chromium_executable() -> str:
+    path = os.environ.get("IADTUTOR_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.skip("Chromium is not installed: run `make setup-browser` (scripts/install_chromium.sh).")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser_context():
+    """A fresh headless Chromium profile. Every request is recorded; any not to 127.0.0.1 is aborted."""
+    executable = chromium_executable()
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright package is not installed: pip install -e '.[dev]'.")
+    profile = tempfile.mkdtemp(prefix="iadtutor-chromium-")
+    with sync_playwright() as playwright:
+        try:
+            context = playwright.chromium.launch_persistent_context(
+                profile, executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
+                viewport={"width": 1280, "height": 900}, timeout=TIMEOUT_MS)
+        except PlaywrightError as error:
+            shutil.rmtree(profile, ignore_errors=True)
+            pytest.skip(f"Chromium at {executable} could not be started: {str(error).splitlines()[0]}")
+        context.set_default_timeout(TIMEOUT_MS)
+        context.requests = []  # every URL any page asked for, in order
+
+        def only_local(route):
+            url = route.request.url
+            if url.startswith(("http://127.0.0.1:", "data:", "blob:", "about:")):
+                route.continue_()
+            else:
+                route.abort()
+
+        context.on("request", lambda request: context.requests.append(request.url))
+        context.route("**/*", only_local)
+        yield context
+        context.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def screenshot_dir(site: Path) -> Path:
+    folder = site.parent / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def open_page(context, url: str):
+    """Open ``url``; return (page, uncaught JavaScript errors)."""
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url, wait_until="load")
+    page.wait_for_load_state("networkidle")
+    return page, errors
+
+
+def non_local(requests: list[str], base_url: str) -> list[str]:
+    return [url for url in requests if not url.startswith((base_url, "data:", "blob:", "about:"))]
+
+
+def test_intro_page_renders_offline(site, base_url, browser_context):
+    start = len(browser_context.requests)
+    page, errors = open_page(browser_context, base_url)  # index.html redirects to the intro
+    try:
+        page.wait_for_url("**/book/intro.html")
+        assert "papermill" in page.inner_text("main")
+        assert page.locator("nav.bd-links a").count() >= 3, "the sidebar lists no chapters"
+        page.screenshot(path=screenshot_dir(site) / "intro.png")
+    finally:
+        page.close()
+    assert not errors, f"JavaScript errors on the intro page: {errors}"
+    assert not non_local(browser_context.requests[start:], base_url)
+
+
+@pytest.mark.parametrize("chapter", [p for p in book.expected_pages() if p.startswith("notebooks/")])
+def test_chapter_figures_and_widgets_draw_offline(site, base_url, browser_context, chapter):
+    start = len(browser_context.requests)
+    page, errors = open_page(browser_context, base_url + chapter)
+    try:
+        figures_in_source = page.content().count('class="plotly-graph-div"')
+        if figures_in_source:
+            page.wait_for_function(
+                "n => document.querySelectorAll('div.plotly-graph-div svg.main-svg').length >= n",
+                arg=figures_in_source, timeout=TIMEOUT_MS)
+        figures = page.evaluate(FIGURES_JS)
+        widgets = page.evaluate(WIDGETS_JS)
+        if widgets["views"]:
+            try:
+                page.wait_for_function(f"() => ({WIDGETS_JS})().rendered >= 1", timeout=TIMEOUT_MS)
+            except Exception:
+                pass  # reported by the asserts below
+            widgets = page.evaluate(WIDGETS_JS)
+
+        name = Path(chapter).stem
+        page.screenshot(path=screenshot_dir(site) / f"{name}.png")
+        first_figure = page.locator("div.plotly-graph-div").first
+        if figures:
+            first_figure.scroll_into_view_if_needed()
+            first_figure.screenshot(path=screenshot_dir(site) / f"{name}-figure.png")
+        first_widget = page.locator(".cell_output .jupyter-widgets").first
+        if widgets["views"] and first_widget.count():
+            first_widget.scroll_into_view_if_needed()
+            first_widget.screenshot(path=screenshot_dir(site) / f"{name}-widget.png")
+    finally:
+        page.close()
+
+    assert not errors, f"{chapter}: JavaScript errors: {errors}"
+    blank = [f for f in figures if not (f["svgs"] and f["marks"] and f["width"] > 0)]
+    assert not blank, f"{chapter}: plotly figures that did not draw: {blank}"
+    if widgets["views"]:
+        assert widgets["rendered"] >= 1 and not widgets["errors"], f"{chapter}: widgets did not render: {widgets}"
+    assert not non_local(browser_context.requests[start:], base_url), \
+        f"{chapter}: requests that would leave the machine: {non_local(browser_context.requests[start:], base_url)}"
+
+
+def test_no_request_left_the_machine(browser_context, base_url):
+    """Over the whole module (runs last): every request went to the local server."""
+    assert browser_context.requests, "no page was opened"
+    assert not non_local(browser_context.requests, base_url)
