@@ -210,6 +210,7 @@ def built_site(root: Path = REPO_ROOT) -> Path:
 def log_problems(log_text: str) -> list[str]:
     """Warnings and errors in a jupyter-book build log, less the ones listed as harmless."""
     problems = []
+    log_text = re.sub(r"\x1b\[[0-9;]*m", "", log_text)  # colour codes would hide the words below
     for line in log_text.splitlines():
         if not re.search(r"\b(WARNING|ERROR|CRITICAL|SEVERE)\b", line):
             continue
@@ -230,6 +231,50 @@ def html_problems(page: Path) -> list[str]:
     return problems
 
 
+# The mime types myst-nb shows in HTML (myst_nb.core.render.base_render_priority()["html"]).
+BOOK_MIME_TYPES = ("application/vnd.jupyter.widget-view+json", "application/javascript", "text/html",
+                   "image/svg+xml", "image/png", "image/gif", "image/jpeg", "text/markdown", "text/latex",
+                   "text/plain")
+PLOTLY_MIME_TYPE = "application/vnd.plotly.v1+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+REMOTE_SCRIPT = re.compile(r"""<script[^>]*\bsrc\s*=\s*["']?(https?:)?//""", re.I)
+
+
+def notebook_problems(path: Path) -> list[str]:
+    """Outputs of a committed notebook that the offline book would drop or fetch from elsewhere.
+
+    Each display output needs a mime type the book shows; a plotly figure needs, beside its plotly
+    JSON (drawn by JupyterLab), a ``text/html`` that calls ``Plotly.newPlot`` without loading plotly.js
+    or MathJax from anywhere (the renderer contract of ``iadtutor.viz``); widgets need their saved state.
+    """
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    problems, has_widget_view = [], False
+    for index, cell in enumerate(notebook.cells):
+        where = f"{path.name} cell {index}"
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                problems.append(f"{where}: error output {output.get('ename')}: {output.get('evalue')}")
+            if output.get("output_type") not in ("display_data", "execute_result"):
+                continue
+            data = output.get("data", {})
+            has_widget_view |= "application/vnd.jupyter.widget-view+json" in data
+            if not any(mime in data for mime in BOOK_MIME_TYPES):
+                problems.append(f"{where}: no output mime type the book shows (has {sorted(data)})")
+            page_html = data.get("text/html", "")
+            page_html = "".join(page_html) if isinstance(page_html, list) else page_html
+            if PLOTLY_MIME_TYPE in data and "Plotly.newPlot" not in page_html:
+                problems.append(f"{where}: plotly figure without the text/html of iadtutor.viz's renderer")
+            if REMOTE_SCRIPT.search(page_html):
+                problems.append(f"{where}: text/html loads a script from another machine")
+            if "plotly.js v" in page_html[:100_000] or len(page_html) > 2_000_000:
+                problems.append(f"{where}: text/html embeds plotly.js (use include_plotlyjs=False)")
+    if has_widget_view and WIDGET_STATE not in notebook.metadata.get("widgets", {}):
+        problems.append(f"{path.name}: widget outputs but no saved widget state in the notebook metadata")
+    return problems
+
+
 def check(root: Path = REPO_ROOT) -> list[str]:
     """Everything wrong with the built book: log warnings, missing pages, failed cells. Empty when fine."""
     _, html_dir, log_path = book_dirs(root)
@@ -237,6 +282,8 @@ def check(root: Path = REPO_ROOT) -> list[str]:
         return [f"{log_path} not found: build the book first."]
     problems = log_problems(log_path.read_text(encoding="utf-8", errors="replace"))
     problems += [f"missing page {page}" for page in expected_pages(root) if not (html_dir / page).is_file()]
+    for notebook in chapter_notebooks(root):
+        problems += notebook_problems(notebook)
     for page in sorted(html_dir.rglob("*.html")):
         if "_static" not in page.parts:
             problems += html_problems(page)

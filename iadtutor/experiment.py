@@ -118,3 +118,25 @@ def score_category(embedded: EmbeddedCategory, method: str, device: str = "cpu",
         test_seconds_per_image=(embedded.embed_test_seconds + scored - fitted) / n_test,
         scorer=scorer,
     )
+
+
+def prepare_data_root(dataset: str, data_root, seed: int = 0):
+    """Return the data folder to read; for ``dataset="toy"`` write the toy factory there if it is missing.
+
+    Any other dataset must already be on disk (see ``data_scripts/``); a missing folder is an error
+    that names it.
+    """
+    from pathlib import Path
+
+    root = Path(data_root)
+    if dataset == "toy":
+        from .toy import TOY_CATEGORIES, make_toy_dataset
+
+        missing = [c for c in TOY_CATEGORIES if not (root / c / "train").is_dir()]
+        if missing:
+            make_toy_dataset(root, categories=missing, seed=seed, progress=False)
+        return root
+    if not root.is_dir():
+        raise FileNotFoundError(f"data_root {root} does not exist: download {dataset} first "
+                                f"(python data_scripts/download.py --dataset {dataset} --out {root}).")
+    return root

@@ -93,7 +93,7 @@ def _check_masks_maps(masks, maps) -> tuple[np.ndarray, np.ndarray]:
             f"masks and maps must both have shape (N, H, W); got {masks.shape} and {maps.shape}."
         )
     if masks.size == 0:
-        raise ValueError(f"masks and maps are empty (shape {masks.shape}); they need N >= 1 images of H x W >= 1.")
+        raise ValueError(f"masks and maps are empty (shape {masks.shape}); they need at least one pixel.")
     return _as_binary(masks, "masks"), _as_scores(maps, "maps")
 
 
@@ -205,8 +205,9 @@ def pro_curve(masks, maps, fpr_limit: float = 0.3, n_thresholds: int | None = No
 
     # Lowering the threshold calls pixels in order of decreasing score: after the first c pixels of
     # this order are called, false_positives[c] and overlap[c] hold the counts so far.
-    order = np.argsort(maps.ravel())[::-1]
-    sorted_scores = maps.ravel()[order]
+    scores = maps.ravel()
+    order = np.argsort(scores)[::-1]
+    sorted_scores = scores[order]
     sorted_regions = region_of_pixel[order]
     del order
     false_positives = np.concatenate([[0], np.cumsum(sorted_regions == 0)])
@@ -293,7 +294,8 @@ def bootstrap_ci(metric, *arrays, n_boot: int = 1000, confidence: float = 0.95, 
     arrays = [_as_numpy(array, f"arrays[{i}]") for i, array in enumerate(arrays)]
     n_items = len(arrays[0])
     if any(len(array) != n_items for array in arrays):
-        raise ValueError(f"bootstrap_ci: all arrays must have the same length N; got {[len(a) for a in arrays]}.")
+        lengths = [len(array) for array in arrays]
+        raise ValueError(f"bootstrap_ci: all arrays must have the same length N; got {lengths}.")
 
     truth = arrays[0].reshape(n_items, -1) != 0
     has_anomalous, has_normal = truth.any(axis=1), (~truth).any(axis=1)
@@ -380,7 +382,8 @@ def evaluate_maps(labels, image_scores, masks, maps, fpr_limit: float = 0.3) -> 
     """
     if len(labels) != len(masks):
         raise ValueError(
-            f"evaluate_maps: labels and masks must describe the same N images; got {len(labels)} and {len(masks)}."
+            "evaluate_maps: labels and masks must describe the same N images; "
+            f"got {len(labels)} and {len(masks)}."
         )
     return {
         "image_auroc": image_auroc(labels, image_scores),

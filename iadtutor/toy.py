@@ -423,7 +423,7 @@ class _Weave:
         if defect == "stain":
             tint = rng.choice([(0.45, 0.32, 0.18), (0.35, 0.35, 0.38), (0.55, 0.25, 0.22)])
             return _paint_stain(image, rng, inner, tint=tint)
-        return _paint_crack(image, rng, inner, width=1.6)  # crack: a tear in the fabric
+        return _paint_crack(image, rng, inner, length=(0.15, 0.3), width=1.8)  # crack: a tear in the fabric
 
 
 # Bracket shape, in units of the image side, in the bracket's own frame (origin = image centre at rest).
@@ -445,6 +445,8 @@ def _bracket_holes_sd(u, v):
 class _Bracket:
     """One machined metal bracket, brushed, bevelled and lit, centred on a plain dark background."""
 
+    SCALE = 1.15  # the shape functions above are drawn this much larger
+
     def sample(self, rng, size, translation, rotation):
         brushed = ndimage.gaussian_filter(rng.standard_normal((size, size)), (0.5, 0.06 * size), mode="wrap")
         return dict(
@@ -463,13 +465,13 @@ class _Bracket:
         dx, dy, angle = s["pose"]
         x, y = _grid(size)
         u, v = _to_local(x, y, size / 2 + dx, size / 2 + dy, angle)
-        return u / size, v / size
+        return u / (size * self.SCALE), v / (size * self.SCALE)
 
     def draw(self, s):
         size = s["size"]
         u, v = self._local(s)
-        body = _bracket_body_sd(u, v) * size
-        sd = np.maximum(body, -_bracket_holes_sd(u, v) * size)
+        body = _bracket_body_sd(u, v) * size * self.SCALE
+        sd = np.maximum(body, -_bracket_holes_sd(u, v) * size * self.SCALE)
         for cut in s["cuts"]:
             sd = np.maximum(sd, -cut)
         cover = _coverage(sd)
@@ -492,7 +494,7 @@ class _Bracket:
             start = _pick_point(rng, edge)
             to_centre = np.array([size / 2 + s["pose"][0], size / 2 + s["pose"][1]]) - start
             angle = np.arctan2(to_centre[1], to_centre[0]) + rng.normal(0, 0.4)
-            return _paint_crack(image, rng, metal, start=start, angle=angle, length=(0.08, 0.16))
+            return _paint_crack(image, rng, metal, start=start, angle=angle, length=(0.12, 0.22), width=1.5)
         if defect == "hole":
             centre = _pick_point(rng, render.regions["sd"] < -0.045 * size)  # well inside the metal
             cut = _blob_sd(size, centre, rng.uniform(0.018, 0.03) * size, rng, roughness=0.3)
@@ -608,14 +610,16 @@ class _Box:
         "washers": (-0.17, 0.195, 0.235, 0.18),
         "bolt": (0.245, 0.0, 0.155, 0.375),
     }
-    COUNTS = {"nut": 2, "washer": 2, "bolt": 1}
+    ROUND_PARTS = ("nut", "nut", "washer", "washer")  # besides the bolt
     HOME = {"nut": "nuts", "washer": "washers", "bolt": "bolt"}
-    RADIUS = {"nut": 0.048, "washer": 0.044}  # collision radius of round parts
+    RADIUS = {"nut": 0.062, "washer": 0.054}  # collision radius of round parts
 
     def sample(self, rng, size, translation, rotation):
-        parts = [dict(kind="bolt", x=0.245 + rng.uniform(-0.04, 0.04), y=rng.uniform(-0.04, 0.04), angle=rng.uniform(-8, 8))]
-        for kind in ("nut", "nut", "washer", "washer"):
-            parts.append(self._place(rng, kind, self.HOME[kind], parts))
+        parts = [dict(kind="bolt", x=0.245 + rng.uniform(-0.03, 0.03), y=rng.uniform(-0.04, 0.04), angle=rng.uniform(-6, 6))]
+        while len(parts) < 1 + len(self.ROUND_PARTS):
+            kind = self.ROUND_PARTS[len(parts) - 1]
+            new = self._place(rng, kind, self.HOME[kind], parts)
+            parts = parts + [new] if new is not None else parts[:1]  # a dead end: start again
         return dict(
             size=size,
             pose=_pose(rng, size, translation, rotation),
@@ -630,31 +634,31 @@ class _Box:
         if part["kind"] != "bolt":
             return [(part["x"], part["y"], self.RADIUS[part["kind"]])]
         a = np.deg2rad(part["angle"])
-        return [(part["x"] + t * np.sin(a), part["y"] + t * np.cos(a), 0.05) for t in np.linspace(-0.22, 0.22, 9)]
+        return [(part["x"] + t * np.sin(a), part["y"] + t * np.cos(a), 0.045) for t in np.linspace(-0.22, 0.24, 9)]
 
     def _place(self, rng, kind, compartment, parts):
-        """A new part of the given kind at a random free place in a compartment."""
+        """A new part of the given kind at a random free place in a compartment (None if there is none)."""
         cx, cy, hw, hh = self.COMPARTMENTS[compartment]
         r = self.RADIUS[kind]
-        for _ in range(500):
+        for _ in range(300):
             new = dict(kind=kind, x=cx + rng.uniform(-hw + r, hw - r), y=cy + rng.uniform(-hh + r, hh - r), angle=rng.uniform(0, 360))
-            if all(np.hypot(new["x"] - x, new["y"] - y) > r + q + 0.01 for p in parts for x, y, q in self._circles(p)):
+            if all(np.hypot(new["x"] - x, new["y"] - y) > r + q + 0.008 for p in parts for x, y, q in self._circles(p)):
                 return new
-        raise RuntimeError(f"internal error: no free place for a {kind} in the {compartment} compartment")
+        return None
 
     def _part(self, kind, u, v, size):
         """Signed distance (pixels) and lit colour ``(H, W, 3)`` of one part in its own frame."""
         if kind == "nut":
             r = np.hypot(u, v)
-            sd = np.maximum(_sd_hexagon(u, v, 0.040), 0.018 - r) * size
-            chamfer = _smoothstep((r - 0.040) / 0.008)  # corners are turned down
-            height = 4.0 * (_bevel(sd, 0.008 * size) - 0.6 * chamfer)
+            sd = np.maximum(_sd_hexagon(u, v, 0.054), 0.026 - r) * size
+            chamfer = _smoothstep((r - 0.054) / 0.009)  # corners are turned down
+            height = 5.0 * (_bevel(sd, 0.009 * size) - 0.6 * chamfer)
             return sd, _lit(np.array([0.66, 0.67, 0.70]), height, ambient=0.35, diffuse=0.6, specular=0.5, shininess=15)
         if kind == "washer":
             r = np.hypot(u, v)
-            sd = (np.abs(r - 0.0295) - 0.0125) * size
-            profile = np.sqrt(np.clip(1 - ((r - 0.0295) / 0.0125) ** 2, 0, 1))
-            return sd, _lit(np.array([0.82, 0.66, 0.32]), 0.3 * 0.0125 * size * profile, specular=0.4, shininess=20)
+            sd = (np.abs(r - 0.036) - 0.016) * size
+            profile = np.sqrt(np.clip(1 - ((r - 0.036) / 0.016) ** 2, 0, 1))
+            return sd, _lit(np.array([0.82, 0.66, 0.32]), 0.3 * 0.016 * size * profile, specular=0.4, shininess=20)
         # bolt, lying on its side along v: a hexagonal head seen side-on and a threaded shank
         head = _sd_round_box(u, v + 0.205, 0.042, 0.024, 0.006)
         shank = _sd_round_box(u, v - 0.045, 0.019, 0.23, 0.008)
@@ -703,7 +707,7 @@ class _Box:
     def add_defect(self, s, render, defect, rng):
         image = render.image
         if defect == "structural_scratch":
-            return _paint_scratch(image, rng, render.regions["free_floor"], colour=(0.75, 0.80, 0.88), strength=0.6, length=(0.08, 0.2))
+            return _paint_scratch(image, rng, render.regions["free_floor"], colour=(0.78, 0.83, 0.90), strength=0.75, width=(1.2, 2.2), length=(0.08, 0.2))
         if defect == "structural_stain":
             tint = rng.choice([(0.75, 0.65, 0.35), (0.35, 0.30, 0.25)])
             return _paint_stain(image, rng, render.regions["free_floor"], tint=tint, radius=(0.025, 0.05), opacity=(0.7, 0.9))
@@ -713,7 +717,7 @@ class _Box:
             parts.pop(int(rng.integers(len(parts))))
         elif defect == "logical_extra":
             kind = str(rng.choice(["nut", "washer"]))
-            parts.append(self._place(rng, kind, self.HOME[kind], parts))
+            parts.append(self._place(rng, kind, self.HOME[kind], parts))  # None (no room) -> drawn again
         elif defect == "logical_swapped":  # a nut and a washer trade places
             nut = int(rng.choice([k for k in round_parts if parts[k]["kind"] == "nut"]))
             washer = int(rng.choice([k for k in round_parts if parts[k]["kind"] == "washer"]))
@@ -723,6 +727,8 @@ class _Box:
             moved = parts.pop(k)
             wrong = [c for c in self.COMPARTMENTS if c != self.HOME[moved["kind"]]]
             parts.append(self._place(rng, moved["kind"], str(rng.choice(wrong)), parts))
+        if None in parts:
+            return image  # no room for it this time: unchanged, so render_sample draws again
         return self.draw(dict(s, parts=parts)).image
 
 

@@ -1,0 +1,55 @@
+# iadtutor — one command for the course, one for the tests (see README.md).
+#   make course   set up, execute every notebook on its default parameters, build the book
+#   make test     set up, run unit tests, notebook regression (nbval), book and browser checks
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+.PHONY: all setup browser toy course execute book test test-unit test-notebooks test-book bench clean
+
+all: course
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (iadtutor)" > /dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+browser:
+	bash scripts/install_chromium.sh
+
+toy: setup
+	$(BIN)/iadtutor data make-toy --out data/toy
+
+# Execute the course in place (outputs are committed), then build the website from them.
+execute: setup toy
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb"; \
+	  start=$$(date +%s); \
+	  PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/papermill -k python3 --cwd notebooks "$$nb" "$$nb.tmp.ipynb" || exit 1; \
+	  $(BIN)/python -m iadtutor.notebooks clean "$$nb.tmp.ipynb" && mv "$$nb.tmp.ipynb" "$$nb"; \
+	  echo "   $$(( $$(date +%s) - start )) s"; \
+	done
+
+book: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH bash scripts/build_book.sh
+
+course: execute book
+
+test: setup browser
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
+
+test-unit: setup
+	$(BIN)/python -m pytest -q -m "not notebooks and not browser and not book"
+
+bench: setup
+	$(BIN)/python benchmarks/bench_lwinnn.py
+
+clean:
+	rm -rf book/_build data/toy

@@ -1,0 +1,58 @@
+"""Keep executed notebooks stable: strip volatile metadata, never outputs or execution counts.
+
+    python -m iadtutor.notebooks clean notebooks/01_patch_embeddings.ipynb
+
+papermill stamps start/end times and durations into the notebook and cell metadata; those change on
+every run and would make every commit noisy. nbval needs the outputs *and* the execution counts
+(it silently skips cells without one), so those stay.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+
+from .files import write_text_atomic
+
+VOLATILE_CELL_KEYS = ("execution",)
+VOLATILE_PAPERMILL_KEYS = ("start_time", "end_time", "duration", "exception", "status")
+
+
+def clean_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Remove timestamps and durations from ``notebook`` (in place) and return it."""
+    papermill = notebook.metadata.get("papermill", {})
+    for key in VOLATILE_PAPERMILL_KEYS:
+        papermill.pop(key, None)
+    papermill.pop("input_path", None)
+    papermill.pop("output_path", None)
+    for cell in notebook.cells:
+        for key in VOLATILE_CELL_KEYS:
+            cell.metadata.pop(key, None)
+        cell_papermill = cell.metadata.get("papermill")
+        if cell_papermill is not None:
+            for key in VOLATILE_PAPERMILL_KEYS:
+                cell_papermill.pop(key, None)
+            if not cell_papermill:
+                cell.metadata.pop("papermill")
+    return notebook
+
+
+def clean_file(path: str | Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    write_text_atomic(path, nbformat.writes(clean_notebook(notebook)) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) < 2 or argv[0] != "clean":
+        print("usage: python -m iadtutor.notebooks clean NOTEBOOK [NOTEBOOK ...]", file=sys.stderr)
+        return 2
+    for path in argv[1:]:
+        clean_file(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
