@@ -20,6 +20,7 @@ import base64
 import functools
 import hashlib
 import html
+import html.parser
 import json
 import os
 import re
@@ -275,6 +276,33 @@ def notebook_problems(path: Path) -> list[str]:
     return problems
 
 
+class _ResourceFinder(html.parser.HTMLParser):
+    """Collects the URLs a page loads by itself: scripts, stylesheets, icons, images, frames, media."""
+
+    LOADING_ATTRIBUTES = {"script": "src", "img": "src", "iframe": "src", "source": "src", "video": "src",
+                          "audio": "src", "embed": "src", "link": "href"}
+
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "link" and not set((attrs.get("rel") or "").split()) & {"stylesheet", "icon", "preload",
+                                                                          "modulepreload", "prefetch"}:
+            return  # e.g. rel="canonical" or "next" only names a page, nothing is fetched
+        url = attrs.get(self.LOADING_ATTRIBUTES.get(tag, ""))
+        if url:
+            self.urls.append(url)
+
+
+def remote_resources(page: Path) -> list[str]:
+    """URLs of other machines that a built page would load (links to click are not counted)."""
+    finder = _ResourceFinder()
+    finder.feed(page.read_text(encoding="utf-8", errors="replace"))
+    return [url for url in finder.urls if re.match(r"(https?:)?//", url)]
+
+
 def check(root: Path = REPO_ROOT) -> list[str]:
     """Everything wrong with the built book: log warnings, missing pages, failed cells. Empty when fine."""
     _, html_dir, log_path = book_dirs(root)
@@ -287,6 +315,7 @@ def check(root: Path = REPO_ROOT) -> list[str]:
     for page in sorted(html_dir.rglob("*.html")):
         if "_static" not in page.parts:
             problems += html_problems(page)
+            problems += [f"{page.name}: loads {url}" for url in remote_resources(page)]
     return problems
 
 

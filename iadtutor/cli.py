@@ -91,12 +91,10 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 
 def make_toy_command(args: argparse.Namespace) -> int:
-    from .toy import make_toy_dataset
+    from .toy import make_toy
 
-    categories = args.categories.split(",") if args.categories else None
-    out = make_toy_dataset(args.out, categories=categories, seed=args.seed, image_size=args.image_size,
-                           translation=args.translation, rotation=args.rotation, progress=not args.quiet)
-    print(f"toy factory written to {out}")
+    make_toy(args.out, seed=args.seed, categories=args.categories, image_size=args.image_size,
+             translation=args.translation, rotation=args.rotation, progress=not args.quiet)
     return 0
 
 

@@ -331,7 +331,8 @@ def foreground_mask(image: torch.Tensor, is_texture: bool = False, min_fraction:
     and thresholded with Otsu; small specks are opened away and small holes (under 0.5 % of the
     image) filled. A stand-in for the
     paper's saliency network (EDN) that works for objects on a plain background. Textures
-    (``is_texture=True``) and images where less than ``min_fraction`` stands out get the whole image.
+    (``is_texture=True``), images where no pixel is 3 spreads away from the border colour and images
+    where less than ``min_fraction`` stands out get the whole image.
     """
     image = _check_image(image)
     height, width = image.shape[1:]
@@ -347,6 +348,8 @@ def foreground_mask(image: torch.Tensor, is_texture: bool = False, min_fraction:
     spread = np.maximum(border_pixels.std(axis=1), 0.02)[:, None, None]
     distance = np.sqrt((((pixels - mean) / spread) ** 2).sum(axis=0))
     distance = ndimage.gaussian_filter(distance, sigma=max(1.0, min(height, width) / 128))
+    if distance.max() < 3.0:  # nothing stands out from the border: no object to find
+        return everything
     foreground = distance >= otsu_threshold(distance)
     foreground = ndimage.binary_opening(foreground, iterations=max(1, round(min(height, width) / 128)))
     holes = ndimage.binary_fill_holes(foreground) & ~foreground
@@ -551,11 +554,16 @@ def _random_flip(image: torch.Tensor, mask: torch.Tensor, rng: np.random.Generat
 # ----------------------------------------------------------------------------------------------------
 
 class ClassifierHead(nn.Module):
-    """Global average pooling of the last tap ``(N, C, h, w)`` -> MLP -> ``(N, n_classes)`` logits."""
+    """Global average pooling of the last tap ``(N, C, h, w)`` -> LayerNorm -> MLP -> ``(N, n_classes)``.
+
+    The LayerNorm matters: the taps are not activations with a fixed range (EfficientNet's stride-16 tap
+    is a linear projection), and unnormalised pooled features make the first SGD steps blow up.
+    """
 
     def __init__(self, in_channels: int, n_classes: int, hidden: int = 128):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, n_classes))
+        self.mlp = nn.Sequential(nn.LayerNorm(in_channels), nn.Linear(in_channels, hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden, n_classes))
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
         return self.mlp(feature_map.mean(dim=(2, 3)))
@@ -573,7 +581,7 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
                       lr: float = 0.03, device="cpu", seed: int = 0, progress: bool = True,
                       is_texture: bool = False, foregrounds=None, momentum: float = 0.9,
                       weight_decay: float = 3e-5, classes=DEFECT_CLASSES, augment: bool = True,
-                      freeze_bn: bool = True) -> tuple[FeatureExtractor, dict]:
+                      freeze_bn: bool = True, max_grad_norm: float | None = 5.0) -> tuple[FeatureExtractor, dict]:
     """Fine-tune a copy of ``backbone`` on the DefectMaker task; ``backbone`` itself is left unchanged.
 
     ``images``: ``(N, 3, H, W)`` normal images in ``[0, 1]`` (resize them first; the paper uses 256 px).
@@ -610,7 +618,8 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
         head = ClassifierHead(model.channels[-1], dataset.n_classes).to(device)
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
                                              generator=torch.Generator().manual_seed(seed))
-        optimizer = torch.optim.SGD(list(model.parameters()) + list(head.parameters()), lr=lr,
+        parameters = list(model.parameters()) + list(head.parameters())
+        optimizer = torch.optim.SGD(parameters, lr=lr,
                                     momentum=momentum, weight_decay=weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loader),
                                                                eta_min=lr / 1000)
@@ -628,6 +637,8 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
                 loss = F.cross_entropy(logits, labels)
                 optimizer.zero_grad()
                 loss.backward()
+                if max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(parameters, max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 total_loss += loss.item() * len(labels)

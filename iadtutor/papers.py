@@ -41,6 +41,9 @@ Transcription notes (read before trusting a gap):
   backbone (Wide-ResNet50-2) is stated, so the baselines' ``backbone`` is left blank. ULSAD's numbers are
   means over 5 seeds with the printed standard deviation in ``std``.
 * REB table 4 (BTAD) compares methods "based on WR50 backbone"; REB there is K=57.
+* Printed as is, although the papers' own numbers disagree: ULSAD table 19 gives DFR a VisA mean of 85.18
+  while its twelve categories average 93.31; in REB table 4 the means of PaDiM (image 93.7, pixel 97.3) and
+  REB (pixel 97.2) are not the means of their three classes (93.1, 97.0, 96.7).
 """
 
 from __future__ import annotations

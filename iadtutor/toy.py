@@ -229,13 +229,28 @@ def _quantise(image):
     return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
 
 
+class _NoRoom(Exception):
+    """The scene has no room for the requested defect (its objects lie outside the image, say)."""
+
+
 def _pick_point(rng, allowed):
     """A random pixel centre ``(x, y)`` where the boolean ``(H, W)`` array ``allowed`` is True."""
     rows, cols = np.nonzero(allowed)
     if len(rows) == 0:
-        raise RuntimeError("internal error: no room to place a defect")
+        raise _NoRoom
     k = rng.integers(len(rows))
     return np.array([cols[k] + 0.5, rows[k] + 0.5])
+
+
+def _window(size, centre, radius):
+    """Slices ``(rows, cols)`` of the pixels within ``radius`` of ``centre`` (x, y), clipped to the image.
+
+    Small objects are rendered only inside their window: much faster than over the whole image.
+    None when less than 3 x 3 pixels of the window lie in the image (the object is not drawn).
+    """
+    x0, x1 = int(max(0, np.floor(centre[0] - radius))), int(min(size, np.ceil(centre[0] + radius)))
+    y0, y1 = int(max(0, np.floor(centre[1] - radius))), int(min(size, np.ceil(centre[1] + radius)))
+    return (slice(y0, y1), slice(x0, x1)) if x1 - x0 >= 3 and y1 - y0 >= 3 else None
 
 
 def _draw_strokes(size, strokes):
@@ -261,8 +276,8 @@ def _blob_sd(size, centre, radius, rng, roughness=0.2, harmonics=6):
     k = np.arange(2, 2 + harmonics)
     amplitude = roughness * rng.uniform(0.3, 1.0, harmonics) / k**0.7
     phase = rng.uniform(0, 2 * np.pi, harmonics)
-    rim = radius * (1 + np.sum(amplitude[:, None, None] * np.sin(k[:, None, None] * theta + phase[:, None, None]), axis=0))
-    return np.hypot(dx, dy) - rim
+    waves = amplitude[:, None, None] * np.sin(k[:, None, None] * theta + phase[:, None, None])
+    return np.hypot(dx, dy) - radius * (1 + waves.sum(axis=0))
 
 
 def _bezier(p0, p1, p2, p3, n=64):
@@ -282,12 +297,33 @@ def _random_walk(rng, start, angle, length, step, jag=0.45):
     return np.array(points)
 
 
+def _place_layers(image, layers, **shadow):
+    """Lay objects ``[(window, colour, coverage), ...]`` on an image, each casting a shadow.
+
+    Returns the new image, the union of their coverages and each one's coverage, all full-size.
+    """
+    size = image.shape[0]
+    covers = []
+    for win, _, cover in layers:
+        full = np.zeros((size, size))
+        full[win] = cover
+        covers.append(full)
+    union = np.max(covers, axis=0) if covers else np.zeros((size, size))
+    image = image * (1 - _drop_shadow(union, size, **shadow))[..., None]
+    for win, colour, cover in layers:
+        image[win] = _over(image[win], colour, cover)
+    return image, union, covers
+
+
 # ----------------------------------------------------------------------------------------------------
 # Defect painters: each returns a new float image with a defect painted inside ``region`` (H, W) in [0, 1].
 
 
-def _paint_scratch(image, rng, region, colour, strength=0.8, width=(1.0, 2.0), length=(0.12, 0.3)):
-    """A thin curved scratch: a cubic Bézier curve, thickest in its middle."""
+def _paint_scratch(image, rng, region, colour, strength=0.8, width=(1.2, 2.2), length=(0.12, 0.3)):
+    """A thin curved scratch: a cubic Bézier curve, thickest in its middle.
+
+    Widths of strokes are in pixels of a 256-pixel image (scaled with the image, at least 1 pixel).
+    """
     size = image.shape[0]
     p0 = _pick_point(rng, region > 0.99)
     angle = rng.uniform(0, 2 * np.pi)
@@ -298,14 +334,15 @@ def _paint_scratch(image, rng, region, colour, strength=0.8, width=(1.0, 2.0), l
     p1 = p0 + span / 3 * direction + rng.normal(0, 0.25 * span) * normal
     p2 = p0 + 2 * span / 3 * direction + rng.normal(0, 0.25 * span) * normal
     curve = _bezier(p0, p1, p2, p3)
-    w = rng.uniform(*width)
+    w = max(1.0, rng.uniform(*width) * size / 256)
     pieces = np.array_split(np.arange(len(curve)), 8)
-    strokes = [(curve[idx[0] : idx[-1] + 2], w * (0.4 + 0.6 * np.sin(np.pi * (i + 0.5) / 8))) for i, idx in enumerate(pieces)]
+    taper = 0.4 + 0.6 * np.sin(np.pi * (np.arange(8) + 0.5) / 8)
+    strokes = [(curve[idx[0] : idx[-1] + 2], w * t) for idx, t in zip(pieces, taper)]
     cover = strength * _draw_strokes(size, strokes) * region
     return _over(image, np.asarray(colour), cover)
 
 
-def _paint_crack(image, rng, region, start=None, angle=None, colour=(0.04, 0.035, 0.03), length=(0.1, 0.2), width=1.3):
+def _paint_crack(image, rng, region, start=None, angle=None, length=(0.1, 0.2), width=1.5):
     """A dark jagged crack with one or two side branches."""
     size = image.shape[0]
     start = _pick_point(rng, region > 0.99) if start is None else start
@@ -313,13 +350,14 @@ def _paint_crack(image, rng, region, start=None, angle=None, colour=(0.04, 0.035
     span = rng.uniform(*length) * size
     step = max(1.5, 0.012 * size)
     main = _random_walk(rng, start, angle, span, step)
+    width = max(1.0, width * size / 256)
     strokes = [(main, width)]
     for _ in range(rng.integers(1, 3)):
         fork = main[rng.integers(len(main) // 4, len(main))]
         side = angle + rng.choice([-1, 1]) * rng.uniform(0.5, 1.1)
         strokes.append((_random_walk(rng, fork, side, span * rng.uniform(0.2, 0.45), step), 0.7 * width))
     cover = 0.85 * _draw_strokes(size, strokes) * region
-    return _over(image, np.asarray(colour), cover)
+    return _over(image, np.array([0.04, 0.035, 0.03]), cover)
 
 
 def _paint_stain(image, rng, region, tint, radius=(0.03, 0.06), opacity=(0.55, 0.8), centre=None):
@@ -382,7 +420,7 @@ class _Weave:
             warp_fibres=_grain(rng, size, (5.0, 0.6)),
             weft_fibres=_grain(rng, size, (0.6, 5.0)),
             light=_illumination(rng, size, 0.12),
-            tint=1 + 0.02 * rng.standard_normal(3),
+            tint=1 + 0.01 * rng.standard_normal(3),
         )
 
     def draw(self, s):
@@ -417,13 +455,13 @@ class _Weave:
         m = int(0.08 * size)
         inner[m:-m, m:-m] = 1  # keep defects away from the border
         if defect == "scratch":
-            return _paint_scratch(image, rng, inner, colour=(0.86, 0.82, 0.72), strength=0.7, width=(1.2, 2.4))
+            return _paint_scratch(image, rng, inner, (0.86, 0.82, 0.72), strength=0.7, width=(1.5, 2.8))
         if defect == "hole":
             return _paint_hole(image, rng, inner)
         if defect == "stain":
             tint = rng.choice([(0.45, 0.32, 0.18), (0.35, 0.35, 0.38), (0.55, 0.25, 0.22)])
             return _paint_stain(image, rng, inner, tint=tint)
-        return _paint_crack(image, rng, inner, length=(0.15, 0.3), width=1.8)  # crack: a tear in the fabric
+        return _paint_crack(image, rng, inner, length=(0.15, 0.3), width=2.0)  # crack: a tear in the fabric
 
 
 # Bracket shape, in units of the image side, in the bracket's own frame (origin = image centre at rest).
@@ -457,7 +495,7 @@ class _Bracket:
             light=_illumination(rng, size, 0.15),
             floor=_illumination(rng, size, 0.10),
             floor_grain=_grain(rng, size, 1.0),
-            cuts=[],  # removed material: signed distance functions (x, y) -> pixels
+            cuts=[],  # removed material: signed distances (H, W) in pixels, negative inside the cut
         )
 
     def _local(self, s):
@@ -480,7 +518,8 @@ class _Bracket:
         # brushing follows the part: sample the streak texture in the part's own frame
         tex = ndimage.map_coordinates(s["brushed"], [(v + 0.5) * size, (u + 0.5) * size], order=1, mode="wrap")
         albedo = s["steel"] * (1 + 0.07 * tex)[..., None]
-        metal = _lit(albedo, 4.0 * _bevel(sd, 0.014 * size), ambient=0.40, diffuse=0.60, specular=0.35, shininess=12)
+        height = 4.0 * _bevel(sd, 0.014 * size)
+        metal = _lit(albedo, height, ambient=0.40, diffuse=0.60, specular=0.35, shininess=12)
         image = _over(floor, metal * s["light"], cover)
         return _Render(image, cover, {"metal": _coverage(sd + 2), "body": body, "sd": sd})
 
@@ -488,7 +527,7 @@ class _Bracket:
         size, image = s["size"], render.image
         metal = render.regions["metal"]
         if defect == "scratch":
-            return _paint_scratch(image, rng, metal, colour=(0.93, 0.94, 0.96), strength=0.75, length=(0.1, 0.25))
+            return _paint_scratch(image, rng, metal, (0.93, 0.94, 0.96), strength=0.75, length=(0.1, 0.25))
         if defect == "crack":
             edge = (render.regions["body"] > -2.5) & (render.regions["body"] < -1.5)
             start = _pick_point(rng, edge)
@@ -537,6 +576,12 @@ class _Pills:
         t = np.linspace(-self.HALF_LENGTH, self.HALF_LENGTH, n)
         return np.stack([pill["x"] + t * np.cos(a), pill["y"] - t * np.sin(a)], axis=1)
 
+    def _in_image(self, s, pill, u, v):
+        """Image coordinates (pixels) of the point (u, v) of a pill's own frame."""
+        size, (dx, dy, angle) = s["size"], s["pose"]
+        on_tray = _to_image(u, v, pill["x"], pill["y"], pill["angle"])
+        return np.array(_to_image(on_tray[0] * size, on_tray[1] * size, size / 2 + dx, size / 2 + dy, angle))
+
     def _gap(self, p, q):
         """Free space between two capsules (approximate, from points along their axes)."""
         distances = np.linalg.norm(self._axis(p)[:, None] - self._axis(q)[None], axis=2)
@@ -555,14 +600,19 @@ class _Pills:
         tray = tray * (1 + 0.015 * s["tray_grain"])[..., None]
         image = _over(belt, tray, _coverage(tray_sd))
 
-        covers, colours = [], []
-        for pill in s["pills"]:
-            pu, pv = _to_local(tu, tv, pill["x"], pill["y"], pill["angle"])
+        layers, drawn = [], []  # (window, colour, coverage) and index of each pill in the image
+        for k, pill in enumerate(s["pills"]):
+            centre = _to_image(pill["x"] * size, pill["y"] * size, size / 2 + dx, size / 2 + dy, angle)
+            win = _window(size, centre, (self.HALF_LENGTH + self.RADIUS) * size + 3)
+            if win is None:
+                continue
+            pu, pv = _to_local(tu[win], tv[win], pill["x"], pill["y"], pill["angle"])
             axis_dist = np.hypot(np.maximum(np.abs(pu) - self.HALF_LENGTH, 0), pv)
             sd = (axis_dist - self.RADIUS) * size
             height = np.sqrt(np.clip(1 - (axis_dist / self.RADIUS) ** 2, 0, 1)) * self.RADIUS * size
             red_side = np.clip(0.5 + pu * size, 0, 1)[..., None]
-            albedo = (red_side * np.array([0.78, 0.20, 0.16]) + (1 - red_side) * np.array([0.93, 0.90, 0.82])) * pill["shade"]
+            albedo = red_side * np.array([0.78, 0.20, 0.16]) + (1 - red_side) * np.array([0.93, 0.90, 0.82])
+            albedo = albedo * pill["shade"]
             albedo = albedo * (1 - 0.25 * np.clip(1 - np.abs(pu * size), 0, 1))[..., None]  # the seam
             if pill["cut"] is not None:  # a broken pill: the part beyond a jagged line is gone
                 side, offset, phases = pill["cut"]  # keep the part where side * u < offset + jag
@@ -572,27 +622,28 @@ class _Pills:
                 height = height * _bevel(cut_sd, 3.0)
                 powder = np.clip(1 + cut_sd / 2.5, 0, 1)[..., None]
                 albedo = albedo * (1 - powder) + powder * np.array([0.95, 0.94, 0.90])
-            colours.append(_lit(albedo, height, ambient=0.35, diffuse=0.6, specular=0.45, shininess=30))
-            covers.append(_coverage(sd))
-        all_pills = np.max(covers, axis=0)
-        image = image * (1 - _drop_shadow(all_pills, size, offset=0.01, blur=0.01, strength=0.5))[..., None]
-        for colour, cover in zip(colours, covers):
-            image = _over(image, colour, cover)
+            colour = _lit(albedo, height, ambient=0.35, diffuse=0.6, specular=0.45, shininess=30)
+            layers.append((win, colour, _coverage(sd)))
+            drawn.append(k)
+        image, all_pills, covers = _place_layers(image, layers, offset=0.01, blur=0.01, strength=0.5)
         image = image * s["light"]
-        return _Render(image, all_pills, {f"pill{k}": cover for k, cover in enumerate(covers)})
+        return _Render(image, all_pills, {"pills": dict(zip(drawn, covers))})
 
     def add_defect(self, s, render, defect, rng):
         size, image = s["size"], render.image
-        k = int(rng.integers(len(s["pills"])))
-        pill_region = ndimage.binary_erosion(render.regions[f"pill{k}"] > 0.99, iterations=1).astype(float)
+        inside = {k: ndimage.binary_erosion(cover > 0.99) for k, cover in render.regions["pills"].items()}
+        visible = [k for k, region in inside.items() if region.sum() >= 0.002 * size * size]
+        if not visible:
+            raise _NoRoom
+        k = int(rng.choice(visible))
+        pill_region = inside[k].astype(float)
         if defect == "crack":  # from the rim of a pill across it
-            pill, dx, dy, tray_angle = s["pills"][k], *s["pose"]
             along = rng.uniform(-0.8, 0.8) * self.HALF_LENGTH
-            ends = [_to_image(along, side * self.RADIUS, pill["x"], pill["y"], pill["angle"]) for side in (-0.9, 1.0)]
-            (x0, x1), (y0, y1) = _to_image(np.array([e[0] for e in ends]) * size, np.array([e[1] for e in ends]) * size, size / 2 + dx, size / 2 + dy, tray_angle)
-            angle = np.arctan2(y1 - y0, x1 - x0) + rng.normal(0, 0.25)
+            start = self._in_image(s, s["pills"][k], along, -0.9 * self.RADIUS)
+            across = self._in_image(s, s["pills"][k], along, self.RADIUS) - start
+            angle = np.arctan2(across[1], across[0]) + rng.normal(0, 0.25)
             length = 2 * self.RADIUS * rng.uniform(0.6, 1.0)
-            return _paint_crack(image, rng, pill_region, start=np.array([x0, y0]), angle=angle, length=(length, length), width=1.2)
+            return _paint_crack(image, rng, pill_region, start, angle, length=(length, length), width=1.2)
         if defect == "stain":
             tint = rng.choice([(0.35, 0.28, 0.20), (0.25, 0.25, 0.28)])
             return _paint_stain(image, rng, pill_region, tint=tint, radius=(0.015, 0.03), opacity=(0.6, 0.8))
@@ -615,7 +666,8 @@ class _Box:
     RADIUS = {"nut": 0.062, "washer": 0.054}  # collision radius of round parts
 
     def sample(self, rng, size, translation, rotation):
-        parts = [dict(kind="bolt", x=0.245 + rng.uniform(-0.03, 0.03), y=rng.uniform(-0.04, 0.04), angle=rng.uniform(-6, 6))]
+        x, y, angle = 0.245 + rng.uniform(-0.03, 0.03), rng.uniform(-0.04, 0.04), rng.uniform(-6, 6)
+        parts = [dict(kind="bolt", x=x, y=y, angle=angle)]
         while len(parts) < 1 + len(self.ROUND_PARTS):
             kind = self.ROUND_PARTS[len(parts) - 1]
             new = self._place(rng, kind, self.HOME[kind], parts)
@@ -634,15 +686,17 @@ class _Box:
         if part["kind"] != "bolt":
             return [(part["x"], part["y"], self.RADIUS[part["kind"]])]
         a = np.deg2rad(part["angle"])
-        return [(part["x"] + t * np.sin(a), part["y"] + t * np.cos(a), 0.045) for t in np.linspace(-0.22, 0.24, 9)]
+        along = np.linspace(-0.22, 0.24, 9)
+        return [(part["x"] + t * np.sin(a), part["y"] + t * np.cos(a), 0.045) for t in along]
 
     def _place(self, rng, kind, compartment, parts):
         """A new part of the given kind at a random free place in a compartment (None if there is none)."""
         cx, cy, hw, hh = self.COMPARTMENTS[compartment]
         r = self.RADIUS[kind]
         for _ in range(300):
-            new = dict(kind=kind, x=cx + rng.uniform(-hw + r, hw - r), y=cy + rng.uniform(-hh + r, hh - r), angle=rng.uniform(0, 360))
-            if all(np.hypot(new["x"] - x, new["y"] - y) > r + q + 0.008 for p in parts for x, y, q in self._circles(p)):
+            x, y = cx + rng.uniform(-hw + r, hw - r), cy + rng.uniform(-hh + r, hh - r)
+            new = dict(kind=kind, x=x, y=y, angle=rng.uniform(0, 360))
+            if all(np.hypot(x - qx, y - qy) > r + q + 0.008 for p in parts for qx, qy, q in self._circles(p)):
                 return new
         return None
 
@@ -653,12 +707,13 @@ class _Box:
             sd = np.maximum(_sd_hexagon(u, v, 0.054), 0.026 - r) * size
             chamfer = _smoothstep((r - 0.054) / 0.009)  # corners are turned down
             height = 5.0 * (_bevel(sd, 0.009 * size) - 0.6 * chamfer)
-            return sd, _lit(np.array([0.66, 0.67, 0.70]), height, ambient=0.35, diffuse=0.6, specular=0.5, shininess=15)
+            return sd, _lit(np.array([0.66, 0.67, 0.70]), height, diffuse=0.6, specular=0.5, shininess=15)
         if kind == "washer":
             r = np.hypot(u, v)
             sd = (np.abs(r - 0.036) - 0.016) * size
             profile = np.sqrt(np.clip(1 - ((r - 0.036) / 0.016) ** 2, 0, 1))
-            return sd, _lit(np.array([0.82, 0.66, 0.32]), 0.3 * 0.016 * size * profile, specular=0.4, shininess=20)
+            height = 0.3 * 0.016 * size * profile
+            return sd, _lit(np.array([0.82, 0.66, 0.32]), height, specular=0.4, shininess=20)
         # bolt, lying on its side along v: a hexagonal head seen side-on and a threaded shank
         head = _sd_round_box(u, v + 0.205, 0.042, 0.024, 0.006)
         shank = _sd_round_box(u, v - 0.045, 0.019, 0.23, 0.008)
@@ -668,8 +723,7 @@ class _Box:
         cylinder = np.sqrt(np.clip(1 - (u / 0.019) ** 2, 0, 1))
         threads = np.where(v > -0.1, 0.25 * np.abs(np.sin(np.pi * v / 0.011)), 0)
         height = np.where(head < shank, facets, cylinder * (1 - threads)) * 0.02 * size
-        colour = _lit(np.array([0.56, 0.58, 0.61]), height, ambient=0.3, diffuse=0.6, specular=0.5, shininess=15)
-        return sd, colour
+        return sd, _lit(np.array([0.56, 0.58, 0.61]), height, ambient=0.3, specular=0.5, shininess=15)
 
     def draw(self, s):
         size = s["size"]
@@ -678,7 +732,8 @@ class _Box:
         bu, bv = _to_local(x, y, size / 2 + dx, size / 2 + dy, angle)
         bu, bv = bu / size, bv / size
         outer = _sd_round_box(bu, bv, 0.43, 0.41, 0.03) * size
-        floor_sd = np.min([_sd_round_box(bu - cx, bv - cy, hw, hh, 0.02) for cx, cy, hw, hh in self.COMPARTMENTS.values()], axis=0) * size
+        floors = [_sd_round_box(bu - cx, bv - cy, hw, hh, 0.02) for cx, cy, hw, hh in self.COMPARTMENTS.values()]
+        floor_sd = np.min(floors, axis=0) * size
         box_cover, floor_cover = _coverage(outer), _coverage(floor_sd)
         table = np.array([0.72, 0.70, 0.66]) * (1 + 0.03 * s["table_grain"])[..., None]
         table = table * (1 - _drop_shadow(box_cover, size, offset=0.014, blur=0.012))[..., None]
@@ -690,27 +745,28 @@ class _Box:
         box = _over(walls, floor, floor_cover)
         image = _over(table, box, box_cover)
 
-        covers, colours = [], []
+        layers = []  # (window, colour, coverage) of each part
         for part in s["parts"]:
-            pu, pv = _to_local(bu, bv, part["x"], part["y"], part["angle"])
+            centre = _to_image(part["x"] * size, part["y"] * size, size / 2 + dx, size / 2 + dy, angle)
+            win = _window(size, centre, (0.27 if part["kind"] == "bolt" else 0.07) * size + 3)
+            if win is None:
+                continue
+            pu, pv = _to_local(bu[win], bv[win], part["x"], part["y"], part["angle"])
             sd, colour = self._part(part["kind"], pu, pv, size)
-            covers.append(_coverage(sd))
-            colours.append(colour)
-        parts_cover = np.max(covers, axis=0) if covers else np.zeros((size, size))
-        image = image * (1 - _drop_shadow(parts_cover, size, offset=0.006, blur=0.005, strength=0.5))[..., None]
-        for colour, cover in zip(colours, covers):
-            image = _over(image, colour, cover)
+            layers.append((win, colour, _coverage(sd)))
+        image, parts_cover, _ = _place_layers(image, layers, offset=0.006, blur=0.005, strength=0.5)
         image = image * s["light"]
         free_floor = np.clip(_coverage(floor_sd + 2) - ndimage.maximum_filter(parts_cover, 5), 0, 1)
         return _Render(image, box_cover, {"free_floor": free_floor})
 
     def add_defect(self, s, render, defect, rng):
         image = render.image
+        free_floor = render.regions["free_floor"]
         if defect == "structural_scratch":
-            return _paint_scratch(image, rng, render.regions["free_floor"], colour=(0.78, 0.83, 0.90), strength=0.75, width=(1.2, 2.2), length=(0.08, 0.2))
+            return _paint_scratch(image, rng, free_floor, (0.78, 0.83, 0.90), strength=0.75, length=(0.08, 0.2))
         if defect == "structural_stain":
             tint = rng.choice([(0.75, 0.65, 0.35), (0.35, 0.30, 0.25)])
-            return _paint_stain(image, rng, render.regions["free_floor"], tint=tint, radius=(0.025, 0.05), opacity=(0.7, 0.9))
+            return _paint_stain(image, rng, free_floor, tint, radius=(0.025, 0.05), opacity=(0.7, 0.9))
         parts = [dict(p) for p in s["parts"]]
         round_parts = [k for k, p in enumerate(parts) if p["kind"] != "bolt"]
         if defect == "logical_missing":
@@ -774,14 +830,20 @@ def _check_count(name, value, minimum=0):
     return value
 
 
+def _is_number_in(value, low, high):
+    return isinstance(value, (int, float, np.number)) and low <= value <= high
+
+
 def _check_jitter(translation, rotation):
-    if translation is not None and not (isinstance(translation, (int, float, np.number)) and 0 <= translation <= 0.5):
-        raise ValueError(f"translation must be a fraction of the image side in [0, 0.5] (or None); got {translation!r}.")
-    if rotation is not None and not (isinstance(rotation, (int, float, np.number)) and 0 <= rotation <= 180):
-        raise ValueError(f"rotation must be a maximum angle in degrees in [0, 180] (or None); got {rotation!r}.")
+    if translation is not None and not _is_number_in(translation, 0, 0.5):
+        raise ValueError(f"translation must be a fraction of the image side in [0, 0.5] or None; got {translation!r}.")
+    if rotation is not None and not _is_number_in(rotation, 0, 180):
+        raise ValueError(f"rotation must be a maximum angle in degrees in [0, 180] or None; got {rotation!r}.")
 
 
-def render_sample(category, defect_type="good", rng=0, image_size=256, translation=None, rotation=None) -> ToySample:
+def render_sample(
+    category, defect_type="good", rng=0, image_size=256, translation=None, rotation=None
+) -> ToySample:
     """Render one image of a toy category in memory, with its defect mask and defect-free reference.
 
     ``rng``: a ``numpy.random.Generator`` or a seed. ``defect_type``: ``"good"`` or one of
@@ -790,7 +852,8 @@ def render_sample(category, defect_type="good", rng=0, image_size=256, translati
     """
     _check_category(category)
     if defect_type != "good" and defect_type not in DEFECT_TYPES[category]:
-        raise ValueError(f"defect_type for {category} must be 'good' or one of {', '.join(DEFECT_TYPES[category])}; got {defect_type!r}.")
+        names = ", ".join(DEFECT_TYPES[category])
+        raise ValueError(f"defect_type for {category} must be 'good' or one of {names}; got {defect_type!r}.")
     size = _check_count("image_size", image_size, _MIN_IMAGE_SIZE)
     _check_jitter(translation, rotation)
     default_translation, default_rotation = DEFAULT_JITTER[category]
@@ -799,26 +862,31 @@ def render_sample(category, defect_type="good", rng=0, image_size=256, translati
     rng = np.random.default_rng(rng)
 
     kind = _CATEGORIES[category]
-    scene = kind.sample(rng, size, translation, rotation)
-    render = kind.draw(scene)
-    sensor_noise = rng.normal(0, 0.008, (size, size, 1)) + rng.normal(0, 0.004, (size, size, 3))
-    reference = _quantise(render.image + sensor_noise)
-    sample = ToySample(reference, np.zeros((size, size), bool), reference, render.foreground > 0.5, category, defect_type, scene["pose"])
-    if defect_type == "good":
-        return sample
-
-    min_pixels = max(8, int(2e-4 * size * size))
-    for _ in range(20):  # a defect that barely shows (a faint stain, say) is drawn again
-        defective = _quantise(kind.add_defect(scene, render, defect_type, rng) + sensor_noise)
-        change = np.abs(defective.astype(np.int16) - reference).max(axis=2)
-        mask = change > DIFF_THRESHOLD
-        if mask.sum() >= min_pixels:
-            break
-    else:
-        raise RuntimeError(f"internal error: could not draw a visible {defect_type} on {category}")
-    sample.image = np.where(mask[..., None], defective, reference)
-    sample.mask = mask
-    return sample
+    min_pixels = max(6, int(4e-4 * size * size))
+    for _ in range(10):
+        scene = kind.sample(rng, size, translation, rotation)
+        render = kind.draw(scene)
+        sensor_noise = rng.normal(0, 0.008, (size, size, 1)) + rng.normal(0, 0.004, (size, size, 3))
+        reference = _quantise(render.image + sensor_noise)
+        no_mask = np.zeros((size, size), bool)
+        foreground = render.foreground > 0.5
+        sample = ToySample(reference, no_mask, reference, foreground, category, defect_type, scene["pose"])
+        if defect_type == "good":
+            return sample
+        for _ in range(10):  # a defect that barely shows (a faint stain, say) is drawn again
+            try:
+                defective = _quantise(kind.add_defect(scene, render, defect_type, rng) + sensor_noise)
+            except _NoRoom:
+                break  # no place for this defect in this scene: draw another scene
+            mask = np.abs(defective.astype(np.int16) - reference).max(axis=2) > DIFF_THRESHOLD
+            if mask.sum() >= min_pixels:
+                sample.image = np.where(mask[..., None], defective, reference)
+                sample.mask = mask
+                return sample
+    raise RuntimeError(
+        f"could not draw a visible {defect_type} on {category} in 10 scenes; "
+        f"is translation={translation} pushing the objects out of the image?"
+    )
 
 
 def render_normal(category, rng=0, image_size=256, translation=None, rotation=None) -> np.ndarray:
@@ -833,13 +901,14 @@ def render_defect(category, defect_type, rng=0, image_size=256, translation=None
 
 
 def sample_rng(seed, category, split, defect_type, index) -> np.random.Generator:
-    """The random generator of one file of the dataset: its own stream per (category, split, defect type, index)."""
+    """The random generator of one file of the dataset: one stream per (category, split, defect type, index)."""
     key = zlib.crc32(f"{category}/{split}/{defect_type}".encode())
     return np.random.default_rng([seed, key, index])
 
 
 def _save_png(path, array):
-    Image.fromarray(array).save(path, format="PNG")
+    # noisy images barely compress better at higher levels, which are several times slower
+    Image.fromarray(array).save(path, format="PNG", compress_level=1)
 
 
 def _category_jobs(category, n_train, n_validation, n_test_good, n_test_per_defect):
@@ -916,7 +985,9 @@ def make_toy_dataset(
     moved into place when complete; an existing category folder is replaced.
     ``translation`` / ``rotation`` override every category's pose jitter (see ``DEFAULT_JITTER``).
     """
-    categories = list(TOY_CATEGORIES if categories is None else [categories] if isinstance(categories, str) else categories)
+    if categories is None:
+        categories = TOY_CATEGORIES
+    categories = [categories] if isinstance(categories, str) else list(categories)
     if not categories:
         raise ValueError("categories must name at least one toy category (or be None for all).")
     for category in categories:
@@ -941,7 +1012,7 @@ def make_toy_dataset(
 
 
 def make_toy_category(out_dir, category, seed=0, **options) -> Path:
-    """Write one toy category to ``out_dir/category`` and return that folder; options as :func:`make_toy_dataset`."""
+    """Write one category to ``out_dir/category`` and return that folder; options as in make_toy_dataset."""
     _check_category(category)
     return make_toy_dataset(out_dir, [category], seed=seed, **options) / category
 

@@ -189,7 +189,7 @@ def attention_weights(keys: Tensor, queries: Tensor) -> Tensor:
     ``keys`` and ``queries`` are ``(N, c, h, w)``; the result is ``(N, k, k)`` with ``k = h * w``, indexed
     ``[image, key p, query q]``; every column (fixed query ``q``) sums to 1 over the keys ``p``.
     """
-    n, c = keys.shape[:2]
+    c = keys.shape[1]
     logits = keys.flatten(2).transpose(1, 2) @ queries.flatten(2) / math.sqrt(c)
     return logits.softmax(dim=1)
 
@@ -503,8 +503,10 @@ class ULSAD:
         Returns (and keeps in ``self.history``) per-epoch means over the training images of ``loss`` and its
         terms ``local`` (eq. 1), ``consistency`` (eq. 5), ``local_global`` (eq. 6), plus ``seconds``.
         """
+        if epochs is not None:
+            self.config = replace(self.config, epochs=int(epochs))  # the checkpoint records what was run
         config = self.config
-        epochs = config.epochs if epochs is None else int(epochs)
+        epochs = config.epochs
         check_images(train_images, "train_images")
         generator = torch.Generator().manual_seed(config.seed)
         if val_images is None:
@@ -541,7 +543,9 @@ class ULSAD:
         model.feature_std.copy_(std.float().view(1, -1, 1, 1))
         if cache_features:
             cache_images = torch.cat(cache_images)
-            cache_features_tensor = model.standardize(torch.cat(cache_features_list).to(self.device)).cpu()
+            # Standardised on the CPU: the cache stays there and only batches go to the device.
+            cache_features_tensor = ((torch.cat(cache_features_list) - model.feature_mean.cpu())
+                                     / model.feature_std.cpu())
             del cache_features_list
 
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -699,3 +703,45 @@ class ULSAD:
         instance = cls(config, backbone=backbone, device=device, verbose=verbose)
         instance.load_state_dict(state)
         return instance
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One evaluation (used by ``iadtutor evaluate --method ulsad``)
+# ----------------------------------------------------------------------------------------------------------
+def evaluate_ulsad(category, backbone: FeatureExtractor, epochs: int | None = None,
+                   device: str | torch.device = "auto", seed: int = 0, bootstrap: int = 0, progress: bool = True,
+                   config: ULSADConfig | None = None) -> dict:
+    """Train ULSAD on ``category.train`` and measure it on ``category.test``.
+
+    ``category`` is an :class:`iadtutor.experiment.Category`. The quantiles are fitted on
+    ``category.validation`` when the dataset has one (MVTec LOCO), else on a seeded 10 % of the training
+    images. ``config`` defaults to the paper's, at the images' size (rounded to a multiple of 32).
+    Returns the metrics of :func:`iadtutor.experiment.evaluate_scores` plus ``train_seconds``,
+    ``test_seconds_per_image`` (seconds), ``n_validation``, the ``config`` and the final ``loss``.
+    """
+    from .experiment import evaluate_scores
+
+    if config is None:
+        size = max(64, 32 * round(max(category.train.images.shape[-2:]) / 32))
+        config = ULSADConfig.paper(image_size=size)
+    config = replace(config, seed=seed, **({} if epochs is None else {"epochs": int(epochs)}))
+    model = ULSAD(config, backbone=backbone, device=device, verbose=False)
+    validation = category.validation.images if category.validation is not None else None
+
+    start = time.perf_counter()
+    history = model.fit(category.train.images, validation, progress=progress)
+    trained = time.perf_counter()
+    out = model.predict(category.test.images, progress=progress)
+    tested = time.perf_counter()
+
+    n_validation = len(validation) if validation is not None else max(1, round(0.1 * len(category.train.images)))
+    result = evaluate_scores(category.test, out["image_scores"].numpy(), out["combined"].numpy(),
+                             bootstrap=bootstrap, seed=seed)
+    result.update({
+        "train_seconds": round(trained - start, 4),
+        "test_seconds_per_image": round((tested - trained) / len(category.test.images), 5),
+        "n_validation": n_validation,
+        "loss": round(history["loss"][-1], 6) if history["loss"] else None,
+        "config": asdict(model.config),
+    })
+    return result

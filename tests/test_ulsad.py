@@ -22,6 +22,7 @@ from iadtutor.ulsad import (
     cross_attention_weights,
     direction_distance,
     distance_map,
+    evaluate_ulsad,
     fit_quantiles,
     local_global_loss,
     local_loss,
@@ -52,6 +53,15 @@ def disk_images(n: int, seed: int, size: int = SIZE) -> torch.Tensor:
         image = torch.stack([0.2 + 0.6 * disk, 0.3 + 0.2 * disk, 0.5 - 0.3 * disk])
         images.append((image + 0.03 * torch.randn(3, size, size, generator=generator)).clamp(0, 1))
     return torch.stack(images)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: the tiny tensors here gain nothing from more, and shared cores lose a lot."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -268,8 +278,9 @@ def test_same_seed_gives_identical_runs_and_another_seed_does_not(backbone, data
 
 
 def test_holds_out_validation_images_when_none_are_given(backbone, data):
-    model = ULSAD(tiny_config(epochs=1), backbone=backbone, device="cpu")
-    model.fit(data["train"], progress=False, val_fraction=0.25)
+    model = ULSAD(tiny_config(epochs=5), backbone=backbone, device="cpu")
+    history = model.fit(data["train"], progress=False, val_fraction=0.25, epochs=1)
+    assert len(history["loss"]) == 1 and model.config.epochs == 1  # the override is what gets saved
     q = model.model.quantiles
     assert q[0] < q[1] and q[2] < q[3]  # fitted on the 3 held-out images, not the defaults (0, 1)
     assert model.predict(data["test"])["image_scores"].shape == (3,)
@@ -320,3 +331,24 @@ def test_presets():
     assert paper.frn_encoder_channels == (768, 1536, 1536) and paper.ae_encoder_channels[-1] == 64
     assert (paper.learning_rate, paper.weight_decay, paper.alpha, paper.beta) == (2e-4, 2e-5, 0.9, 0.995)
     assert small.image_size == 128 and ULSADConfig.small(epochs=5).epochs == 5
+
+
+def test_evaluate_ulsad_reports_metrics_and_times(backbone, data):
+    from iadtutor.data import LoadedSplit
+    from iadtutor.experiment import Category
+
+    good, bad = data["test"][:2], data["test"][2:].clone()
+    bad[:, :, 20:28, 10:50] = 0.0  # a dark bar across the disk
+    masks = torch.zeros(3, SIZE, SIZE, dtype=torch.bool)
+    masks[2, 20:28, 10:50] = True
+
+    def split(images, masks, labels):
+        return LoadedSplit(images, masks, torch.tensor(labels), ["good"] * len(images), [""] * len(images))
+
+    category = Category("disk", "mvtec", split(data["train"], torch.zeros(12, SIZE, SIZE, dtype=torch.bool),
+                                               [0] * 12),
+                        split(torch.cat([good, bad]), masks, [0, 0, 1]), validation=None)
+    result = evaluate_ulsad(category, backbone, epochs=1, device="cpu", progress=False, config=tiny_config())
+    assert {"image_auroc", "pixel_auroc", "aupro", "train_seconds", "test_seconds_per_image"} <= set(result)
+    assert all(0.0 <= result[key] <= 1.0 for key in ("image_auroc", "pixel_auroc", "aupro"))
+    assert result["config"]["epochs"] == 1 and result["n_validation"] == 1

@@ -1,0 +1,23 @@
+#!/usr/bin/env python
+"""Split an extracted VisA archive into MVTec layout with VisA's official 1-class split (split_csv/1cls.csv).
+
+    python data_scripts/prepare_visa.py --raw data/visa_raw --out data/visa
+
+A thin wrapper over :mod:`iadtutor.download` (also: ``iadtutor data ...``). It prints where the data went
+and which licence applies.
+"""
+
+import argparse
+import sys
+
+from iadtutor.download import add_prepare_visa_arguments, prepare_visa_command
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_prepare_visa_arguments(parser)
+    return prepare_visa_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Sweeps for the notebooks on local vs global search and on LDKNN: one table row per setting.
+
+* :func:`compare_methods` — several scorers on the same embeddings (fit once each, embed once).
+* :func:`window_sweep` — LWinNN over window sizes δ (LWinNN paper, fig. 5): quality and time vs δ.
+* :func:`translation_study` — the toy factory's translation knob turned up: write a toy category with
+  more pose jitter into its own folder, embed it, score it with each method.
+* :func:`k_alpha_sweep` — KNN (mean distance to the K nearest) and LDKNN (REB eq. 3) over K and α
+  (REB fig. 5), from one neighbour search of the test patches and one of the memory bank.
+
+Every function returns a ``pandas.DataFrame`` with the metric columns of ``iadtutor evaluate``
+(``image_auroc``, ``pixel_auroc``, ``aupro``; fractions) and times in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pandas as pd
+import torch
+
+from . import experiment, toy
+from .density import densities_for_ks, flatten_patches, neighbour_distances
+from .knn import anomaly_maps, image_scores, knn_distances
+
+METRICS = ("image_auroc", "pixel_auroc", "aupro")
+
+# The three families of nearest-neighbour search compared in the course, as make_scorer arguments.
+DEFAULT_METHODS = {
+    "SPADE (fixed position)": ("spade", {}),
+    "LWinNN (δ = 7)": ("lwinnn", {"window": 7}),
+    "PatchCore (global, 1 % coreset)": ("patchcore", {"coreset": 0.01}),
+}
+
+
+def _metric_row(result: experiment.ScoreResult) -> dict:
+    return {name: result.metrics[name] for name in METRICS}
+
+
+def search_seconds_per_image(embedded: experiment.EmbeddedCategory, result: experiment.ScoreResult) -> float:
+    """Seconds per test image spent scoring and building maps (test time without embedding)."""
+    return result.test_seconds_per_image - embedded.embed_test_seconds / len(embedded.test)
+
+
+def compare_methods(embedded: experiment.EmbeddedCategory, methods: Mapping[str, tuple[str, dict]] = DEFAULT_METHODS,
+                    device: str = "cpu", sigma: float = 4.0, seed: int = 0
+                    ) -> tuple[pd.DataFrame, dict[str, experiment.ScoreResult]]:
+    """Score the same embeddings with each of ``methods`` (``{label: (method, params)}``).
+
+    Returns a table indexed by label with the three metrics, ``fit_seconds`` (fitting the scorer, e.g.
+    building the coreset), ``search_seconds_per_image`` and ``test_seconds_per_image`` (embedding
+    included, as ``iadtutor evaluate`` reports it), and the :class:`~iadtutor.experiment.ScoreResult` of
+    each method (patch scores, maps, image scores) by label.
+    """
+    if not methods:
+        raise ValueError("methods must name at least one scorer, e.g. {'SPADE': ('spade', {})}.")
+    rows, results = [], {}
+    for label, (method, params) in methods.items():
+        result = experiment.score_category(embedded, method, device=device, sigma=sigma, seed=seed, **params)
+        results[label] = result
+        rows.append({"method": label, **_metric_row(result),
+                     "fit_seconds": result.train_seconds - embedded.embed_train_seconds,
+                     "search_seconds_per_image": search_seconds_per_image(embedded, result),
+                     "test_seconds_per_image": result.test_seconds_per_image})
+    return pd.DataFrame(rows).set_index("method"), results
+
+
+def window_sweep(embedded: experiment.EmbeddedCategory, windows: Sequence[int] = (1, 3, 5, 7, 9),
+                 device: str = "cpu", sigma: float = 4.0) -> pd.DataFrame:
+    """LWinNN (eq. 2) for each window size δ in ``windows``: one row per δ, in the order given.
+
+    Columns: ``window``, the three metrics, ``search_seconds_per_image`` (the part δ changes) and
+    ``test_seconds_per_image`` (with embedding). δ = 1 is SPADE's fixed position (eq. 1).
+    """
+    windows = [int(w) for w in windows]
+    if not windows or any(w < 1 for w in windows):
+        raise ValueError(f"windows must be a non-empty list of positive integers; got {windows}.")
+    rows = []
+    for window in windows:
+        result = experiment.score_category(embedded, "lwinnn", device=device, sigma=sigma, window=window)
+        rows.append({"window": window, **_metric_row(result),
+                     "search_seconds_per_image": search_seconds_per_image(embedded, result),
+                     "test_seconds_per_image": result.test_seconds_per_image})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------ translation study
+def translated_toy_root(data_root, translation: float) -> Path:
+    """Where the toy set with pose jitter ``translation`` lives: ``data_root/../toy_translation_<t>``.
+
+    A sibling of the default toy folder, so the default set is never touched.
+    """
+    return Path(data_root).parent / f"toy_translation_{float(translation):g}"
+
+
+def make_translated_toy(data_root, translation: float, category: str = "bracket", rotation: float | None = None,
+                        seed: int = 0, image_size: int = 128, n_train: int = 16, n_test_good: int = 8,
+                        n_test_per_defect: int = 3) -> Path:
+    """Write ``category`` of the toy factory with translation jitter ``translation`` (fraction of the image
+    side) into :func:`translated_toy_root` and return that root; a folder already written with the same
+    settings (its ``toy_factory.json``) is reused, one with other settings is rewritten."""
+    root = translated_toy_root(data_root, translation)
+    if root.resolve() == Path(data_root).resolve():
+        raise ValueError(f"the translated toy set would overwrite data_root {data_root}; pick another data_root.")
+    resolved_rotation = toy.DEFAULT_JITTER[category][1] if rotation is None else float(rotation)
+    wanted = dict(seed=seed, image_size=image_size, translation=float(translation), rotation=resolved_rotation,
+                  n_train=n_train, n_validation=0, n_test_good=n_test_good, n_test_per_defect=n_test_per_defect)
+    info_path = root / category / "toy_factory.json"
+    if info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if all(info.get(key) == value for key, value in wanted.items()):
+            return root
+    toy.make_toy_category(root, category, seed=seed, image_size=image_size, translation=float(translation),
+                          rotation=resolved_rotation, n_train=n_train, n_validation=0, n_test_good=n_test_good,
+                          n_test_per_defect=n_test_per_defect, progress=False)
+    return root
+
+
+def translation_study(data_root, translations: Sequence[float], embedder,
+                      methods: Mapping[str, tuple[str, dict]] = DEFAULT_METHODS, category: str = "bracket",
+                      rotation: float | None = None, seed: int = 0, image_size: int = 128, n_train: int = 16,
+                      n_test_good: int = 8, n_test_per_defect: int = 3, device: str = "cpu",
+                      sigma: float = 4.0) -> pd.DataFrame:
+    """For each translation jitter: write (or reuse) a toy set, embed it once, score it with each method.
+
+    ``embedder``: a :class:`~iadtutor.embed.PatchEmbedder`. Returns one row per (translation, method):
+    ``translation``, ``method`` (the label), the three metrics and ``search_seconds_per_image``.
+    """
+    if not translations:
+        raise ValueError("translations must hold at least one value, e.g. [0.0, 0.1, 0.2].")
+    rows = []
+    for translation in translations:
+        root = make_translated_toy(data_root, translation, category, rotation, seed, image_size, n_train,
+                                   n_test_good, n_test_per_defect)
+        loaded = experiment.load_category(root, category, image_size=image_size, progress=False)
+        embedded = experiment.embed_category(loaded, embedder, progress=False)
+        table, _ = compare_methods(embedded, methods, device=device, sigma=sigma, seed=seed)
+        for label, row in table.iterrows():
+            rows.append({"translation": float(translation), "method": label,
+                         **{name: row[name] for name in METRICS},
+                         "search_seconds_per_image": row["search_seconds_per_image"]})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------- K / α sweep
+def k_alpha_sweep(embedded: experiment.EmbeddedCategory, ks: Sequence[int] = (1, 3, 5, 10),
+                  alphas: Sequence[float] = (0.5, 1.0, 2.0), squared: bool = False, sigma: float = 4.0,
+                  chunk_bytes: int = 512 * 2**20) -> pd.DataFrame:
+    """KNN and LDKNN on the whole memory bank for every ``K`` (and every ``α`` for LDKNN).
+
+    KNN (REB's "vanilla KNN", ``GlobalNN(coreset=1.0, k=K)``): mean distance to the ``K`` nearest bank
+    patches. LDKNN (``LDKNN(k=K, alpha=α)``): distance to the nearest bank patch minus α × its local
+    density, the mean distance to its ``K`` nearest bank neighbours. Both need only two searches, done
+    once for the largest K: the test patches against the bank, and the bank against itself.
+
+    Returns rows ``method`` (``"KNN"`` / ``"LDKNN"``), ``k``, ``alpha`` (NaN for KNN) and the metrics.
+    """
+    ks = sorted({int(k) for k in ks})
+    alphas = [float(a) for a in alphas]
+    if not ks or ks[0] < 1:
+        raise ValueError(f"ks must be a non-empty list of positive integers; got {ks}.")
+    bank = flatten_patches(embedded.train)
+    test = flatten_patches(embedded.test)
+    n, _, h, w = embedded.test.shape
+    k_max = ks[-1]
+    test_distances, test_index = knn_distances(test, bank, k_max, squared=squared, chunk_bytes=chunk_bytes)
+    densities = densities_for_ks(neighbour_distances(bank, k_max, squared), ks)
+    nearest, nearest_index = test_distances[:, 0], test_index[:, 0]
+
+    category = embedded.category
+    image_hw = tuple(category.test.masks.shape[-2:])
+
+    def evaluate(patch_scores: torch.Tensor) -> dict:
+        patch_scores = patch_scores.view(n, h, w)
+        maps = anomaly_maps(patch_scores, image_hw, sigma=sigma)
+        return experiment.evaluate_scores(category.test, image_scores(patch_scores).numpy(), maps)
+
+    rows = []
+    for k in ks:
+        metrics = evaluate(test_distances[:, :k].mean(1))
+        rows.append({"method": "KNN", "k": k, "alpha": float("nan"), **{m: metrics[m] for m in METRICS}})
+    for k in ks:
+        for alpha in alphas:
+            metrics = evaluate(nearest - alpha * densities[k][nearest_index])
+            rows.append({"method": "LDKNN", "k": k, "alpha": alpha, **{m: metrics[m] for m in METRICS}})
+    return pd.DataFrame(rows)
+
+
+def timed(function, *args, **kwargs):
+    """``(result, seconds)`` of one call, for printing how long a step took."""
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - start

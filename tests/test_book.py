@@ -1,0 +1,145 @@
+"""The course website: the Jupyter Book build is clean, every chapter is there, no page shows an error or
+loads anything from another machine, and the notebooks' outputs are ones the book can show.
+
+The book is built once per test session (``python -m iadtutor.book build``, about a minute), or taken
+as it is from ``book/_build`` when ``IADTUTOR_BOOK_BUILT=1`` (e.g. right after ``make book``).
+The checkers themselves are tested first, on small made-up inputs, so that a check that can never fail
+does not go unnoticed.
+"""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+
+from iadtutor import book
+
+CHAPTERS = book.chapter_notebooks()
+
+
+# ------------------------------------------------------------------ the checkers catch what they should
+def test_log_problems_sees_coloured_warnings_and_errors():
+    log = ("\x1b[01mreading sources... \x1b[39;49;00m[100%]\n"
+           "\x1b[91m/repo/notebooks/01_x.ipynb:3: WARNING: image file not readable: a.png\x1b[39;49;00m\n"
+           "book/intro.md:12: ERROR: Unknown directive type: 'nonsense'.\n"
+           "build succeeded.\n")
+    problems = book.log_problems(log)
+    assert len(problems) == 2
+    assert problems[0].startswith("/repo/notebooks/01_x.ipynb:3: WARNING")
+    assert book.log_problems("build succeeded.\nThe HTML pages are in book/_build/html.\n") == []
+
+
+def test_html_problems_sees_tracebacks_errors_and_stderr_warnings(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text('<div class="output traceback highlight-ipythontb"><pre>Traceback (most recent call last)'
+                    '\nModuleNotFoundError: No module named &#39;foo&#39;</pre></div>')
+    found = book.html_problems(page)
+    assert any("traceback" in p for p in found) and any("error output" in p for p in found)
+
+    page.write_text('<div class="output stderr highlight-myst-ansi notranslate"><div class="highlight"><pre>'
+                    '<span></span>/x.py:3: UserWarning: careful\n</pre></div>\n</div>')
+    assert len(book.html_problems(page)) == 1
+
+    page.write_text('<div class="output stderr highlight-myst-ansi notranslate"><div class="highlight"><pre>'
+                    '<span></span>100%|##########| 10/10 [00:01&lt;00:00]\n</pre></div>\n</div>')
+    assert book.html_problems(page) == []  # a progress bar is not an error
+
+
+def test_remote_resources_counts_loads_not_links(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text('<script src="https://cdn.example.org/plotly.js"></script>'
+                    '<link rel="stylesheet" href="//fonts.example.org/a.css">'
+                    '<link rel="canonical" href="https://example.org/page.html">'
+                    '<a href="https://arxiv.org/abs/2509.17670">paper</a>'
+                    '<script src="../_static/vendor/plotly.min.js"></script><img src="../_images/a.png">')
+    assert book.remote_resources(page) == ["https://cdn.example.org/plotly.js", "//fonts.example.org/a.css"]
+
+
+def _notebook_with(outputs, widget_state=False):
+    cell = nbformat.v4.new_code_cell("fig", execution_count=1)
+    cell.outputs = outputs
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Title"), cell])
+    if widget_state:
+        notebook.metadata["widgets"] = {book.WIDGET_STATE: {"state": {}, "version_major": 2, "version_minor": 0}}
+    return notebook
+
+
+@pytest.mark.parametrize("data, widget_state, expected", [
+    ({book.PLOTLY_MIME_TYPE: {"data": []}, "text/html": '<div id="a"></div><script>Plotly.newPlot("a")</script>'},
+     False, None),
+    ({book.PLOTLY_MIME_TYPE: {"data": []}}, False, "no output mime type"),
+    ({book.PLOTLY_MIME_TYPE: {"data": []}, "text/plain": "Figure()"}, False, "without the text/html"),
+    ({"text/html": '<script src="https://cdn.plot.ly/plotly-3.1.0.min.js"></script>'}, False, "another machine"),
+    ({"application/vnd.jupyter.widget-view+json": {"model_id": "m"}, "text/plain": "IntSlider()"}, False,
+     "no saved widget state"),
+    ({"application/vnd.jupyter.widget-view+json": {"model_id": "m"}, "text/plain": "IntSlider()"}, True, None),
+])
+def test_notebook_problems_enforce_the_output_contract(tmp_path, data, widget_state, expected):
+    path = tmp_path / "01_made_up.ipynb"
+    nbformat.write(_notebook_with([nbformat.v4.new_output("display_data", data=data)], widget_state), path)
+    problems = book.notebook_problems(path)
+    if expected is None:
+        assert problems == []
+    else:
+        assert any(expected in problem for problem in problems), problems
+
+
+def test_notebook_problems_report_error_outputs(tmp_path):
+    path = tmp_path / "02_made_up.ipynb"
+    error = nbformat.v4.new_output("error", ename="ValueError", evalue="bad", traceback=["ValueError: bad"])
+    nbformat.write(_notebook_with([error]), path)
+    assert book.notebook_problems(path) == ["02_made_up.ipynb cell 1: error output ValueError: bad"]
+
+
+# --------------------------------------------------------------------------------- the real notebooks
+def test_the_course_has_chapters():
+    assert CHAPTERS, "no notebooks/0*.ipynb: the book would have no chapters"
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=[nb.name for nb in CHAPTERS])
+def test_notebook_outputs_are_ones_the_book_shows(notebook):
+    assert book.notebook_problems(notebook) == []
+    first = nbformat.read(notebook, as_version=4).cells[0]
+    assert first.cell_type == "markdown" and re.match(r"#\s+\S", first.source), \
+        f"{notebook.name} must open with a '# Title' markdown cell (the chapter's title in the book)"
+
+
+# ---------------------------------------------------------------------------------------- the build
+@pytest.fixture(scope="module")
+def site():
+    return book.built_site()
+
+
+@pytest.mark.slow
+def test_build_log_has_no_warnings(site):
+    _, _, log_path = book.book_dirs()
+    assert book.log_problems(log_path.read_text(encoding="utf-8", errors="replace")) == []
+
+
+@pytest.mark.slow
+def test_every_page_and_the_assets_exist(site):
+    missing = [page for page in book.expected_pages() if not (site / page).is_file()]
+    assert not missing, f"pages missing from {site}: {missing}"
+    for asset in ("vendor/plotly.min.js", "vendor/require.js", "vendor/html-manager/embed-amd.js",
+                  "vendor/mathjax/tex-mml-chtml.js", "require_paths.js", "mathjax2_shim.js"):
+        assert (site / "_static" / asset).is_file(), f"_static/{asset} missing from the built site"
+
+
+@pytest.mark.slow
+def test_chapters_are_in_the_sidebar_in_file_order(site):
+    intro = (site / "book" / "intro.html").read_text(encoding="utf-8")
+    linked = re.findall(r'href="\.\./notebooks/(0[^"#/]*)\.html"', intro)
+    in_order = list(dict.fromkeys(linked))
+    assert in_order == [nb.stem for nb in CHAPTERS]
+
+
+@pytest.mark.slow
+def test_no_page_shows_an_error_or_loads_from_another_machine(site):
+    problems = []
+    for page in sorted(site.rglob("*.html")):
+        if "_static" not in page.parts:
+            problems += book.html_problems(page)
+            problems += [f"{page.name}: loads {url}" for url in book.remote_resources(page)]
+    assert problems == []

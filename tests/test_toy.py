@@ -1,0 +1,275 @@
+"""Tests of the toy factory: layout on disk, exact masks, determinism, pose knobs, bad input."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from iadtutor import toy
+from iadtutor.toy import (
+    DEFECT_TYPES,
+    DIFF_THRESHOLD,
+    TOY_CATEGORIES,
+    contact_sheet,
+    make_toy,
+    make_toy_category,
+    make_toy_dataset,
+    render_defect,
+    render_normal,
+    render_sample,
+    sample_rng,
+)
+
+SIZE = 128
+SMALL = dict(image_size=SIZE, n_train=2, n_validation=1, n_test_good=1, n_test_per_defect=1, progress=False)
+
+
+def read(path):
+    return np.asarray(Image.open(path))
+
+
+def all_files(root):
+    return sorted(p.relative_to(root) for p in Path(root).rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    return make_toy_dataset(tmp_path_factory.mktemp("toy"), **SMALL)
+
+
+def test_layout_is_mvtec_with_validation_split(small_dataset):
+    assert sorted(p.name for p in small_dataset.iterdir()) == sorted(TOY_CATEGORIES)  # no temp folders left
+    for category in TOY_CATEGORIES:
+        root = small_dataset / category
+        expected = {Path("toy_factory.json"), Path("train/good/000.png"), Path("train/good/001.png")}
+        expected |= {Path("validation/good/000.png"), Path("test/good/000.png")}
+        for defect in DEFECT_TYPES[category]:
+            expected |= {Path(f"test/{defect}/000.png"), Path(f"ground_truth/{defect}/000_mask.png")}
+        assert set(all_files(root)) == expected
+        for png in root.rglob("*.png"):
+            with Image.open(png) as image:
+                assert image.size == (SIZE, SIZE)
+                assert image.mode == ("L" if png.name.endswith("_mask.png") else "RGB")
+
+
+def test_masks_on_disk_are_binary_and_exactly_where_pixels_changed(small_dataset):
+    for category in TOY_CATEGORIES:
+        for defect in DEFECT_TYPES[category]:
+            image = read(small_dataset / category / "test" / defect / "000.png")
+            mask = read(small_dataset / category / "ground_truth" / defect / "000_mask.png")
+            assert set(np.unique(mask)) == {0, 255}, (category, defect)
+            # render the defect-free twin of the file again, independently of the writer
+            rng = sample_rng(0, category, "test", defect, 0)
+            reference = render_sample(category, defect, rng, SIZE).reference
+            changed = (image != reference).any(axis=2)
+            np.testing.assert_array_equal(mask == 255, changed, err_msg=f"{category}/{defect}")
+
+
+@pytest.mark.parametrize("category", TOY_CATEGORIES)
+def test_every_defect_has_a_visible_exact_mask(category):
+    for defect in DEFECT_TYPES[category]:
+        for seed in range(3):
+            sample = render_sample(category, defect, seed, SIZE)
+            assert sample.mask.dtype == bool and sample.mask.sum() >= 6, (defect, seed)
+            change = np.abs(sample.image.astype(int) - sample.reference.astype(int)).max(axis=2)
+            np.testing.assert_array_equal(sample.mask, change > 0)
+            assert change[sample.mask].min() > DIFF_THRESHOLD  # every masked pixel changed visibly
+
+
+@pytest.mark.parametrize("category", TOY_CATEGORIES)
+def test_normal_images_have_no_mask(category):
+    sample = render_sample(category, "good", 5, SIZE)
+    assert not sample.mask.any()
+    np.testing.assert_array_equal(sample.image, sample.reference)
+    assert sample.image.shape == (SIZE, SIZE, 3) and sample.image.dtype == np.uint8
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path):
+    options = dict(SMALL, categories=["weave", "box"])
+    first, second = make_toy_dataset(tmp_path / "a", **options), make_toy_dataset(tmp_path / "b", **options)
+    files = all_files(first)
+    assert files == all_files(second) and len(files) > 20
+    for name in files:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_different_seeds_give_different_images(tmp_path):
+    options = dict(SMALL, categories=["pills"])
+    first = make_toy_dataset(tmp_path / "a", seed=0, **options)
+    second = make_toy_dataset(tmp_path / "b", seed=1, **options)
+    for name in all_files(first):
+        if name.suffix == ".png" and "ground_truth" not in name.parts:
+            assert not np.array_equal(read(first / name), read(second / name)), name
+
+
+def test_more_training_images_leave_the_test_images_unchanged(tmp_path):
+    options = dict(SMALL, categories=["bracket"])
+    few = make_toy_dataset(tmp_path / "few", **dict(options, n_train=1))
+    many = make_toy_dataset(tmp_path / "many", **dict(options, n_train=3))
+    tests = [n for n in all_files(few) if n.parts[1] in ("test", "ground_truth", "validation")]
+    assert tests
+    for name in tests:
+        assert (few / name).read_bytes() == (many / name).read_bytes(), name
+    first_train = Path("bracket/train/good/000.png")
+    assert (few / first_train).read_bytes() == (many / first_train).read_bytes()
+
+
+def centroid(mask):
+    rows, cols = np.nonzero(mask)
+    return np.array([cols.mean(), rows.mean()])
+
+
+def orientation(mask):
+    """Angle (degrees, counter-clockwise on screen) of the principal axis of a binary shape."""
+    rows, cols = np.nonzero(mask)
+    x, y = cols - cols.mean(), rows - rows.mean()
+    return -np.degrees(0.5 * np.arctan2(2 * (x * y).mean(), (x * x).mean() - (y * y).mean()))
+
+
+def test_translation_knob_moves_the_bracket_by_its_pose():
+    still = render_sample("bracket", "good", 0, SIZE, translation=0, rotation=0)
+    assert still.pose == (0.0, 0.0, 0.0)
+    shifts = []
+    for seed in range(8):
+        moved = render_sample("bracket", "good", seed, SIZE, translation=0.1, rotation=0)
+        dx, dy, angle = moved.pose
+        assert angle == 0 and max(abs(dx), abs(dy)) <= 0.1 * SIZE
+        shift = centroid(moved.foreground) - centroid(still.foreground)
+        np.testing.assert_allclose(shift, [dx, dy], atol=0.75)
+        shifts.append(np.hypot(dx, dy))
+    assert max(shifts) > 0.05 * SIZE  # the knob really moves it
+    # without jitter every bracket sits at the same place
+    for seed in range(3):
+        again = render_sample("bracket", "good", seed, SIZE, translation=0, rotation=0)
+        np.testing.assert_array_equal(again.foreground, still.foreground)
+
+
+def test_rotation_knob_turns_the_bracket_by_its_pose():
+    upright = orientation(render_sample("bracket", "good", 0, SIZE, translation=0, rotation=0).foreground)
+    angles = []
+    for seed in range(6):
+        turned = render_sample("bracket", "good", seed, SIZE, translation=0, rotation=30)
+        angle = turned.pose[2]
+        assert abs(angle) <= 30 and turned.pose[:2] == (0.0, 0.0)
+        assert orientation(turned.foreground) - upright == pytest.approx(angle, abs=1.0)
+        angles.append(abs(angle))
+    assert max(angles) > 10
+
+
+def test_default_jitter_of_the_bracket_is_small():
+    for seed in range(5):
+        dx, dy, angle = render_sample("bracket", "good", seed, SIZE).pose
+        assert max(abs(dx), abs(dy)) <= 0.03 * SIZE and abs(angle) <= 4
+
+
+def count_box_parts(sample):
+    """Blobs of grey or brass pixels inside the blue box: nuts, washers and the bolt."""
+    rgb = sample.image.astype(int)
+    metal = sample.foreground & (rgb[..., 2] - rgb[..., 0] < 40) & (rgb[..., 0] > 90)
+    labels, n = ndimage.label(metal)
+    sizes = ndimage.sum(metal, labels, range(1, n + 1))
+    return int((sizes > 15).sum())
+
+
+@pytest.mark.parametrize(
+    "defect, change", [("good", 0), ("logical_missing", -1), ("logical_extra", 1), ("logical_swapped", 0)]
+)
+def test_box_logical_anomalies_change_the_number_of_parts(defect, change):
+    for seed in range(3):
+        sample = render_sample("box", defect, seed, SIZE)
+        assert count_box_parts(sample) == 5 + change, seed
+
+
+@pytest.mark.parametrize("translation, rotation", [(0.5, 180.0), (0.0, 0.0)])
+def test_extreme_knobs_still_give_visible_defects(translation, rotation):
+    for category in TOY_CATEGORIES:
+        for defect in DEFECT_TYPES[category]:
+            sample = render_sample(category, defect, 1, 64, translation, rotation)
+            assert sample.mask.sum() >= 6
+
+
+def test_render_helpers_return_images_and_masks():
+    image = render_normal("weave", np.random.default_rng(0), 96)
+    assert image.shape == (96, 96, 3) and image.dtype == np.uint8
+    image, mask = render_defect("pills", "broken", 3, 96)
+    assert image.shape == (96, 96, 3) and mask.shape == (96, 96) and mask.dtype == bool and mask.any()
+    again, _ = render_defect("pills", "broken", 3, 96)
+    np.testing.assert_array_equal(image, again)
+
+
+def test_existing_category_is_replaced(tmp_path):
+    stale = tmp_path / "weave" / "train" / "good" / "999.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    folder = make_toy_category(tmp_path, "weave", **SMALL)
+    assert folder == tmp_path / "weave"
+    assert not stale.exists() and (folder / "train/good/001.png").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["weave"]
+
+
+def test_interrupted_run_leaves_nothing_half_written(tmp_path, monkeypatch):
+    make_toy_category(tmp_path, "box", **SMALL)
+    before = {name: (tmp_path / name).read_bytes() for name in all_files(tmp_path)}
+    calls = []
+
+    def failing_save(path, array):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        Image.fromarray(array).save(path, format="PNG", compress_level=1)
+
+    monkeypatch.setattr(toy, "_save_png", failing_save)
+    with pytest.raises(KeyboardInterrupt):
+        make_toy_dataset(tmp_path, categories=["box", "pills"], seed=7, **SMALL)
+    assert [p.name for p in tmp_path.iterdir()] == ["box"]  # no temp folder, no half-written pills
+    assert {name: (tmp_path / name).read_bytes() for name in all_files(tmp_path)} == before
+
+
+def test_make_toy_accepts_comma_separated_categories(tmp_path, capsys):
+    counts = dict(n_train=1, n_validation=0, n_test_good=0, n_test_per_defect=0)
+    root = make_toy(tmp_path / "out", 0, "pills, weave", image_size=64, progress=False, **counts)
+    assert root == tmp_path / "out"
+    assert sorted(p.name for p in root.iterdir()) == ["pills", "weave"]
+    assert (root / "pills" / "validation" / "good").is_dir()  # empty splits still have their folder
+    assert "pills, weave" in capsys.readouterr().out
+
+
+def test_contact_sheet_has_a_cell_per_defect():
+    sheet = contact_sheet(["pills"], image_size=64)
+    assert sheet.dtype == np.uint8 and sheet.ndim == 3
+    assert sheet.shape[1] >= (1 + len(DEFECT_TYPES["pills"])) * 64
+
+
+@pytest.mark.parametrize(
+    "options, parameter",
+    [
+        (dict(categories=["weave", "gears"]), "category"),
+        (dict(categories=[]), "categories"),
+        (dict(image_size=32), "image_size"),
+        (dict(image_size=100.5), "image_size"),
+        (dict(n_train=-1), "n_train"),
+        (dict(n_test_good=-2), "n_test_good"),
+        (dict(n_test_per_defect=-1), "n_test_per_defect"),
+        (dict(n_validation=-1), "n_validation"),
+        (dict(translation=0.6), "translation"),
+        (dict(translation=-0.1), "translation"),
+        (dict(rotation=-5), "rotation"),
+        (dict(rotation=181), "rotation"),
+        (dict(seed=-1), "seed"),
+    ],
+)
+def test_bad_input_is_refused_with_the_parameter_named(tmp_path, options, parameter):
+    with pytest.raises(ValueError, match=parameter):
+        make_toy_dataset(tmp_path, progress=False, **options)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_bad_render_input_is_refused():
+    with pytest.raises(ValueError, match="defect_type"):
+        render_sample("weave", "broken")
+    with pytest.raises(ValueError, match="category"):
+        render_sample("carpet")
+    with pytest.raises(ValueError, match="image_size"):
+        render_normal("box", 0, image_size=63)

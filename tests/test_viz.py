@@ -1,0 +1,173 @@
+"""The plotly layer: the renderer contract of the book, and what each figure function puts in a figure."""
+
+import base64
+import io
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import plotly.io as pio
+import pytest
+import torch
+from PIL import Image
+
+from iadtutor import viz
+
+
+@pytest.fixture(autouse=True)
+def course_renderer():
+    previous = pio.renderers.default
+    viz.setup_notebook(seed=None)
+    yield
+    pio.renderers.default = previous
+
+
+def small_image(seed=0, size=16):
+    return torch.rand(3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def decode_png(uri):
+    assert uri.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+
+
+# ------------------------------------------------------------------------------------------ renderer
+def test_setup_notebook_selects_a_renderer_with_both_mime_types():
+    assert pio.renderers.default == viz.RENDERER_NAME
+    fig = viz.line_plot([0, 1, 2], {"a": [1.0, 2.0, 3.0]})
+    bundle = fig._repr_mimebundle_()  # what Jupyter calls to display a figure
+    assert set(bundle) == {viz.PLOTLY_MIME_TYPE, "text/html"}
+    assert bundle[viz.PLOTLY_MIME_TYPE]["data"][0]["y"] == [1.0, 2.0, 3.0]
+
+
+def test_html_draws_with_the_page_plotly_and_loads_nothing():
+    fig = viz.image_figure(small_image(), overlay=np.ones((16, 16)))
+    html = viz.mime_bundle(fig)["text/html"]
+    assert "Plotly.newPlot" in html and 'class="plotly-graph-div"' in html
+    assert "plotly.js v" not in html and len(html) < 200_000  # plotly.js itself is ~4.6 MB
+    assert not re.search(r"<script[^>]*\bsrc=", html), "a script is loaded from a file or CDN"
+    assert "cdn" not in html.lower() and "mathjax" not in html.lower()
+    assert "<html" not in html.lower()  # a fragment, not a full page
+
+
+def test_html_div_id_is_reproducible_and_unique_per_display():
+    fig = viz.line_plot([0, 1], {"a": [0.0, 1.0]})
+    first, second = (re.search(r'id="([^"]+)"', viz.mime_bundle(fig)["text/html"]).group(1) for _ in range(2))
+    assert first != second  # two displays of one figure on a page must not share a div
+    assert first.rsplit("-", 1)[0] == second.rsplit("-", 1)[0]  # same figure, same stem (no random uuid)
+
+
+# -------------------------------------------------------------------------------------------- inputs
+def test_to_rgb_uint8_accepts_the_usual_layouts():
+    chw = small_image()
+    expected = np.clip(np.round(chw.permute(1, 2, 0).numpy() * 255), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(viz.to_rgb_uint8(chw), expected)
+    np.testing.assert_array_equal(viz.to_rgb_uint8(expected), expected)
+    grey = viz.to_rgb_uint8(np.full((4, 5), 0.5))
+    assert grey.shape == (4, 5, 3) and (grey == 128).all()
+    with pytest.raises(ValueError, match="image must have shape"):
+        viz.to_rgb_uint8(np.zeros((2, 4, 4, 3)))
+
+
+def test_png_data_uri_round_trips_the_pixels():
+    rgb = viz.to_rgb_uint8(small_image(1))
+    np.testing.assert_array_equal(decode_png(viz.png_data_uri(rgb)), rgb)
+
+
+# ------------------------------------------------------------------------------------------- figures
+def test_overlay_figure_has_image_heatmap_with_the_values_and_mask_outline():
+    image = small_image()
+    overlay = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+    mask = np.zeros((16, 16), bool)
+    mask[3:7, 4:9] = True
+    fig = viz.image_figure(image, overlay=overlay, mask=mask, title="x")
+    assert [trace.type for trace in fig.data] == ["image", "heatmap", "contour"]
+    np.testing.assert_array_equal(decode_png(fig.data[0].source), viz.to_rgb_uint8(image))
+    np.testing.assert_array_equal(np.asarray(fig.data[1].z), overlay)
+    assert "%{z" in fig.data[1].hovertemplate  # hover shows the value
+    np.testing.assert_array_equal(np.asarray(fig.data[2].z), mask.astype(np.float32))
+    assert fig.data[2].contours.start == 0.5 == fig.data[2].contours.end
+    assert fig.layout.yaxis.autorange == "reversed"  # image rows go down
+
+
+def test_coarse_overlay_is_stretched_over_the_image():
+    fig = viz.image_figure(small_image(), overlay=np.arange(16.0).reshape(4, 4))
+    heatmap = fig.data[1]
+    assert heatmap.dx == 4 and heatmap.dy == 4
+    assert heatmap.x0 == 1.5  # centre of the first 4-pixel cell, pixels 0..3
+    # the last cell's right edge is the image's right edge (pixel 15 ends at 15.5)
+    assert heatmap.x0 + 3 * heatmap.dx + heatmap.dx / 2 == 15.5
+
+
+def test_empty_mask_draws_no_outline_and_wrong_mask_shape_is_refused():
+    fig = viz.image_figure(small_image(), mask=np.zeros((16, 16), bool))
+    assert [trace.type for trace in fig.data] == ["image"]
+    with pytest.raises(ValueError, match="mask has shape"):
+        viz.image_figure(small_image(), mask=np.zeros((8, 8), bool))
+
+
+def test_image_grid_places_each_image_and_shares_the_overlay_scale():
+    images = torch.stack([small_image(i) for i in range(5)])
+    overlays = [np.full((16, 16), float(i)) for i in range(5)]
+    masks = [np.eye(16, dtype=bool)] * 5
+    fig = viz.image_grid(images, titles=list("abcde"), cols=3, masks=masks, overlays=overlays)
+    kinds = [trace.type for trace in fig.data]
+    assert kinds.count("image") == 5 and kinds.count("heatmap") == 5 and kinds.count("contour") == 5
+    heatmaps = [trace for trace in fig.data if trace.type == "heatmap"]
+    assert {(h.zmin, h.zmax) for h in heatmaps} == {(0.0, 4.0)}
+    assert sum(bool(h.showscale) for h in heatmaps) == 1
+    images_axes = [trace.xaxis for trace in fig.data if trace.type == "image"]
+    assert images_axes == ["x", "x2", "x3", "x4", "x5"]
+    assert [a.text for a in fig.layout.annotations] == list("abcde")
+    with pytest.raises(ValueError, match="titles has 2 entries"):
+        viz.image_grid(images, titles=["a", "b"])
+
+
+def test_heatmap_grid_values_and_scales():
+    maps = [np.arange(6.0).reshape(2, 3), -np.ones((2, 3))]
+    separate = viz.heatmap_grid(maps, titles=["a", "b"])
+    np.testing.assert_array_equal(np.asarray(separate.data[0].z), maps[0])
+    assert separate.data[0].zmin is None
+    shared = viz.heatmap_grid(maps, shared_scale=True)
+    assert (shared.data[0].zmin, shared.data[0].zmax) == (-1.0, 5.0) == (shared.data[1].zmin, shared.data[1].zmax)
+
+
+def test_line_and_bar_plots():
+    fig = viz.line_plot([1, 3, 5], {"image AUROC": [0.5, 0.7, 0.9], "AUPRO": np.array([0.1, 0.2, 0.3])})
+    assert [t.name for t in fig.data] == ["image AUROC", "AUPRO"]
+    assert list(fig.data[1].y) == [0.1, 0.2, 0.3] and list(fig.data[0].x) == [1, 3, 5]
+    bars = viz.bar_plot(["on", "off"], {"image AUROC": [0.9, 0.8], "AUPRO": [0.7, 0.6]}, yrange=(0, 1))
+    assert [t.type for t in bars.data] == ["bar", "bar"] and bars.layout.barmode == "group"
+    assert list(bars.data[0].x) == ["on", "off"] and list(bars.data[1].y) == [0.7, 0.6]
+    with pytest.raises(ValueError, match="has 1 values"):
+        viz.line_plot([1, 2], {"a": [1.0]})
+
+
+def test_results_table_rounds_floats_only():
+    table = viz.results_table([{"name": "a", "auroc": 0.123456, "n": 3}, {"name": "b", "auroc": 0.98765, "n": 4}],
+                              index="name")
+    assert list(table.index) == ["a", "b"]
+    assert table.loc["a", "auroc"] == 0.123 and table.loc["b", "auroc"] == 0.988 and table.loc["b", "n"] == 4
+    frame = pd.DataFrame({"x": [1.23456]})
+    assert viz.results_table(frame, digits=1)["x"][0] == 1.2 and frame["x"][0] == 1.23456  # input untouched
+
+
+def test_pick_examples():
+    kinds = ["hole", "good", "good", "scratch", "hole", "crack", "scratch"]
+    assert viz.pick_examples(kinds) == [1, 0, 3, 5]
+    assert viz.pick_examples(kinds, per_type=2) == [1, 2, 0, 4, 3, 6, 5]
+    assert viz.pick_examples(kinds, max_types=1) == [1, 0]
+    assert viz.pick_examples(["a", "b"], normal=None) == [0, 1]
+
+
+def test_strongest_channels_by_spatial_spread():
+    rng = np.random.default_rng(0)
+    feature_map = rng.normal(size=(6, 5, 5)) * np.array([1, 5, 0, 3, 2, 4])[:, None, None]
+    expected = sorted(range(6), key=lambda c: -feature_map[c].std())[:3]
+    assert viz.strongest_channels(torch.from_numpy(feature_map), k=3) == expected == [1, 5, 3]
+
+
+def test_figures_serialise_to_json():
+    fig = viz.image_grid([small_image()], overlays=[np.ones((16, 16))])
+    assert json.loads(pio.to_json(fig))["data"][0]["type"] == "image"
