@@ -61,6 +61,11 @@ NPM_ASSETS = (
              "package/es5", "mathjax"),
 )
 
+# How the browser tests start Chromium: headless, no sandbox (root in containers), nothing phoned home.
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                  "--disable-dev-shm-usage")
+
 # Build-log lines that are not problems.  Each entry: (regular expression, why it is harmless).
 HARMLESS_LOG_LINES: tuple[tuple[str, str], ...] = ()
 

@@ -448,3 +448,17 @@ def load_split(
         defect_types=[s.defect_type for s in dataset.samples],
         paths=[str(s.image_path) for s in dataset.samples],
     )
+
+
+def anomaly_kind(defect_type: str) -> str:
+    """``"good"``, ``"logical"`` or ``"structural"`` (or ``"other"``) for a defect-type folder name.
+
+    Works for MVTec LOCO (``logical_anomalies``, ``structural_anomalies``) and the toy ``box``
+    (``logical_missing``, ``structural_scratch``, ...).
+    """
+    if defect_type in (NORMAL_FOLDER, "good", "ok"):
+        return "good"
+    for kind in ("logical", "structural"):
+        if defect_type.startswith(kind):
+            return kind
+    return "other"

@@ -17,7 +17,7 @@ can be laid over the train images.
 Example::
 
     densities = local_densities(train_emb, k=5)               # (M, h, w)
-    points = project_patches(flat_features, method="pca")     # (P, 2) for a scatter plot
+    points = project_patches(flat_features)                   # (P, 2) for a scatter plot
 """
 
 from __future__ import annotations
@@ -103,28 +103,21 @@ def sample_patches(n_patches: int, n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_patches, size=n, replace=False))
 
 
-def project_patches(features, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """Patch features ``(P, C)`` -> ``(P, 2)`` coordinates for a scatter plot.
+def project_patches(features, seed: int = 0) -> np.ndarray:
+    """Patch features ``(P, C)`` -> ``(P, 2)``: their first two principal components, for a scatter plot.
 
-    ``"pca"``: the first two principal components (scikit-learn ``PCA``, exact SVD; deterministic, each
-    axis's sign fixed so that its largest-magnitude loading is positive). ``"tsne"``: scikit-learn
-    ``TSNE`` seeded with ``seed`` (slow beyond a few thousand points: subsample first).
+    scikit-learn ``PCA`` with an exact SVD, so the result is deterministic; each axis's sign is fixed so
+    that its largest-magnitude loading is positive (the projection does not depend on the points' order).
+    ``seed`` is unused by the exact solver and kept for a randomised solver's sake.
     """
     from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
 
     array = features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
-    if array.ndim != 2 or len(array) < 3:
-        raise ValueError(f"features must have shape (P, C) with at least 3 patches; got {array.shape}.")
-    array = array.astype(np.float64)
-    if method == "pca":
-        pca = PCA(n_components=2, svd_solver="full").fit(array)
-        signs = np.sign(pca.components_[np.arange(2), np.abs(pca.components_).argmax(1)])
-        return (pca.transform(array) * signs).astype(np.float32)
-    if method == "tsne":
-        perplexity = min(30.0, (len(array) - 1) / 3)
-        return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(array).astype(np.float32)
-    raise ValueError(f"method must be 'pca' or 'tsne'; got {method!r}.")
+    if array.ndim != 2 or len(array) < 3 or array.shape[1] < 2:
+        raise ValueError(f"features must have shape (P, C) with at least 3 patches and 2 channels; got {array.shape}.")
+    pca = PCA(n_components=2, svd_solver="full", random_state=seed).fit(array.astype(np.float64))
+    signs = np.sign(pca.components_[np.arange(2), np.abs(pca.components_).argmax(1)])
+    return (pca.transform(array.astype(np.float64)) * signs).astype(np.float32)
 
 
 def ldknn_terms(scorer: LDKNN, test_embeddings: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -88,10 +88,26 @@ def evaluate_scores(test: "data.LoadedSplit", scores: np.ndarray, maps: np.ndarr
     """Image AUROC, pixel AUROC and AUPRO (fractions) — plus 95 % bootstrap intervals if ``bootstrap``."""
     labels, masks = test.labels.numpy(), test.masks.numpy()
     result = metrics.evaluate_maps(labels, scores, masks, maps)
+    result.update(auroc_by_anomaly_kind(test.defect_types, labels, scores))
     if bootstrap:
         result["image_auroc_ci"] = list(metrics.image_auroc_ci(labels, scores, n_boot=bootstrap, seed=seed))
         result["pixel_auroc_ci"] = list(metrics.pixel_auroc_ci(masks, maps, n_boot=bootstrap, seed=seed))
     return {key: (float(value) if np.isscalar(value) else value) for key, value in result.items()}
+
+
+def auroc_by_anomaly_kind(defect_types: list[str], labels: np.ndarray, scores: np.ndarray) -> dict:
+    """``image_auroc_logical`` / ``image_auroc_structural``: good images vs only that kind of defect.
+
+    Empty unless the test set has both kinds (MVTec LOCO, the toy ``box``).
+    """
+    kinds = np.array([data.anomaly_kind(t) for t in defect_types])
+    if not {"logical", "structural"} <= set(kinds):
+        return {}
+    result = {}
+    for kind in ("logical", "structural"):
+        keep = (kinds == "good") | (kinds == kind)
+        result[f"image_auroc_{kind}"] = metrics.image_auroc(labels[keep], scores[keep])
+    return result
 
 
 def score_category(embedded: EmbeddedCategory, method: str, device: str = "cpu", sigma: float = 4.0,

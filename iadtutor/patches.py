@@ -104,6 +104,18 @@ def receptive_field(embedder, image: torch.Tensor, tap: int, row: int, col: int,
     return pixels.grad[0].abs().sum(0).cpu()
 
 
+def receptive_fields(embedder, image: torch.Tensor, y: int, x: int, pooled: bool = False) -> list[torch.Tensor]:
+    """:func:`receptive_field` of the cell holding pixel ``(y, x)``, for each tap of the embedder's
+    config (``(H, W)`` maps, shallowest tap first)."""
+    with torch.no_grad():
+        taps = embedder.backbone(embedder.normalise(image[None].to(embedder.device)))
+    fields = []
+    for tap in embedder.config.layers:
+        row, col = cell_at(y, x, tuple(taps[tap].shape[-2:]), tuple(image.shape[-2:]))
+        fields.append(receptive_field(embedder, image, tap, row, col, pooled=pooled))
+    return fields
+
+
 def support_box(gradient: torch.Tensor) -> tuple[float, float, float, float]:
     """Pixel box ``(x0, x1, y0, y1)`` around the non-zero entries of an ``(H, W)`` map."""
     rows = torch.nonzero(gradient.abs().sum(1) > 0).flatten()

@@ -29,6 +29,9 @@ The grid comes from a YAML/JSON file, a preset, and/or flags::
     methods: [spade, lwinnn]
     params: {window: [3, 7], backbone: resnet18}
 
+``--preset NAME`` starts from one of :data:`PRESETS` (grids for the papers' tables: ``lwinnn-table2``,
+``reb-table3``, ...); flags then change it.
+
 A parameter is passed as ``--NAME VALUE`` to ``iadtutor evaluate`` (underscores become dashes). Parameters
 that only some methods read (``window``: lwinnn; ``k``, ``alpha``: ldknn; ``coreset``: patchcore, ldknn; see
 :data:`METHOD_PARAMS`, overridable with ``method_params:`` in the grid file) are dropped for the other
@@ -103,7 +106,7 @@ PRESETS = {
     "toy": {
         "datasets": {"toy": {"categories": "all"}},
         "methods": ["spade", "lwinnn", "patchcore", "ldknn"],
-        "params": {"backbone": "efficientnet_lite0", "window": 7, "coreset": 0.01, "k": 5},
+        "params": {"backbone": "efficientnet_lite0", "window": 7, "k": 5},
     },
     "lwinnn-table2": {  # LWinNN table 2: everything with ResNet18, window 7, PatchCore coreset 1 %
         "datasets": {"mvtec_ad": {"categories": "all"}, "visa": {"categories": "all"}},
@@ -323,7 +326,7 @@ def one_line_error(stderr: str, returncode: int | None = None) -> str:
     lines = [_ANSI.sub("", line).strip() for line in stderr.splitlines()]
     lines = [line for line in lines if line and not set(line) <= set("-=^~ ")]
     for line in reversed(lines):
-        if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b|^error\b", line, flags=re.IGNORECASE):
+        if re.search(r"^[\w.]*(Error|Exception|Interrupt)\b|^error\b|\berror: ", line, flags=re.IGNORECASE):
             return line[:300]
     if lines:
         return lines[-1][:300]

@@ -400,6 +400,15 @@ def pick_examples(defect_types: Sequence[str], per_type: int = 1, max_types: int
     return picked
 
 
+def category_summary(splits) -> dict:
+    """One row about a category on disk (an :class:`iadtutor.data.CategorySplits`): its layout, how many
+    images each split holds, and its defect types (from the folder names)."""
+    defects = [sample.defect_type for sample in splits.test if sample.label == 1]
+    return {"category": splits.category, "layout": splits.layout, "train": len(splits.train),
+            "validation": len(splits.validation), "test good": len(splits.test) - len(defects),
+            "test defective": len(defects), "defect types": ", ".join(dict.fromkeys(defects))}
+
+
 def strongest_channels(feature_map, k: int = 4) -> list[int]:
     """Indices of the ``k`` channels of a ``(C, h, w)`` feature map with the largest spatial standard
     deviation (the ones that show a pattern rather than a flat field), strongest first."""

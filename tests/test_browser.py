@@ -26,9 +26,6 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                  "--disable-dev-shm-usage"]
 TIMEOUT_MS = 30_000
 
 # What a drawn figure has: plotly's SVG, and at least one mark in it (a trace group, or the raster
@@ -97,7 +94,7 @@ def browser_context():
     with sync_api.sync_playwright() as playwright:
         try:
             context = playwright.chromium.launch_persistent_context(
-                profile, executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
+                profile, executable_path=executable, headless=True, args=list(book.CHROMIUM_FLAGS),
                 viewport={"width": 1280, "height": 900}, timeout=TIMEOUT_MS)
         except sync_api.Error as error:
             shutil.rmtree(profile, ignore_errors=True)

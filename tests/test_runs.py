@@ -252,6 +252,8 @@ def test_one_line_error_prefers_the_error_line():
     stderr = "Traceback (most recent call last):\n  File x\nValueError: bad input\n\x1b[0m----------\n\n"
     assert one_line_error(stderr) == "ValueError: bad input"
     assert one_line_error("loading\nsomething odd happened\n") == "something odd happened"
+    cli_error = "iadtutor evaluate: error: Category folder x does not exist."
+    assert one_line_error(f"{cli_error}\nembedding: 100%|##########| 3/3\n") == cli_error
     assert one_line_error("", 137) == "exited with status 137 and printed no error"
 
 

@@ -171,3 +171,17 @@ def test_strongest_channels_by_spatial_spread():
 def test_figures_serialise_to_json():
     fig = viz.image_grid([small_image()], overlays=[np.ones((16, 16))])
     assert json.loads(pio.to_json(fig))["data"][0]["type"] == "image"
+
+
+def test_category_summary_counts_from_the_samples():
+    from pathlib import Path
+
+    from iadtutor.data import CategorySplits, Sample
+
+    def sample(kind):
+        return Sample(Path(f"{kind}.png"), int(kind != "good"), kind, ())
+
+    splits = CategorySplits(Path("root"), "cat", "mvtec_ad", [sample("good")] * 3,
+                            [sample("good"), sample("hole"), sample("crack"), sample("hole")])
+    assert viz.category_summary(splits) == {"category": "cat", "layout": "mvtec_ad", "train": 3, "validation": 0,
+                                            "test good": 1, "test defective": 3, "defect types": "hole, crack"}

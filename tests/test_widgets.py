@@ -95,6 +95,14 @@ def test_receptive_field_of_a_known_network(tap, pooled, cell, box):
     assert patches.support_box(gradient) == box
 
 
+def test_receptive_fields_pick_the_cell_of_a_pixel_on_each_tap():
+    embedder = PatchEmbedder(linear_backbone(), EmbeddingConfig(image_size=32))
+    fields = patches.receptive_fields(embedder, torch.rand(3, 24, 24), y=10, x=12)
+    boxes = [patches.support_box(field) for field in fields]
+    # pixel (10, 12) is cell (10, 12) of tap 0, (5, 6) of taps 1 and 2: the boxes of the test above
+    assert boxes == [(10.5, 13.5, 8.5, 11.5), (9.5, 14.5, 7.5, 12.5), (7.5, 16.5, 5.5, 14.5)]
+
+
 # ------------------------------------------------------------------------------------------- explorer
 @pytest.fixture
 def explorer():

@@ -1,0 +1,280 @@
+"""Figures that compare nearest-neighbour scorers and show the memory bank's local densities.
+
+Generic pieces (images with overlays, the renderer, tables) come from :mod:`iadtutor.viz`; this module
+adds the plots of notebooks 03 (local vs global search) and 04 (LDKNN):
+
+* :func:`window_sweep_figure` — quality and search time against the window size δ (LWinNN fig. 5),
+* :func:`translation_figure` — a metric against the toy factory's translation jitter, a line per method,
+* :func:`maps_grid` — test images (rows) × methods (columns): anomaly maps over the images,
+* :func:`density_histogram_figure`, :func:`projection_figure` — local densities of the memory bank,
+* :func:`ldknn_terms_figure` — the two terms of an LDKNN score (REB eq. 3) over a test image,
+* :func:`k_alpha_figure` — KNN and LDKNN against K, a line per α (REB fig. 5),
+* :func:`figure_app` — any figure function behind ipywidgets controls.
+
+Every function returns a ``plotly.graph_objects.Figure`` (or an app holding one).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from . import viz
+
+METRIC_TITLES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro": "AUPRO"}
+COLOURS = qualitative.Plotly
+DENSITY_COLOURSCALE = "Viridis"
+
+
+def _check_columns(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{name} needs the columns {list(columns)}; missing {missing}.")
+
+
+# -------------------------------------------------------------------------------------------- sweeps
+def window_sweep_figure(table: pd.DataFrame, title: str | None = "LWinNN over window sizes δ",
+                        metrics: Sequence[str] = ("image_auroc", "pixel_auroc", "aupro")) -> go.Figure:
+    """Left: each metric against δ; right: search milliseconds per test image against δ.
+
+    ``table``: the output of :func:`iadtutor.sweeps.window_sweep` (columns ``window``, the metrics,
+    ``search_seconds_per_image``).
+    """
+    _check_columns(table, ["window", *metrics, "search_seconds_per_image"], "window_sweep_figure")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("detection and segmentation", "search time per test image"),
+                        horizontal_spacing=0.12)
+    windows = table["window"].tolist()
+    for i, metric in enumerate(metrics):
+        name = METRIC_TITLES.get(metric, metric)
+        fig.add_trace(go.Scatter(x=windows, y=table[metric].tolist(), name=name, mode="lines+markers",
+                                 line_color=COLOURS[i % len(COLOURS)],
+                                 hovertemplate=f"δ = %{{x}}<br>{name} %{{y:.3f}}<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=windows, y=(table["search_seconds_per_image"] * 1000).tolist(), name="search time",
+                             mode="lines+markers", line_color="#444",
+                             hovertemplate="δ = %{x}<br>%{y:.1f} ms per image<extra></extra>"), row=1, col=2)
+    fig.update_xaxes(title_text="window size δ (patches)", tickvals=windows)
+    fig.update_yaxes(title_text="metric", row=1, col=1)
+    fig.update_yaxes(title_text="ms per test image", rangemode="tozero", row=1, col=2)
+    fig.update_layout(title=title, width=900, height=380, margin=dict(l=60, r=20, t=70 if title else 40, b=50))
+    return fig
+
+
+def translation_figure(table: pd.DataFrame, metrics: Sequence[str] = ("image_auroc", "aupro"),
+                       title: str | None = "Where each search breaks: more translation jitter") -> go.Figure:
+    """Each metric against the translation jitter (fraction of the image side), one line per method.
+
+    ``table``: the output of :func:`iadtutor.sweeps.translation_study`.
+    """
+    _check_columns(table, ["translation", "method", *metrics], "translation_figure")
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[METRIC_TITLES.get(m, m) for m in metrics],
+                        horizontal_spacing=0.1)
+    for i, (method, part) in enumerate(table.groupby("method", sort=False)):
+        colour = COLOURS[i % len(COLOURS)]
+        for j, metric in enumerate(metrics):
+            name = METRIC_TITLES.get(metric, metric)
+            fig.add_trace(go.Scatter(x=part["translation"].tolist(), y=part[metric].tolist(), name=str(method),
+                                     legendgroup=str(method), showlegend=j == 0, mode="lines+markers",
+                                     line_color=colour,
+                                     hovertemplate=f"{method}<br>translation ±%{{x}}<br>{name} %{{y:.3f}}"
+                                                   "<extra></extra>"), row=1, col=j + 1)
+    fig.update_xaxes(title_text="max. translation (fraction of image side)")
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_layout(title=title, width=450 * len(metrics) + 120, height=400,
+                      legend=dict(orientation="h", y=-0.25), margin=dict(l=50, r=20, t=70 if title else 40, b=90))
+    return fig
+
+
+def k_alpha_figure(table: pd.DataFrame, metrics: Sequence[str] = ("image_auroc", "aupro"),
+                   title: str | None = "KNN vs LDKNN over K") -> go.Figure:
+    """Each metric against K: KNN as a dashed black line, LDKNN as one line per α (REB fig. 5).
+
+    ``table``: the output of :func:`iadtutor.sweeps.k_alpha_sweep`.
+    """
+    _check_columns(table, ["method", "k", "alpha", *metrics], "k_alpha_figure")
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[METRIC_TITLES.get(m, m) for m in metrics],
+                        horizontal_spacing=0.1)
+    knn = table[table["method"] == "KNN"]
+    lines = [("KNN (mean of K nearest)", knn, dict(color="black", dash="dash"))]
+    ldknn = table[table["method"] == "LDKNN"]
+    for i, (alpha, part) in enumerate(ldknn.groupby("alpha", sort=True)):
+        lines.append((f"LDKNN α = {alpha:g}", part, dict(color=COLOURS[i % len(COLOURS)])))
+    for name, part, line in lines:
+        for j, metric in enumerate(metrics):
+            label = METRIC_TITLES.get(metric, metric)
+            fig.add_trace(go.Scatter(x=part["k"].tolist(), y=part[metric].tolist(), name=name, legendgroup=name,
+                                     showlegend=j == 0, mode="lines+markers", line=line,
+                                     hovertemplate=f"{name}<br>K = %{{x}}<br>{label} %{{y:.3f}}<extra></extra>"),
+                          row=1, col=j + 1)
+    fig.update_xaxes(title_text="K (neighbours)", tickvals=sorted(table["k"].unique().tolist()))
+    fig.update_layout(title=title, width=450 * len(metrics) + 160, height=400,
+                      margin=dict(l=50, r=20, t=70 if title else 40, b=50))
+    return fig
+
+
+# --------------------------------------------------------------------------------------- score maps
+def _range_of(maps: np.ndarray) -> tuple[float, float]:
+    """Colour range of one method's maps: its 1st to 99.9th percentile over all given maps."""
+    return float(np.percentile(maps, 1)), float(np.percentile(maps, 99.9))
+
+
+def maps_grid(images, masks, maps: Mapping[str, np.ndarray], indices: Sequence[int],
+              row_titles: Sequence[str] | None = None, image_scores: Mapping[str, Sequence[float]] | None = None,
+              cell: int = 200, display_stride: int = 2, opacity: float = 0.6,
+              title: str | None = None) -> go.Figure:
+    """Rows: the test images ``indices``; first column the image with its mask outline, then one column per
+    method with its anomaly map over the image (hover shows the map's value).
+
+    ``images`` ``(N, 3, H, W)``, ``masks`` ``(N, H, W)``, ``maps``: ``{method: (N, H, W)}``. Each method keeps
+    one colour range over all its maps (1st–99.9th percentile), so colours compare down a column but not
+    across columns (the methods' scores have different scales). ``display_stride`` thins the maps for
+    the figure (2: every second pixel) to keep the notebook small; the values are unchanged.
+    ``image_scores``: ``{method: (N,)}`` shown in the panel titles.
+    """
+    if not maps:
+        raise ValueError("maps must hold at least one method's anomaly maps.")
+    names = list(maps)
+    indices = [int(i) for i in indices]
+    ranges = {name: _range_of(viz.to_numpy(maps[name])) for name in names}
+    titles = []
+    for r, index in enumerate(indices):
+        titles.append(row_titles[r] if row_titles is not None else f"test {index}")
+        for name in names:
+            score = "" if image_scores is None else f" — {float(viz.to_numpy(image_scores[name])[index]):.2f}"
+            titles.append(f"{name}{score}")
+    cols = 1 + len(names)
+    fig = make_subplots(rows=len(indices), cols=cols, subplot_titles=titles, horizontal_spacing=0.01,
+                        vertical_spacing=0.25 / max(1, len(indices)))
+    for r, index in enumerate(indices, start=1):
+        mask = viz.to_numpy(masks[index])
+        viz.add_image(fig, images[index], mask=mask, row=r, col=1)
+        for c, name in enumerate(names, start=2):
+            values = viz.to_numpy(maps[name][index])[::display_stride, ::display_stride]
+            zmin, zmax = ranges[name]
+            viz.add_image(fig, images[index], overlay=values, mask=mask, row=r, col=c, overlay_name=name,
+                          opacity=opacity, zmin=zmin, zmax=zmax)
+    viz._image_axes(fig)
+    fig.update_annotations(font_size=11)
+    fig.update_layout(title=title, width=cols * cell + 40, height=len(indices) * (cell + 30) + (60 if title else 30),
+                      margin=dict(l=10, r=10, t=60 if title else 30, b=10), showlegend=False)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------- densities
+def density_histogram_figure(densities: Mapping[str, Sequence[float]], nbins: int = 60,
+                             title: str | None = "Local density of the memory bank's patches",
+                             xlabel: str = "local density d (mean distance to the K nearest bank patches)"
+                             ) -> go.Figure:
+    """Overlaid histograms of local densities, one per entry of ``densities`` (``{name: values}``)."""
+    if not densities:
+        raise ValueError("densities must hold at least one set of values.")
+    fig = go.Figure()
+    for i, (name, values) in enumerate(densities.items()):
+        values = viz.to_numpy(values).ravel().astype(np.float32)
+        fig.add_trace(go.Histogram(x=values, name=str(name), nbinsx=nbins, opacity=0.6,
+                                   marker_color=COLOURS[i % len(COLOURS)],
+                                   hovertemplate=f"{name}<br>d %{{x}}<br>%{{y}} patches<extra></extra>"))
+    fig.update_layout(title=title, barmode="overlay", xaxis_title=xlabel, yaxis_title="patches", width=760,
+                      height=380, margin=dict(l=60, r=20, t=60 if title else 20, b=50))
+    return fig
+
+
+def projection_figure(points, values, positions: pd.DataFrame, value_name: str = "local density",
+                      title: str | None = "Memory-bank patches, projected to 2-D", size: int = 560,
+                      colorscale: str = DENSITY_COLOURSCALE, axis_names: Sequence[str] = ("PC 1", "PC 2")
+                      ) -> go.Figure:
+    """A scatter of projected patch features ``points`` ``(P, 2)`` coloured by ``values`` ``(P,)``.
+
+    ``positions``: a table with ``image``, ``row``, ``col`` per point (see
+    :func:`iadtutor.density.patch_positions`), shown on hover with the value.
+    """
+    points = viz.to_numpy(points)
+    values = viz.to_numpy(values).ravel()
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(values) or len(positions) != len(values):
+        raise ValueError(f"points must be (P, 2) with one value and one position per point; got points "
+                         f"{points.shape}, {len(values)} values, {len(positions)} positions.")
+    custom = np.stack([positions["image"].to_numpy(), positions["row"].to_numpy(), positions["col"].to_numpy(),
+                       values], axis=1).astype(np.float32)
+    fig = go.Figure(go.Scatter(
+        x=points[:, 0].astype(np.float32), y=points[:, 1].astype(np.float32), mode="markers", customdata=custom,
+        marker=dict(size=4, color=values.astype(np.float32), colorscale=colorscale, showscale=True,
+                    colorbar=dict(title=value_name), opacity=0.8),
+        hovertemplate="train image %{customdata[0]}, patch (%{customdata[1]}, %{customdata[2]})"
+                      f"<br>{value_name} %{{customdata[3]:.3f}}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title=axis_names[0], yaxis_title=axis_names[1], width=size + 100,
+                      height=size, margin=dict(l=60, r=20, t=60 if title else 20, b=50))
+    return fig
+
+
+def ldknn_terms_figure(image, mask, terms: Mapping[str, np.ndarray], alpha: float, knn_map=None,
+                       title: str | None = None, cell: int = 230) -> go.Figure:
+    """One test image and the patch maps of an LDKNN score (REB eq. 3), each over the image:
+    ``distance`` |f − m_j|, ``α·density`` α·d_j of the neighbour found, and the ``score`` (their difference).
+
+    ``terms``: one image's ``(h, w)`` maps from :func:`iadtutor.density.ldknn_terms` (index them first).
+    ``knn_map``: an optional ``(h, w)`` KNN map (mean distance to the K nearest) shown first for contrast.
+    """
+    panels = [("image and ground truth", None)]
+    if knn_map is not None:
+        panels.append(("KNN score", viz.to_numpy(knn_map)))
+    panels += [("distance |f − m_j| (KNN, K = 1)", viz.to_numpy(terms["distance"])),
+               (f"α·d_j, density of the neighbour (α = {alpha:g})", alpha * viz.to_numpy(terms["density"])),
+               ("LDKNN score = distance − α·d_j", viz.to_numpy(terms["score"]))]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.01)
+    mask = viz.to_numpy(mask)
+    for c, (name, values) in enumerate(panels, start=1):
+        if values is None:
+            viz.add_image(fig, image, mask=mask, row=1, col=c)
+        else:
+            viz.add_image(fig, image, overlay=values, mask=mask, row=1, col=c, overlay_name=name.split(" (")[0],
+                          opacity=0.65)
+    viz._image_axes(fig)
+    fig.update_annotations(font_size=10)
+    fig.update_layout(title=title, width=len(panels) * cell + 40, height=cell + (80 if title else 50),
+                      margin=dict(l=10, r=10, t=70 if title else 40, b=10), showlegend=False)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------- widgets
+class FigureApp:
+    """Controls that redraw a figure: ``draw(**values)`` is called with the controls' current values.
+
+    The figure is written into an ``ipywidgets.Output`` (``append_display_data``) when the app is built,
+    so a notebook run without a browser (papermill, nbval, the website) still holds the default figure.
+    ``controls``: ``{argument name: widget}``; :attr:`figure` is the last figure drawn.
+    """
+
+    def __init__(self, draw: Callable[..., go.Figure], controls: Mapping[str, object]):
+        import ipywidgets as widgets
+
+        self.draw, self.controls = draw, dict(controls)
+        self.output = widgets.Output()
+        for control in self.controls.values():
+            control.observe(self.update, names="value")
+        self.app = widgets.VBox([widgets.HBox(list(self.controls.values())), self.output])
+        self.figure: go.Figure | None = None
+        self.update()
+
+    def values(self) -> dict:
+        return {name: control.value for name, control in self.controls.items()}
+
+    def update(self, change=None) -> None:
+        self.figure = self.draw(**self.values())
+        self.output.outputs = ()
+        self.output.append_display_data(self.figure)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.app)
+
+
+def figure_app(draw: Callable[..., go.Figure], **controls) -> FigureApp:
+    """:class:`FigureApp` with keyword controls: ``figure_app(draw, index=Dropdown(...), alpha=FloatSlider(...))``."""
+    if not controls:
+        raise ValueError("figure_app needs at least one control, e.g. index=ipywidgets.Dropdown(...).")
+    return FigureApp(draw, controls)

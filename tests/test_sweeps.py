@@ -1,0 +1,147 @@
+"""Sweeps against the scorers run one by one (knn + metrics directly) and the toy factory's knob."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from iadtutor import knn, metrics, sweeps, toy
+from iadtutor.backbones import load_backbone
+from iadtutor.data import LoadedSplit
+from iadtutor.embed import EmbeddingConfig, PatchEmbedder
+from iadtutor.experiment import Category, EmbeddedCategory
+
+
+def synthetic_category(n_train=6, n_good=3, n_bad=4, c=5, h=6, w=6, size=24, seed=0):
+    """Random normal embeddings; each anomalous test image gets a feature bump under its mask."""
+    g = torch.Generator().manual_seed(seed)
+    train = torch.randn(n_train, c, h, w, generator=g)
+    test = torch.randn(n_good + n_bad, c, h, w, generator=g)
+    masks = torch.zeros(n_good + n_bad, size, size, dtype=torch.bool)
+    scale = size // h
+    for i in range(n_good, n_good + n_bad):
+        r, col = (i * 2) % (h - 1), (i * 3) % (w - 1)
+        test[i, :, r:r + 2, col:col + 2] += 2.0 + i
+        masks[i, r * scale:(r + 2) * scale, col * scale:(col + 2) * scale] = True
+    labels = torch.tensor([0] * n_good + [1] * n_bad)
+    split = lambda n, m, lab: LoadedSplit(torch.zeros(n, 3, size, size), m, lab, ["x"] * n, [f"{i}.png" for i in range(n)])
+    category = Category("synthetic", "mvtec_ad", split(n_train, torch.zeros(n_train, size, size, dtype=torch.bool),
+                                                       torch.zeros(n_train, dtype=torch.long)),
+                        split(n_good + n_bad, masks, labels))
+    return EmbeddedCategory(category, train, test, embed_train_seconds=0.5, embed_test_seconds=0.7)
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    return synthetic_category()
+
+
+def direct_metrics(embedded, scorer):
+    """What a scorer gives, computed without iadtutor.experiment or iadtutor.sweeps."""
+    patch_scores = scorer.fit(embedded.train).score(embedded.test)
+    maps = knn.anomaly_maps(patch_scores, tuple(embedded.category.test.masks.shape[-2:]), sigma=4)
+    test = embedded.category.test
+    return metrics.evaluate_maps(test.labels.numpy(), knn.image_scores(patch_scores).numpy(), test.masks.numpy(), maps)
+
+
+def assert_row(row, expected):
+    for name in ("image_auroc", "pixel_auroc", "aupro"):
+        assert row[name] == pytest.approx(expected[name], abs=1e-9), name
+
+
+def test_window_sweep_rows_equal_each_scorer_run_alone(embedded):
+    table = sweeps.window_sweep(embedded, windows=[1, 3, 13])
+    assert list(table["window"]) == [1, 3, 13]
+    assert list(table.columns) == ["window", "image_auroc", "pixel_auroc", "aupro", "search_seconds_per_image",
+                                   "test_seconds_per_image"]
+    assert_row(table.iloc[0], direct_metrics(embedded, knn.FixedPositionNN()))  # δ = 1 is SPADE
+    assert_row(table.iloc[1], direct_metrics(embedded, knn.LocalWindowNN(window=3)))
+    # a window of 2·6 + 1 patches covers the whole 6×6 grid from anywhere: global search without a coreset
+    assert_row(table.iloc[2], direct_metrics(embedded, knn.GlobalNN(coreset=1.0)))
+    assert (table["test_seconds_per_image"] - table["search_seconds_per_image"]).round(9).eq(round(0.7 / 7, 9)).all()
+    with pytest.raises(ValueError, match="positive integers"):
+        sweeps.window_sweep(embedded, windows=[0])
+
+
+def test_compare_methods_table_and_results(embedded):
+    methods = {"fixed": ("spade", {}), "window 3": ("lwinnn", {"window": 3}), "global": ("patchcore", {"coreset": 0.5})}
+    table, results = sweeps.compare_methods(embedded, methods)
+    assert list(table.index) == ["fixed", "window 3", "global"] and set(results) == set(methods)
+    assert_row(table.loc["fixed"], direct_metrics(embedded, knn.FixedPositionNN()))
+    assert_row(table.loc["global"], direct_metrics(embedded, knn.GlobalNN(coreset=0.5)))
+    assert results["window 3"].maps.shape == (7, 24, 24)
+    assert (table["fit_seconds"] >= 0).all() and (table["search_seconds_per_image"] > 0).all()
+
+
+def test_k_alpha_sweep_equals_knn_and_ldknn_scorers(embedded):
+    table = sweeps.k_alpha_sweep(embedded, ks=[3, 1], alphas=[0.5, 2.0])
+    assert list(table["method"]) == ["KNN", "KNN", "LDKNN", "LDKNN", "LDKNN", "LDKNN"]
+    assert list(table["k"]) == [1, 3, 1, 1, 3, 3] and math.isnan(table["alpha"].iloc[0])
+    for _, row in table.iterrows():
+        if row["method"] == "KNN":
+            expected = direct_metrics(embedded, knn.GlobalNN(coreset=1.0, k=int(row["k"])))
+        else:
+            expected = direct_metrics(embedded, knn.LDKNN(k=int(row["k"]), alpha=row["alpha"]))
+        assert_row(row, expected)
+
+
+def test_ldknn_with_alpha_zero_is_knn_with_k_one(embedded):
+    table = sweeps.k_alpha_sweep(embedded, ks=[1, 4], alphas=[0.0])
+    knn_1 = table[(table["method"] == "KNN") & (table["k"] == 1)].iloc[0]
+    for _, row in table[table["method"] == "LDKNN"].iterrows():
+        assert_row(row, knn_1)
+
+
+def test_squared_distances_follow_reb_code(embedded):
+    table = sweeps.k_alpha_sweep(embedded, ks=[2], alphas=[1.0], squared=True)
+    assert_row(table.iloc[1], direct_metrics(embedded, knn.LDKNN(k=2, alpha=1.0, squared=True)))
+
+
+# ------------------------------------------------------------------------------------ translation study
+def test_translated_toy_root_is_a_sibling_of_the_default_set(tmp_path):
+    assert sweeps.translated_toy_root(tmp_path / "toy", 0.15) == tmp_path / "toy_translation_0.15"
+    assert sweeps.translated_toy_root("../data/toy", 0) == sweeps.translated_toy_root("../data/toy", 0.0)
+
+
+@pytest.fixture(scope="module")
+def small_embedder():
+    torch.manual_seed(0)
+    return PatchEmbedder(load_backbone("efficientnet_lite0", verbose=False), EmbeddingConfig(image_size=64))
+
+
+def test_translation_study_writes_its_own_folders_and_scores_them(tmp_path, small_embedder):
+    default = tmp_path / "toy"
+    (default / "bracket").mkdir(parents=True)
+    (default / "bracket" / "keep.txt").write_text("the default toy set")
+    methods = {"fixed": ("spade", {}), "global": ("patchcore", {"coreset": 0.1})}
+    options = dict(image_size=64, n_train=3, n_test_good=2, n_test_per_defect=1)
+    table = sweeps.translation_study(default, [0.0, 0.2], small_embedder, methods, **options)
+
+    assert list(table.columns[:2]) == ["translation", "method"] and len(table) == 4
+    assert list(table["translation"]) == [0.0, 0.0, 0.2, 0.2] and list(table["method"]) == ["fixed", "global"] * 2
+    assert table[["image_auroc", "pixel_auroc", "aupro"]].apply(lambda s: s.between(0, 1).all()).all()
+    assert (default / "bracket" / "keep.txt").read_text() == "the default toy set"
+    assert sorted(p.name for p in default.iterdir()) == ["keep.txt"] or (default / "bracket").is_dir()
+
+    folder = tmp_path / "toy_translation_0.2" / "bracket"
+    info = json.loads((folder / "toy_factory.json").read_text())
+    assert info["translation"] == 0.2 and info["n_train"] == 3 and info["image_size"] == 64
+    # the images are the toy factory's, rendered with the translation knob turned up
+    expected = toy.render_sample("bracket", "good", toy.sample_rng(0, "bracket", "train", "good", 1), 64, 0.2, None)
+    from PIL import Image
+    np.testing.assert_array_equal(np.asarray(Image.open(folder / "train" / "good" / "001.png")), expected.image)
+    assert abs(expected.pose[0]) <= 0.2 * 64 and abs(expected.pose[1]) <= 0.2 * 64
+
+
+def test_translated_toy_is_reused_or_rewritten(tmp_path):
+    options = dict(image_size=64, n_train=2, n_test_good=1, n_test_per_defect=1)
+    root = sweeps.make_translated_toy(tmp_path / "toy", 0.1, **options)
+    image = root / "bracket" / "train" / "good" / "000.png"
+    stamp = image.stat().st_mtime_ns
+    assert sweeps.make_translated_toy(tmp_path / "toy", 0.1, **options) == root
+    assert image.stat().st_mtime_ns == stamp  # same settings: nothing written
+    sweeps.make_translated_toy(tmp_path / "toy", 0.1, **dict(options, n_train=3))
+    assert (root / "bracket" / "train" / "good" / "002.png").is_file()  # other settings: written again
