@@ -6,6 +6,12 @@ network: the JavaScript it needs is served from ``book/_assets/vendor/`` (git-ig
 :func:`vendor_assets` from the installed ``plotly`` package and from three npm tarballs, each pinned by
 version and sha512.
 
+What a notebook's outputs must be for the book (checked by :func:`notebook_problems`): every code cell
+executed; a plotly figure as one output holding both ``application/vnd.plotly.v1+json`` (JupyterLab
+draws it) and ``text/html`` with a ``<div>`` and an inline ``Plotly.newPlot`` call but no plotly.js, no
+MathJax and no ``<script src=...>`` (the book draws it with its own plotly.js), which is what
+``iadtutor.viz.setup_notebook()`` selects; widgets with their state saved in the notebook metadata.
+
 Command line::
 
     python -m iadtutor.book assets    # fill book/_assets/vendor/ (npm registry needed once, then cached)
@@ -73,8 +79,10 @@ HARMLESS_LOG_LINES: tuple[tuple[str, str], ...] = ()
 HTML_ERROR_PATTERNS = (
     (re.compile(r"Traceback \(most recent call last\)"), "a Python traceback"),
     (re.compile(r'class="[^"]*\boutput traceback\b'), "an error output (cell raised)"),
-    (re.compile(r"\b(ModuleNotFoundError|ImportError|NameError|FileNotFoundError)\b"), "an import/name/file error"),
 )
+# Looked for in cell outputs only (the prose of a chapter may name an exception).
+OUTPUT_ERROR = re.compile(r"\b(ModuleNotFoundError|ImportError|NameError|FileNotFoundError)\b")
+CELL_OUTPUT = re.compile(r'<div class="cell_output.*?(?=<div class="cell |</section>|$)', re.S)
 # A stderr output is a problem when it reports an error or a warning (progress bars are fine).
 STDERR_BLOCK = re.compile(r'<div class="output stderr[^"]*">(.*?)</div>\s*</div>', re.S)
 STDERR_PROBLEM = re.compile(r"(Error|Exception|Traceback|Warning)\b")
@@ -185,6 +193,7 @@ def build(root: Path = REPO_ROOT, fresh: bool = True) -> subprocess.CompletedPro
     """
     book, _, log_path = book_dirs(root)
     vendor_assets(root)
+    shutil.rmtree(book / "_build" / "screenshots", ignore_errors=True)  # they showed the previous build
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", str(root),
                "--config", str(book / "_config.yml"), "--toc", str(book / "_toc.yml"),
@@ -230,6 +239,8 @@ def html_problems(page: Path) -> list[str]:
     """Tracebacks, error outputs and error/warning messages on stderr in one built page."""
     text = page.read_text(encoding="utf-8", errors="replace")
     problems = [f"{page.name}: {what}" for pattern, what in HTML_ERROR_PATTERNS if pattern.search(text)]
+    if any(OUTPUT_ERROR.search(output) for output in CELL_OUTPUT.findall(text)):
+        problems.append(f"{page.name}: an import, name or file error in a cell output")
     for block in STDERR_BLOCK.findall(text):
         message = html.unescape(re.sub(r"<[^>]+>", "", block)).strip()
         if STDERR_PROBLEM.search(message):
@@ -249,7 +260,8 @@ REMOTE_SCRIPT = re.compile(r"""<script[^>]*\bsrc\s*=\s*["']?(https?:)?//""", re.
 def notebook_problems(path: Path) -> list[str]:
     """Outputs of a committed notebook that the offline book would drop or fetch from elsewhere.
 
-    Each display output needs a mime type the book shows; a plotly figure needs, beside its plotly
+    Every code cell must have been executed; each display output needs a mime type the book shows;
+    a plotly figure needs, beside its plotly
     JSON (drawn by JupyterLab), a ``text/html`` that calls ``Plotly.newPlot`` without loading plotly.js
     or MathJax from anywhere (the renderer contract of ``iadtutor.viz``); widgets need their saved state.
     """
@@ -259,6 +271,8 @@ def notebook_problems(path: Path) -> list[str]:
     problems, has_widget_view = [], False
     for index, cell in enumerate(notebook.cells):
         where = f"{path.name} cell {index}"
+        if cell.cell_type == "code" and cell.source.strip() and cell.get("execution_count") is None:
+            problems.append(f"{where}: not executed (the book shows committed outputs; nbval skips it)")
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 problems.append(f"{where}: error output {output.get('ename')}: {output.get('evalue')}")

@@ -456,7 +456,7 @@ def anomaly_kind(defect_type: str) -> str:
     Works for MVTec LOCO (``logical_anomalies``, ``structural_anomalies``) and the toy ``box``
     (``logical_missing``, ``structural_scratch``, ...).
     """
-    if defect_type in (NORMAL_FOLDER, "good", "ok"):
+    if defect_type in ("good", "ok"):
         return "good"
     for kind in ("logical", "structural"):
         if defect_type.startswith(kind):

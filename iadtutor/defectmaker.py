@@ -147,9 +147,7 @@ def _rectangle(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
 def _rotated_rectangle(length: float, thickness: float, angle: float) -> np.ndarray:
     """Pixels whose centres lie in a ``length`` x ``thickness`` rectangle turned by ``angle`` (radians)
     from the vertical, on an odd-sized canvas centred on it (so the centre pixel is always inside)."""
-    half_extent = 0.5 * (abs(length * np.cos(angle)) + abs(thickness * np.sin(angle)))
-    half_extent = max(half_extent, 0.5 * (abs(length * np.sin(angle)) + abs(thickness * np.cos(angle))))
-    radius = int(np.ceil(half_extent))
+    radius = int(np.ceil(0.5 * np.hypot(length, thickness)))  # half the diagonal: room for any angle
     offsets = np.arange(-radius, radius + 1, dtype=np.float64)
     rows, cols = np.meshgrid(offsets, offsets, indexing="ij")
     along = rows * np.cos(angle) + cols * np.sin(angle)
@@ -329,8 +327,8 @@ def foreground_mask(image: torch.Tensor, is_texture: bool = False, min_fraction:
     The border (a frame 1/16 of the image wide) is taken as background: each pixel's colour distance
     from the border's mean, in units of the border's per-channel spread (at least 0.02), is smoothed
     and thresholded with Otsu; small specks are opened away and small holes (under 0.5 % of the
-    image) filled. A stand-in for the
-    paper's saliency network (EDN) that works for objects on a plain background. Textures
+    image) filled. A stand-in for the paper's saliency network (EDN) that works for objects on a
+    plain background. Textures
     (``is_texture=True``), images where no pixel is 3 spreads away from the border colour and images
     where less than ``min_fraction`` stands out get the whole image.
     """
@@ -370,7 +368,15 @@ def _check_image(image) -> torch.Tensor:
     if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
         description = f"{type(image).__name__} {tuple(getattr(image, 'shape', ()))} {getattr(image, 'dtype', '')}"
         raise ValueError(f"image must be a float torch tensor (3, H, W) with values in [0, 1]; got {description}.")
+    _check_range(image, "image")
     return image.detach().cpu().float()
+
+
+def _check_range(images: torch.Tensor, name: str) -> None:
+    low, high = float(images.min()), float(images.max())
+    if low < -1e-4 or high > 1 + 1e-4:
+        raise ValueError(f"{name} must hold values in [0, 1] (not ImageNet-normalised, not 0-255); "
+                         f"got values from {low:.3g} to {high:.3g}.")
 
 
 def _as_rng(rng) -> np.random.Generator:
@@ -472,6 +478,7 @@ def _check_images(images) -> torch.Tensor:
         raise ValueError(f"images must be a float torch tensor (N, 3, H, W) with values in [0, 1]; got {description}.")
     if len(images) == 0:
         raise ValueError("images is empty: fine-tuning needs at least one normal image.")
+    _check_range(images, "images")
     return images.detach().cpu().float()
 
 

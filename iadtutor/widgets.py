@@ -139,7 +139,9 @@ class WindowExplorer:
         per_offset = found["per_offset"].min(0)
         values = per_offset.values.numpy().astype(np.float32)
         values[~np.isfinite(values)] = np.nan  # outside the image: left blank
-        fig.add_trace(go.Heatmap(z=values, x=offsets, y=offsets, colorscale="Viridis_r", showscale=False,
+        fig.add_trace(go.Heatmap(z=values, x=offsets, y=offsets, colorscale="Viridis_r", showscale=True,
+                                 colorbar=dict(title=dict(text="distance", side="right"), len=0.42, y=0.77,
+                                               thickness=12, x=1.0),
                                  customdata=per_offset.indices.numpy(), name="distance",
                                  hovertemplate="dy %{y}, dx %{x}<br>distance %{z:.3f}"
                                                "<br>best train image %{customdata}<extra></extra>"),
@@ -166,7 +168,7 @@ class WindowExplorer:
         fig.update_xaxes(showticklabels=True, dtick=1, row=1, col=4)  # the δ×δ grid: offsets on the axes
         fig.update_yaxes(showticklabels=True, dtick=1, row=1, col=4)
         fig.update_annotations(font_size=11)
-        fig.update_layout(width=230 * cols + 40, height=540, margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
+        fig.update_layout(width=230 * cols + 100, height=540, margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
         self.last_match = found
         return fig
 

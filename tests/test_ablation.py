@@ -57,6 +57,17 @@ def tiny_backbone():
     return FeatureExtractor("tiny", nn.Identity(), stages, (4, 4, 4)).eval()
 
 
+@pytest.mark.parametrize("design_index", range(16))
+def test_embedding_from_cached_taps_equals_the_embedder(design_index):
+    from iadtutor.embed import PatchEmbedder
+
+    _, config = ablation.switch_configs(ablation.paper_config(64), design="full")[design_index]
+    embedder = PatchEmbedder(tiny_backbone(), config)
+    images = torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(design_index))
+    cached = ablation.embed_from_taps(embedder, ablation._raw_taps(embedder, images, batch_size=2))
+    torch.testing.assert_close(cached, embedder.embed(images, batch_size=3, progress=False))
+
+
 def test_embedding_ablation_end_to_end_on_toy_data(tmp_path):
     make_toy_dataset(tmp_path, categories=["weave"], image_size=64, n_train=3, n_validation=0, n_test_good=2,
                      n_test_per_defect=1, progress=False)

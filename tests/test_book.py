@@ -46,6 +46,13 @@ def test_html_problems_sees_tracebacks_errors_and_stderr_warnings(tmp_path):
                     '<span></span>100%|##########| 10/10 [00:01&lt;00:00]\n</pre></div>\n</div>')
     assert book.html_problems(page) == []  # a progress bar is not an error
 
+    prose = '<section><p>A missing file raises <code>FileNotFoundError</code> naming it.</p>'
+    output = '<div class="cell_output docutils container"><pre>ModuleNotFoundError: no iadtutor</pre></div>'
+    page.write_text(prose + "</section>")
+    assert book.html_problems(page) == []  # prose may name an exception
+    page.write_text(prose + output + "</section>")
+    assert len(book.html_problems(page)) == 1
+
 
 def test_remote_resources_counts_loads_not_links(tmp_path):
     page = tmp_path / "page.html"
@@ -86,6 +93,15 @@ def test_notebook_problems_enforce_the_output_contract(tmp_path, data, widget_st
         assert any(expected in problem for problem in problems), problems
 
 
+def test_notebook_problems_report_cells_never_executed(tmp_path):
+    path = tmp_path / "03_made_up.ipynb"
+    notebook = _notebook_with([])
+    notebook.cells[1].execution_count = None
+    nbformat.write(notebook, path)
+    assert book.notebook_problems(path) == ["03_made_up.ipynb cell 1: not executed (the book shows committed "
+                                            "outputs; nbval skips it)"]
+
+
 def test_notebook_problems_report_error_outputs(tmp_path):
     path = tmp_path / "02_made_up.ipynb"
     error = nbformat.v4.new_output("error", ename="ValueError", evalue="bad", traceback=["ValueError: bad"])
@@ -100,7 +116,8 @@ def test_the_course_has_chapters():
 
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=[nb.name for nb in CHAPTERS])
 def test_notebook_outputs_are_ones_the_book_shows(notebook):
-    assert book.notebook_problems(notebook) == []
+    problems = book.notebook_problems(notebook)
+    assert not problems, "\n".join(problems)
     first = nbformat.read(notebook, as_version=4).cells[0]
     assert first.cell_type == "markdown" and re.match(r"#\s+\S", first.source), \
         f"{notebook.name} must open with a '# Title' markdown cell (the chapter's title in the book)"
@@ -112,12 +129,15 @@ def site():
     return book.built_site()
 
 
+@pytest.mark.book
 @pytest.mark.slow
 def test_build_log_has_no_warnings(site):
     _, _, log_path = book.book_dirs()
-    assert book.log_problems(log_path.read_text(encoding="utf-8", errors="replace")) == []
+    problems = book.log_problems(log_path.read_text(encoding="utf-8", errors="replace"))
+    assert not problems, f"warnings in {log_path}:\n" + "\n".join(problems)
 
 
+@pytest.mark.book
 @pytest.mark.slow
 def test_every_page_and_the_assets_exist(site):
     missing = [page for page in book.expected_pages() if not (site / page).is_file()]
@@ -127,6 +147,7 @@ def test_every_page_and_the_assets_exist(site):
         assert (site / "_static" / asset).is_file(), f"_static/{asset} missing from the built site"
 
 
+@pytest.mark.book
 @pytest.mark.slow
 def test_chapters_are_in_the_sidebar_in_file_order(site):
     intro = (site / "book" / "intro.html").read_text(encoding="utf-8")
@@ -135,6 +156,7 @@ def test_chapters_are_in_the_sidebar_in_file_order(site):
     assert in_order == [nb.stem for nb in CHAPTERS]
 
 
+@pytest.mark.book
 @pytest.mark.slow
 def test_no_page_shows_an_error_or_loads_from_another_machine(site):
     problems = []
@@ -142,4 +164,4 @@ def test_no_page_shows_an_error_or_loads_from_another_machine(site):
         if "_static" not in page.parts:
             problems += book.html_problems(page)
             problems += [f"{page.name}: loads {url}" for url in book.remote_resources(page)]
-    assert problems == []
+    assert not problems, "\n".join(problems)

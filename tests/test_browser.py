@@ -24,7 +24,7 @@ from iadtutor import book
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed: "
                                "pip install -e '.[dev]' (it drives the system's Chromium; no browser download).")
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.book, pytest.mark.slow]
 
 TIMEOUT_MS = 30_000
 
@@ -47,7 +47,7 @@ WIDGETS_JS = """() => {
     return {
         views: views.length,
         rendered: areas.filter(a => a.querySelector('.jupyter-widgets')).length,
-        errors: areas.filter(a => /Error/.test(a.textContent)).map(a => a.textContent.slice(0, 200)),
+        errors: areas.filter(a => /Error (displaying|rendering)/.test(a.textContent)).map(a => a.textContent.slice(0, 200)),
     };
 }"""
 
@@ -136,23 +136,43 @@ def open_page(context, url: str):
     return page, errors
 
 
+def wait_for(page, condition_js: str) -> None:
+    """Wait until ``condition_js`` holds; on time-out carry on: the asserts then say what is missing."""
+    try:
+        page.wait_for_function(condition_js, timeout=TIMEOUT_MS)
+    except sync_api.TimeoutError:
+        pass
+
+
 def non_local(requests: list[str], base_url: str) -> list[str]:
     return [url for url in requests if not url.startswith((base_url, "data:", "blob:", "about:"))]
 
 
-def test_intro_page_renders_offline(site, base_url, browser_context):
-    start = len(browser_context.requests)
+def test_intro_page_has_the_sidebar_and_the_run_instructions(site, base_url, browser_context):
     page, errors = open_page(browser_context, base_url)  # index.html redirects to the intro
     try:
         page.wait_for_url("**/book/intro.html")
         assert "papermill" in page.inner_text("main")
-        assert page.locator("nav.bd-links a").count() >= 3, "the sidebar lists no chapters"
-        page.screenshot(path=screenshot_dir(site) / "intro.png")
+        sidebar = page.locator("nav.bd-links a")
+        assert sidebar.count() == len(book.expected_pages()), "the sidebar does not list every page"
     finally:
         page.close()
     assert not errors, f"JavaScript errors on the intro page: {errors}"
+
+
+@pytest.mark.parametrize("path", [p for p in book.expected_pages() if p.startswith("book/")])
+def test_book_page_renders_offline(site, base_url, browser_context, path):
+    start = len(browser_context.requests)
+    page, errors = open_page(browser_context, base_url + path)
+    try:
+        titles = page.locator("article h1")
+        assert titles.count() and titles.first.inner_text().strip(), f"{path} has no title"
+        page.screenshot(path=screenshot_dir(site) / f"{Path(path).stem}.png")
+    finally:
+        page.close()
+    assert not errors, f"{path}: JavaScript errors: {errors}"
     remote = non_local(browser_context.requests[start:], base_url)
-    assert not remote, f"intro: requests that would leave the machine: {remote}"
+    assert not remote, f"{path}: requests that would leave the machine: {remote}"
 
 
 @pytest.mark.parametrize("chapter", [p for p in book.expected_pages() if p.startswith("notebooks/")])
@@ -160,23 +180,13 @@ def test_chapter_figures_and_widgets_draw_offline(site, base_url, browser_contex
     start = len(browser_context.requests)
     page, errors = open_page(browser_context, base_url + chapter)
     try:
-        figures_in_source = page.content().count('class="plotly-graph-div"')
-        if figures_in_source:
-            try:
-                page.wait_for_function(
-                    "n => document.querySelectorAll('div.plotly-graph-div svg.main-svg').length >= n",
-                    arg=figures_in_source, timeout=TIMEOUT_MS)
-            except sync_api.TimeoutError:
-                pass  # reported by the assert below
+        # Widgets first: their Output areas may hold figures, drawn only once the widget renders.
+        views = page.evaluate(WIDGETS_JS)["views"]
+        wait_for(page, f"() => ({WIDGETS_JS})().rendered >= {views}")
+        wait_for(page, "() => Array.from(document.querySelectorAll('div.plotly-graph-div'))"
+                       ".every(gd => gd.querySelector('svg.main-svg'))")
         figures = page.evaluate(FIGURES_JS)
         widgets = page.evaluate(WIDGETS_JS)
-        if widgets["views"]:
-            try:
-                page.wait_for_function(f"() => ({WIDGETS_JS})().rendered >= {widgets['views']}",
-                                       timeout=TIMEOUT_MS)
-            except sync_api.TimeoutError:
-                pass  # reported by the assert below
-            widgets = page.evaluate(WIDGETS_JS)
 
         name = Path(chapter).stem
         page.screenshot(path=screenshot_dir(site) / f"{name}.png")

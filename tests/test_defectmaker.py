@@ -155,6 +155,8 @@ def test_bad_inputs_raise_clear_errors():
     image = smooth_image(32)
     with pytest.raises(ValueError, match=r"\(3, H, W\)"):
         dm.make_defect(np.zeros((32, 32, 3), np.uint8), "rectangle", "noise", "paste", rng=0)
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        dm.make_defect(image * 255, "rectangle", "noise", "paste", rng=0)
     with pytest.raises(ValueError, match="shape must be one of"):
         dm.make_defect(image, "circle", "noise", "paste", rng=0)
     with pytest.raises(ValueError, match="fusion must be one of"):

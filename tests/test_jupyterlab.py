@@ -186,6 +186,7 @@ def test_notebook_page_opens(lab):
     assert page_config(body.decode())["appName"] == "JupyterLab"
 
 
+@pytest.mark.browser
 def test_notebook_widget_and_figure_render_in_the_browser(lab):
     """Open a course notebook in JupyterLab in headless Chromium, then run a widget and a figure in a console."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
