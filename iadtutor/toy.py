@@ -548,15 +548,15 @@ class _Bracket:
 class _Pills:
     """Three to six two-tone capsules at random, non-overlapping places on a tray."""
 
-    HALF_LENGTH, RADIUS = 0.06, 0.045  # capsule axis half-length and radius, units of the image side
+    HALF_LENGTH, RADIUS = 0.07, 0.052  # capsule axis half-length and radius, units of the image side
 
     def sample(self, rng, size, translation, rotation):
         n = int(rng.integers(3, 7))
         pills = []
         while len(pills) < n:
             candidate = dict(
-                x=rng.uniform(-0.33, 0.33),
-                y=rng.uniform(-0.33, 0.33),
+                x=rng.uniform(-0.31, 0.31),
+                y=rng.uniform(-0.31, 0.31),
                 angle=rng.uniform(0, 360),
                 shade=rng.uniform(0.95, 1.05),
                 cut=None,
@@ -567,7 +567,7 @@ class _Pills:
             size=size,
             pose=_pose(rng, size, translation, rotation),
             pills=pills,
-            light=_illumination(rng, size, 0.10),
+            light=_illumination(rng, size, 0.06),
             tray_grain=_grain(rng, size, 1.2),
         )
 
@@ -643,10 +643,10 @@ class _Pills:
             across = self._in_image(s, s["pills"][k], along, self.RADIUS) - start
             angle = np.arctan2(across[1], across[0]) + rng.normal(0, 0.25)
             length = 2 * self.RADIUS * rng.uniform(0.6, 1.0)
-            return _paint_crack(image, rng, pill_region, start, angle, length=(length, length), width=1.2)
+            return _paint_crack(image, rng, pill_region, start, angle, length=(length, length), width=1.8)
         if defect == "stain":
             tint = rng.choice([(0.35, 0.28, 0.20), (0.25, 0.25, 0.28)])
-            return _paint_stain(image, rng, pill_region, tint=tint, radius=(0.015, 0.03), opacity=(0.6, 0.8))
+            return _paint_stain(image, rng, pill_region, tint=tint, radius=(0.02, 0.04), opacity=(0.65, 0.85))
         pills = [dict(p) for p in s["pills"]]  # broken: about half of one pill is gone
         pills[k]["cut"] = (rng.choice([-1.0, 1.0]), rng.uniform(-0.02, 0.02), rng.uniform(0, 2 * np.pi, 2))
         return self.draw(dict(s, pills=pills)).image

@@ -120,13 +120,39 @@ def to_rgb_uint8(image) -> np.ndarray:
     return array
 
 
-def png_data_uri(image) -> str:
-    """An image (any shape :func:`to_rgb_uint8` accepts) as a ``data:image/png;base64,...`` string."""
+def image_data_uri(image, format: str = "png", quality: int = 90) -> str:
+    """An image (any shape :func:`to_rgb_uint8` accepts) as a ``data:image/...;base64,`` string.
+
+    ``format="png"`` keeps every pixel exactly; ``"jpeg"`` (``quality`` 1-100) is about five times
+    smaller for photos and noisy renders, which keeps notebooks with many figures small.
+    """
     from PIL import Image
 
+    if format not in ("png", "jpeg"):
+        raise ValueError(f"format must be 'png' or 'jpeg'; got {format!r}.")
     buffer = io.BytesIO()
-    Image.fromarray(to_rgb_uint8(image)).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    options = {"quality": quality} if format == "jpeg" else {}
+    Image.fromarray(to_rgb_uint8(image)).save(buffer, format=format.upper(), **options)
+    return f"data:image/{format};base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def png_data_uri(image) -> str:
+    """An image as a lossless ``data:image/png;base64,...`` string (see :func:`image_data_uri`)."""
+    return image_data_uri(image, "png")
+
+
+def downsample_map(values: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
+    """Average ``k × k`` blocks of a ``(H, W)`` map so that its longer side is at most ``max_side``;
+    returns the smaller map and ``k`` (1 when it already fits). The last blocks may be partial."""
+    factor = max(1, -(-max(values.shape) // max_side))
+    if factor == 1:
+        return values, 1
+    height, width = values.shape
+    padded_h, padded_w = -(-height // factor) * factor, -(-width // factor) * factor
+    sums = np.zeros((padded_h, padded_w)); counts = np.zeros((padded_h, padded_w))
+    sums[:height, :width], counts[:height, :width] = values, 1
+    shape = (padded_h // factor, factor, padded_w // factor, factor)
+    return (sums.reshape(shape).sum((1, 3)) / counts.reshape(shape).sum((1, 3))).astype(values.dtype), factor
 
 
 def _as_map(array, name: str) -> np.ndarray:
@@ -137,10 +163,10 @@ def _as_map(array, name: str) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------------- traces
-def image_trace(image, name: str = "image") -> go.Image:
-    """An RGB image as a ``go.Image`` trace (a PNG inside the figure: compact; hover shows x, y)."""
-    rgb = to_rgb_uint8(image)
-    return go.Image(source=png_data_uri(rgb), name=name, hovertemplate="x %{x}, y %{y}<extra></extra>")
+def image_trace(image, name: str = "image", format: str = "jpeg") -> go.Image:
+    """An RGB image as a ``go.Image`` trace holding a compressed copy (JPEG by default, see
+    :func:`image_data_uri`); hover shows x, y."""
+    return go.Image(source=image_data_uri(image, format), name=name, hovertemplate="x %{x}, y %{y}<extra></extra>")
 
 
 def map_trace(values, name: str = "anomaly score", colorscale: str = MAP_COLOURSCALE, opacity: float = 1.0,
@@ -156,10 +182,18 @@ def map_trace(values, name: str = "anomaly score", colorscale: str = MAP_COLOURS
 
 
 def mask_trace(mask, name: str = "ground truth", colour: str = MASK_COLOUR, width: float = 1.5) -> go.Contour:
-    """The outline of a ``(H, W)`` boolean mask: a contour line at 0.5 (no fill, no colour bar)."""
-    mask = _as_map(mask, name).astype(np.float32)
-    return go.Contour(z=mask, name=name, showscale=False, hoverinfo="skip",
-                      contours=dict(start=0.5, end=0.5, size=1, coloring="none"),
+    """The outline of a ``(H, W)`` boolean mask: a contour line at 0.5 (no fill, no colour bar).
+
+    Only the mask's bounding box (plus a one-pixel border of zeros, so outlines close at the image edge)
+    is stored, as uint8, placed with ``x0`` / ``y0``: a small defect costs a few bytes, not a full image.
+    """
+    mask = _as_map(mask, name).astype(bool)
+    if not mask.any():
+        raise ValueError(f"{name} has no pixel set: there is no outline to draw.")
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    crop = np.pad(mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], 1).astype(np.uint8)
+    return go.Contour(z=crop, x0=int(cols[0]) - 1, dx=1, y0=int(rows[0]) - 1, dy=1, name=name, showscale=False,
+                      hoverinfo="skip", contours=dict(start=0.5, end=0.5, size=1, coloring="none"),
                       line=dict(color=colour, width=width), showlegend=False)
 
 
@@ -181,17 +215,19 @@ def _image_axes(fig: go.Figure) -> None:
 def add_image(fig: go.Figure, image, overlay=None, mask=None, row: int | None = None, col: int | None = None,
               overlay_name: str = "anomaly score", opacity: float = 0.5, colorscale: str = MAP_COLOURSCALE,
               zmin: float | None = None, zmax: float | None = None, showscale: bool = False,
-              image_name: str = "image") -> go.Figure:
+              image_name: str = "image", max_overlay_side: int = 160) -> go.Figure:
     """Add an image, optionally a heatmap overlay of the same size (or a coarser grid that divides it)
-    and a mask outline, to subplot ``(row, col)`` of ``fig``."""
+    and a mask outline, to subplot ``(row, col)`` of ``fig``. Overlays larger than ``max_overlay_side``
+    are block-averaged for display (a 256-pixel anomaly map is shown at 128 × 128)."""
     where = {} if row is None else dict(row=row, col=col)
     rgb = to_rgb_uint8(image)
     fig.add_trace(image_trace(rgb, image_name), **where)
     height, width = rgb.shape[:2]
     if overlay is not None:
-        values = _as_map(overlay, overlay_name)
+        values, factor = downsample_map(_as_map(overlay, overlay_name), max_overlay_side)
         fig.add_trace(map_trace(values, overlay_name, colorscale, opacity, zmin, zmax, showscale,
-                                dx=width / values.shape[1], dy=height / values.shape[0]), **where)
+                                dx=factor * width / overlay.shape[-1], dy=factor * height / overlay.shape[-2]),
+                      **where)
     if mask is not None:
         mask = _as_map(mask, "mask")
         if mask.shape != (height, width):

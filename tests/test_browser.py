@@ -52,7 +52,8 @@ WIDGETS_JS = """() => {
 }"""
 
 
-MATHJAX_DONE_JS = """async () => {
+SETTLED_JS = """async () => {
+    await document.fonts.ready;
     if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
 }"""
 
@@ -82,7 +83,7 @@ def base_url(site):
 def chromium_executable() -> str:
     path = os.environ.get("IADTUTOR_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
-        pytest.skip("Chromium is not installed: run `make setup-browser` (scripts/install_chromium.sh).")
+        pytest.skip("Chromium is not installed: run `make browser` (scripts/install_chromium.sh).")
     return path
 
 
@@ -128,11 +129,7 @@ def open_page(context, url: str):
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(url, wait_until="load")
-    try:  # only so that screenshots are complete; the checks wait for what they need themselves
-        page.wait_for_load_state("networkidle", timeout=5_000)
-    except sync_api.TimeoutError:
-        pass
-    page.evaluate(MATHJAX_DONE_JS)
+    page.evaluate(SETTLED_JS)  # so that screenshots are complete; the checks wait for what they need
     return page, errors
 
 
@@ -149,8 +146,11 @@ def non_local(requests: list[str], base_url: str) -> list[str]:
 
 
 def test_intro_page_has_the_sidebar_and_the_run_instructions(site, base_url, browser_context):
-    page, errors = open_page(browser_context, base_url)  # index.html redirects to the intro
+    page = browser_context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
     try:
+        page.goto(base_url)  # index.html redirects to the intro
         page.wait_for_url("**/book/intro.html")
         assert "papermill" in page.inner_text("main")
         sidebar = page.locator("nav.bd-links a")

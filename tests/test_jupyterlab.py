@@ -192,7 +192,7 @@ def test_notebook_widget_and_figure_render_in_the_browser(lab):
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     executable = os.environ.get("IADTUTOR_CHROMIUM") or shutil.which("chromium")
     if not executable:
-        pytest.skip("Chromium is not installed: run `make setup-browser` (scripts/install_chromium.sh).")
+        pytest.skip("Chromium is not installed: run `make browser` (scripts/install_chromium.sh).")
 
     notebook = a_course_notebook()
     screenshots = book.book_dirs(REPO)[0] / "_build" / "screenshots"

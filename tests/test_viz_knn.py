@@ -1,0 +1,108 @@
+"""What each comparison / density figure puts in the figure, checked on small hand-made tables."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from iadtutor import density, viz_knn
+
+
+def window_table():
+    return pd.DataFrame({"window": [1, 3, 5], "image_auroc": [0.8, 0.9, 0.95], "pixel_auroc": [0.9, 0.95, 0.96],
+                         "aupro": [0.6, 0.7, 0.75], "search_seconds_per_image": [0.01, 0.02, 0.04]})
+
+
+def test_window_sweep_figure_has_metrics_and_time_against_window():
+    fig = viz_knn.window_sweep_figure(window_table())
+    names = [trace.name for trace in fig.data]
+    assert names == ["image AUROC", "pixel AUROC", "AUPRO", "search time"]
+    assert list(fig.data[0].x) == [1, 3, 5] and list(fig.data[2].y) == [0.6, 0.7, 0.75]
+    assert list(fig.data[3].y) == pytest.approx([10, 20, 40])  # milliseconds
+    assert fig.data[3].xaxis == "x2"  # time in its own panel
+    with pytest.raises(ValueError, match="missing \\['search_seconds_per_image'\\]"):
+        viz_knn.window_sweep_figure(window_table().drop(columns="search_seconds_per_image"))
+
+
+def test_translation_figure_one_line_per_method_and_metric():
+    table = pd.DataFrame({"translation": [0.0, 0.1, 0.0, 0.1], "method": ["A", "A", "B", "B"],
+                          "image_auroc": [1.0, 0.9, 0.95, 0.94], "aupro": [0.8, 0.5, 0.7, 0.69]})
+    fig = viz_knn.translation_figure(table)
+    assert len(fig.data) == 4
+    a_auroc, a_aupro, b_auroc, _ = fig.data
+    assert (a_auroc.name, list(a_auroc.x), list(a_auroc.y)) == ("A", [0.0, 0.1], [1.0, 0.9])
+    assert a_aupro.showlegend is False and a_aupro.xaxis == "x2" and list(a_aupro.y) == [0.8, 0.5]
+    assert list(b_auroc.y) == [0.95, 0.94] and a_auroc.line.color == a_aupro.line.color != b_auroc.line.color
+
+
+def test_k_alpha_figure_knn_baseline_and_one_line_per_alpha():
+    table = pd.DataFrame({"method": ["KNN", "KNN", "LDKNN", "LDKNN", "LDKNN", "LDKNN"], "k": [1, 5, 1, 5, 1, 5],
+                          "alpha": [math.nan, math.nan, 0.5, 0.5, 1.0, 1.0],
+                          "image_auroc": [0.8, 0.7, 0.81, 0.85, 0.82, 0.9], "aupro": [0.5] * 6})
+    fig = viz_knn.k_alpha_figure(table, metrics=("image_auroc",))
+    assert [t.name for t in fig.data] == ["KNN (mean of K nearest)", "LDKNN α = 0.5", "LDKNN α = 1"]
+    assert fig.data[0].line.dash == "dash" and list(fig.data[0].y) == [0.8, 0.7]
+    assert list(fig.data[2].x) == [1, 5] and list(fig.data[2].y) == [0.82, 0.9]
+
+
+def test_maps_grid_layout_and_per_method_colour_range():
+    images = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    masks = torch.zeros(3, 16, 16, dtype=torch.bool)
+    masks[1, 4:8, 4:8] = True
+    maps = {"A": np.linspace(0, 1, 3 * 256).reshape(3, 16, 16), "B": 100 + np.zeros((3, 16, 16))}
+    fig = viz_knn.maps_grid(images, masks, maps, indices=[1, 2], image_scores={"A": [0.1, 0.2, 0.3], "B": [1, 2, 3]})
+    heatmaps = [t for t in fig.data if isinstance(t, go.Heatmap)]
+    assert len(heatmaps) == 4  # 2 images × 2 methods
+    assert heatmaps[0].z.shape == (8, 8) and heatmaps[0].dx == 2  # thinned for display, placed on the pixels
+    assert heatmaps[0].zmin == heatmaps[2].zmin and heatmaps[1].zmin == 100  # one range per method
+    assert sum(isinstance(t, go.Contour) for t in fig.data) == 3  # the mask of test 1 in its three panels
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["test 1", "A — 0.20", "B — 2.00", "test 2", "A — 0.30", "B — 3.00"]
+
+
+def test_density_histogram_and_projection():
+    fig = viz_knn.density_histogram_figure({"K = 1": np.array([1.0, 2.0]), "K = 5": np.array([2.0, 3.0, 4.0])})
+    assert [t.name for t in fig.data] == ["K = 1", "K = 5"] and list(fig.data[1].x) == [2.0, 3.0, 4.0]
+
+    positions = density.patch_positions((2, 2, 3))
+    points = np.arange(24, dtype=np.float32).reshape(12, 2)
+    values = np.arange(12, dtype=np.float32)
+    fig = viz_knn.projection_figure(points, values, positions)
+    scatter = fig.data[0]
+    assert list(scatter.x) == list(points[:, 0]) and list(scatter.marker.color) == list(values)
+    assert list(scatter.customdata[7]) == [1, 0, 1, 7]  # patch 7 = image 1, row 0, col 1
+    assert "train image %{customdata[0]}" in scatter.hovertemplate
+    with pytest.raises(ValueError, match="one value and one position per point"):
+        viz_knn.projection_figure(points, values[:5], positions)
+
+
+def test_ldknn_terms_figure_panels():
+    image = torch.rand(3, 16, 16)
+    mask = torch.zeros(16, 16, dtype=torch.bool)
+    terms = {"distance": torch.full((4, 4), 2.0), "density": torch.full((4, 4), 0.5), "score": torch.full((4, 4), 1.0)}
+    fig = viz_knn.ldknn_terms_figure(image, mask, terms, alpha=2.0, knn_map=torch.ones(4, 4))
+    heatmaps = [t for t in fig.data if isinstance(t, go.Heatmap)]
+    assert len(heatmaps) == 4
+    assert float(np.unique(heatmaps[2].z)[0]) == 1.0  # α·d = 2 × 0.5
+    assert len(fig.layout.annotations) == 5
+
+
+def test_figure_app_draws_default_and_redraws_on_change():
+    import ipywidgets as widgets
+
+    calls = []
+
+    def draw(index, alpha):
+        calls.append((index, alpha))
+        return go.Figure(go.Scatter(x=[index], y=[alpha]))
+
+    app = viz_knn.figure_app(draw, index=widgets.Dropdown(options=[0, 1], value=0),
+                             alpha=widgets.FloatSlider(value=1.0, min=0, max=2))
+    assert calls == [(0, 1.0)] and len(app.output.outputs) == 1  # the default figure is already there
+    app.controls["alpha"].value = 0.5
+    assert calls[-1] == (0, 0.5) and list(app.figure.data[0].y) == [0.5] and len(app.output.outputs) == 1
+    with pytest.raises(ValueError, match="at least one control"):
+        viz_knn.figure_app(draw)
