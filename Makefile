@@ -42,11 +42,16 @@ book: setup
 
 course: execute book
 
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
 test: setup browser
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q tests notebooks $(NBVAL)
+
+test-notebooks: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q notebooks $(NBVAL)
 
 test-unit: setup
-	$(BIN)/python -m pytest -q -m "not notebooks and not browser and not book"
+	$(BIN)/python -m pytest -q tests -m "not browser and not book and not slow"
 
 bench: setup
 	$(BIN)/python benchmarks/bench_lwinnn.py

@@ -594,14 +594,6 @@ def _pooled_feature_stats(model: FeatureExtractor, images: torch.Tensor, mean: t
     return pooled.mean(dim=0), spread
 
 
-def _freeze_batchnorm(model: nn.Module) -> None:
-    """Put every BatchNorm layer in eval mode: it normalises with its ImageNet running statistics and
-    does not update them. Its scale and shift still train."""
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.eval()
-
-
 def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: int = 5, batch_size: int = 16,
                       lr: float = 0.03, device="cpu", seed: int = 0, progress: bool = True,
                       is_texture: bool = False, foregrounds=None, momentum: float = 0.9,
@@ -655,10 +647,7 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
         bar = tqdm(range(epochs), desc="DefectMaker fine-tuning", disable=not progress)
         for epoch in bar:
             dataset.set_epoch(epoch)
-            model.train()
-            head.train()
-            if freeze_bn:
-                _freeze_batchnorm(model)
+            model.train(not freeze_bn)  # eval mode: frozen BatchNorm statistics, no drop-connect
             total_loss, n_correct, n_seen = 0.0, 0, 0
             for batch, labels in loader:
                 batch, labels = batch.to(device), labels.to(device)

@@ -27,8 +27,8 @@ def small_image(seed=0, size=16):
     return torch.rand(3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-def decode_png(uri):
-    assert uri.startswith("data:image/png;base64,")
+def decode_png(uri, kind="png"):
+    assert uri.startswith(f"data:image/{kind};base64,")
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
 
 
@@ -75,6 +75,25 @@ def test_png_data_uri_round_trips_the_pixels():
     np.testing.assert_array_equal(decode_png(viz.png_data_uri(rgb)), rgb)
 
 
+def test_jpeg_data_uri_is_close_and_smaller_on_a_smooth_image():
+    ramp = np.linspace(0, 1, 64)
+    image = np.stack([np.add.outer(ramp, ramp) / 2, np.outer(ramp, ramp), np.full((64, 64), 0.3)])
+    rgb = viz.to_rgb_uint8(image)
+    jpeg = viz.image_data_uri(image, "jpeg")
+    assert np.abs(decode_png(jpeg, "jpeg").astype(int) - rgb).mean() < 2
+    with pytest.raises(ValueError, match="format must be"):
+        viz.image_data_uri(image, "gif")
+
+
+def test_downsample_map_averages_blocks():
+    values = np.arange(30.0).reshape(5, 6)
+    small, factor = viz.downsample_map(values, max_side=3)
+    assert factor == 2 and small.shape == (3, 3)
+    assert small[0, 0] == values[:2, :2].mean() and small[2, 2] == values[4, 4:6].mean()  # partial last block
+    same, factor = viz.downsample_map(values, max_side=6)
+    assert factor == 1 and same is values
+
+
 # ------------------------------------------------------------------------------------------- figures
 def test_overlay_figure_has_image_heatmap_with_the_values_and_mask_outline():
     image = small_image()
@@ -83,12 +102,35 @@ def test_overlay_figure_has_image_heatmap_with_the_values_and_mask_outline():
     mask[3:7, 4:9] = True
     fig = viz.image_figure(image, overlay=overlay, mask=mask, title="x")
     assert [trace.type for trace in fig.data] == ["image", "heatmap", "contour"]
-    np.testing.assert_array_equal(decode_png(fig.data[0].source), viz.to_rgb_uint8(image))
+    assert decode_png(fig.data[0].source, "jpeg").shape == (16, 16, 3)
     np.testing.assert_array_equal(np.asarray(fig.data[1].z), overlay)
     assert "%{z" in fig.data[1].hovertemplate  # hover shows the value
-    np.testing.assert_array_equal(np.asarray(fig.data[2].z), mask.astype(np.float32))
-    assert fig.data[2].contours.start == 0.5 == fig.data[2].contours.end
+    # the outline is stored as the mask's bounding box with a border of zeros, placed at its pixels
+    contour = fig.data[2]
+    assert (contour.x0, contour.y0, contour.dx, contour.dy) == (3, 2, 1, 1)
+    np.testing.assert_array_equal(np.asarray(contour.z), np.pad(mask[3:7, 4:9], 1).astype(np.uint8))
+    assert contour.contours.start == 0.5 == contour.contours.end
     assert fig.layout.yaxis.autorange == "reversed"  # image rows go down
+
+
+def test_mask_outline_reaches_the_image_border():
+    mask = np.zeros((8, 8), bool)
+    mask[0:3, 5:8] = True
+    trace = viz.mask_trace(mask)
+    z = np.asarray(trace.z)
+    assert (trace.x0, trace.y0) == (4, -1) and z.shape == (5, 5) and z[1:4, 1:4].all() and z.sum() == 9
+
+
+def test_large_overlays_are_shown_block_averaged():
+    image = torch.rand(3, 64, 64)
+    overlay = np.random.default_rng(1).random((64, 64))
+    heatmap = viz.image_figure(image, overlay=overlay).data[1]
+    assert np.asarray(heatmap.z).shape == (64, 64)
+    fig = viz.go.Figure()
+    viz.add_image(fig, image, overlay=overlay, max_overlay_side=32)
+    small = fig.data[1]
+    assert np.asarray(small.z).shape == (32, 32) and small.dx == 2 and small.x0 == 0.5
+    assert np.asarray(small.z)[0, 0] == pytest.approx(overlay[:2, :2].mean(), rel=1e-6)
 
 
 def test_coarse_overlay_is_stretched_over_the_image():
@@ -111,7 +153,10 @@ def test_image_grid_places_each_image_and_shares_the_overlay_scale():
     images = torch.stack([small_image(i) for i in range(5)])
     overlays = [np.full((16, 16), float(i)) for i in range(5)]
     masks = [np.eye(16, dtype=bool)] * 5
-    fig = viz.image_grid(images, titles=list("abcde"), cols=3, masks=masks, overlays=overlays)
+    boxes = [[(0.5, 3.5, 0.5, 3.5)], None, [], [(1, 2, 3, 4), (5, 6, 7, 8)], None]
+    fig = viz.image_grid(images, titles=list("abcde"), cols=3, masks=masks, overlays=overlays, boxes=boxes)
+    assert [(s.xref, s.x0, s.x1, s.y0, s.y1) for s in fig.layout.shapes] == [
+        ("x", 0.5, 3.5, 0.5, 3.5), ("x4", 1, 2, 3, 4), ("x4", 5, 6, 7, 8)]
     kinds = [trace.type for trace in fig.data]
     assert kinds.count("image") == 5 and kinds.count("heatmap") == 5 and kinds.count("contour") == 5
     heatmaps = [trace for trace in fig.data if trace.type == "heatmap"]

@@ -1,0 +1,252 @@
+"""Figures and tables for notebook 05 (ULSAD, ``shared/papers/003_*.txt``): what each branch computes.
+
+* :func:`branch_outputs` — the intermediate tensors of a trained :class:`~iadtutor.ulsad.ULSAD` for some
+  images: the features ``U``, the local reconstruction ``U~'``, ``U~''``, the global output ``U^`` and
+  the raw maps of eqs. 7 and 8, all at feature resolution;
+* :func:`reconstruction_figure` — the local branch: channels of ``U`` above the same channels of its
+  reconstruction ``U~'``, and the local distance map (eq. 7);
+* :func:`attention_figure` — attention maps of a few query locations over the image, like the paper's
+  figure 5, each query marked;
+* :func:`branch_maps_figure` — test images (rows) with their local, global and combined maps and masks;
+* :func:`loss_curve_figure` — the loss terms of Algorithm 1 per epoch;
+* :func:`branch_metrics_table` — image AUROC / pixel AUROC / AUPRO per branch, for all anomalies and
+  separately for structural and logical ones (each against the good test images).
+
+Generic pieces (the renderer, images with overlays) come from :mod:`iadtutor.viz`.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from . import metrics, viz
+from .data import anomaly_kind
+
+BRANCHES = ("local", "global", "combined")
+BRANCH_TITLES = {"local": "local (eq. 7)", "global": "global (eq. 8)", "combined": "combined"}
+LOSS_TITLES = {"loss": "total loss", "local": "local L_pl (eq. 1)", "consistency": "consistency L_pg (eq. 5)",
+               "local_global": "local-global L_lg (eq. 6)"}
+QUERY_COLOUR = "#39ff14"
+ATTENTION_COLOURSCALE = "Viridis"
+FEATURE_COLOURSCALE = "RdBu_r"
+KINDS = ("structural", "logical", "other")
+
+
+# ------------------------------------------------------------------------------------ model internals
+@torch.no_grad()
+def branch_outputs(model, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Intermediate tensors of a trained ULSAD ``model`` for ``images (N, 3, H, W)`` in [0, 1], on the CPU.
+
+    The same steps as :meth:`iadtutor.ulsad.ULSAD.predict`, stopped at feature resolution ``h* x w*``:
+    ``features`` = standardised ``U``, ``reconstruction`` = ``U~'``, ``local_global`` = ``U~''``,
+    ``global`` = ``U^`` (each ``(N, c*, h*, w*)``), and the raw (not quantile-normalised, not blurred)
+    maps ``local_map`` (eq. 7) and ``global_map`` (eq. 8), each ``(N, h*, w*)``.
+    """
+    net = model._require_fitted()
+    net.eval()
+    prepared = model._prepare(images)
+    features = net.standardize(model._raw_features(prepared))
+    outputs = net(features, prepared)
+    local_map, global_map = net.anomaly_maps(features, outputs)
+    result = {"features": features, "reconstruction": outputs["local"], "local_global": outputs["local_global"],
+              "global": outputs["global"], "local_map": local_map, "global_map": global_map}
+    return {name: tensor.float().cpu() for name, tensor in result.items()}
+
+
+# --------------------------------------------------------------------------------------------- figures
+def _check_maps(maps: Mapping[str, object], n: int) -> dict[str, np.ndarray]:
+    missing = [b for b in BRANCHES if b not in maps]
+    if missing:
+        raise ValueError(f"maps needs the branches {list(BRANCHES)}; missing {missing}.")
+    arrays = {b: viz.to_numpy(maps[b]) for b in BRANCHES}
+    for name, array in arrays.items():
+        if array.ndim != 3 or len(array) != n:
+            raise ValueError(f"maps[{name!r}] must be (N, H, W) with one map per image ({n}); got {array.shape}.")
+    return arrays
+
+
+def reconstruction_figure(image, features, reconstruction, local_map, mask=None, channels: Sequence[int] | None = None,
+                          k: int = 4, cell: int = 170, title: str | None = None) -> go.Figure:
+    """The local branch on one image: ``k`` channels of ``U`` (top row) above the same channels of the
+    FRN's reconstruction ``U~'`` (bottom row), then the image (top) and the local map of eq. 7 (bottom).
+
+    ``features`` / ``reconstruction``: ``(c*, h*, w*)``; ``local_map``: ``(h*, w*)``; ``mask``: ``(H, W)``.
+    ``channels`` default to the ``k`` channels of ``U`` with the largest spatial spread
+    (:func:`iadtutor.viz.strongest_channels`). A channel's two panels share one colour range.
+    """
+    features, reconstruction = viz.to_numpy(features), viz.to_numpy(reconstruction)
+    if features.ndim != 3 or features.shape != reconstruction.shape:
+        raise ValueError(f"features and reconstruction must both be (c*, h*, w*); got {features.shape} and "
+                         f"{reconstruction.shape}.")
+    channels = list(channels) if channels is not None else viz.strongest_channels(features, k)
+    titles = [f"U, channel {c}" for c in channels] + ["image"]
+    titles += [f"U~' (reconstruction), channel {c}" for c in channels] + ["local map (eq. 7)"]
+    cols = len(channels) + 1
+    fig = make_subplots(rows=2, cols=cols, subplot_titles=titles, horizontal_spacing=0.015, vertical_spacing=0.1)
+    for col, channel in enumerate(channels, start=1):
+        pair = np.stack([features[channel], reconstruction[channel]])
+        limit = float(np.abs(pair).max()) or 1.0
+        for row in (1, 2):
+            fig.add_trace(viz.map_trace(pair[row - 1], "standardised activation", FEATURE_COLOURSCALE,
+                                        zmin=-limit, zmax=limit, showscale=False), row=row, col=col)
+    viz.add_image(fig, image, mask=mask, row=1, col=cols)
+    viz.add_image(fig, image, overlay=viz.to_numpy(local_map), mask=mask, row=2, col=cols,
+                  overlay_name="local distance", opacity=0.7)
+    viz._image_axes(fig)
+    fig.update_annotations(font_size=10)
+    fig.update_layout(title=title, width=cols * cell + 40, height=2 * (cell + 30) + (50 if title else 20),
+                      margin=dict(l=10, r=10, t=60 if title else 30, b=10), showlegend=False)
+    return fig
+
+
+def query_marker(y: float, x: float, label: str = "query", size: int = 13) -> go.Scatter:
+    """A marker (open circle with a cross) at pixel ``(y, x)``, the query location of an attention map."""
+    return go.Scatter(x=[x], y=[y], mode="markers", name=label, hovertemplate=f"{label}<extra></extra>",
+                      marker=dict(symbol="circle-x-open", size=size, color=QUERY_COLOUR, line_width=2.5))
+
+
+def cell_centre(cell: Sequence[int], grid_hw: Sequence[int], image_hw: Sequence[int]) -> tuple[float, float]:
+    """Pixel coordinates ``(y, x)`` of the centre of feature cell ``(row, col)`` of an ``h x w`` grid over
+    an ``H x W`` image (pixel ``i`` spans ``i - 0.5 … i + 0.5``)."""
+    (row, col), (h, w), (height, width) = cell, grid_hw, image_hw
+    return (row + 0.5) * height / h - 0.5, (col + 0.5) * width / w - 0.5
+
+
+def attention_figure(image, attentions: Sequence, query_cells: Sequence[Sequence[int]],
+                     titles: Sequence[str] | None = None, mask=None, cell: int = 210, opacity: float = 0.75,
+                     title: str | None = None) -> go.Figure:
+    """The image with every query marked, then one attention map per query over the image (paper, fig. 5).
+
+    ``attentions``: ``(h*, w*)`` maps, e.g. ``ULSAD.attention_maps(...)["self_attention"]`` (weights over
+    the keys ``p`` for one query ``q``, summing to 1); ``query_cells``: the ``(row, col)`` of each query on
+    the ``h* x w*`` grid (``attention_maps(...)["query_cell"]``). Each map has its own colour range: the
+    pattern matters, not the height (hover shows the weights).
+    """
+    if len(attentions) != len(query_cells) or not attentions:
+        raise ValueError(f"need one query cell per attention map; got {len(attentions)} maps and "
+                         f"{len(query_cells)} cells.")
+    rgb = viz.to_rgb_uint8(image)
+    image_hw = rgb.shape[:2]
+    grid_hw = viz.to_numpy(attentions[0]).shape
+    names = list(titles) if titles is not None else [f"query {i + 1}" for i in range(len(attentions))]
+    fig = make_subplots(rows=1, cols=len(attentions) + 1, subplot_titles=["image and queries", *names],
+                        horizontal_spacing=0.01)
+    viz.add_image(fig, rgb, mask=mask, row=1, col=1)
+    for i, (attention, query) in enumerate(zip(attentions, query_cells), start=1):
+        y, x = cell_centre(query, grid_hw, image_hw)
+        fig.add_trace(query_marker(y, x, names[i - 1]), row=1, col=1)
+        fig.add_annotation(x=x, y=y, text=str(i), showarrow=False, xshift=11, yshift=-11, row=1, col=1,
+                           font=dict(color=QUERY_COLOUR, size=13))
+        viz.add_image(fig, rgb, overlay=viz.to_numpy(attention), row=1, col=i + 1, overlay_name="attention weight",
+                      opacity=opacity, colorscale=ATTENTION_COLOURSCALE)
+        fig.add_trace(query_marker(y, x, names[i - 1]), row=1, col=i + 1)
+    viz._image_axes(fig)
+    fig.update_layout(title=title, width=(len(attentions) + 1) * cell + 40, height=cell + (80 if title else 50),
+                      margin=dict(l=10, r=10, t=70 if title else 40, b=10), showlegend=False)
+    return fig
+
+
+def branch_maps_figure(images, masks, maps: Mapping[str, object], indices: Sequence[int],
+                       row_titles: Sequence[str] | None = None, zmax: float | None = None, cell: int = 180,
+                       display_stride: int = 2, opacity: float = 0.65, title: str | None = None) -> go.Figure:
+    """Rows: the test images ``indices``; columns: the image with its mask outline, then the ``local``,
+    ``global`` and ``combined`` maps of :meth:`iadtutor.ulsad.ULSAD.predict` over it.
+
+    ``images (N, 3, H, W)``, ``masks (N, H, W)``, ``maps``: ``{branch: (N, H, W)}``. The maps are
+    quantile-normalised (0 at the validation ``alpha`` quantile, 0.1 at ``beta``), so all panels share
+    one colour range ``0 … zmax`` (default: the 99.9th percentile of the maps shown, at least 0.1).
+    Panel titles show each map's image score (its maximum). ``display_stride`` thins the maps shown.
+    """
+    arrays = _check_maps(maps, len(images))
+    indices = [int(i) for i in indices]
+    if not indices:
+        raise ValueError("indices must name at least one test image.")
+    if zmax is None:
+        shown = np.concatenate([arrays[b][indices].ravel() for b in BRANCHES])
+        zmax = max(0.1, float(np.percentile(shown, 99.9)))
+    titles = []
+    for r, index in enumerate(indices):
+        titles.append(row_titles[r] if row_titles is not None else f"test {index}")
+        titles += [f"{BRANCH_TITLES[b]}: {float(arrays[b][index].max()):.3f}" for b in BRANCHES]
+    fig = make_subplots(rows=len(indices), cols=1 + len(BRANCHES), subplot_titles=titles,
+                        horizontal_spacing=0.01, vertical_spacing=0.2 / max(1, len(indices)))
+    for r, index in enumerate(indices, start=1):
+        mask = viz.to_numpy(masks[index])
+        viz.add_image(fig, images[index], mask=mask, row=r, col=1)
+        for c, branch in enumerate(BRANCHES, start=2):
+            values = arrays[branch][index][::display_stride, ::display_stride]
+            viz.add_image(fig, images[index], overlay=values, mask=mask, row=r, col=c, overlay_name=branch,
+                          opacity=opacity, zmin=0.0, zmax=zmax, showscale=(r == 1 and c == 2))
+    viz._image_axes(fig)
+    fig.update_traces(colorbar=dict(title="score", len=0.3, y=1, yanchor="top"), selector=dict(type="heatmap",
+                                                                                                showscale=True))
+    fig.update_annotations(font_size=10)
+    cols = 1 + len(BRANCHES)
+    fig.update_layout(title=title, width=cols * cell + 110, height=len(indices) * (cell + 25) + (60 if title else 30),
+                      margin=dict(l=10, r=10, t=60 if title else 30, b=10), showlegend=False)
+    return fig
+
+
+def loss_curve_figure(history: Mapping[str, Sequence[float]], log_y: bool = True,
+                      title: str | None = "ULSAD training: loss terms per epoch") -> go.Figure:
+    """The mean training loss and its three terms per epoch (``ULSAD.fit``'s ``history``)."""
+    names = [name for name in LOSS_TITLES if name in history]
+    if not names or not len(history[names[0]]):
+        raise ValueError(f"history holds no loss values; expected the keys {list(LOSS_TITLES)}.")
+    epochs = list(range(1, len(history[names[0]]) + 1))
+    fig = viz.line_plot(epochs, {LOSS_TITLES[name]: history[name] for name in names}, title=title,
+                        xlabel="epoch", ylabel="mean loss over the training images", markers=False, width=700)
+    fig.update_traces(selector=dict(name=LOSS_TITLES["loss"]), line=dict(width=3, color="#222"))
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- tables
+def kinds_of(defect_types: Sequence[str]) -> np.ndarray:
+    """:func:`iadtutor.data.anomaly_kind` of every defect type: ``good`` / ``structural`` / ``logical`` / ``other``."""
+    return np.array([anomaly_kind(t) for t in defect_types])
+
+
+def branch_metrics_table(labels, masks, defect_types: Sequence[str], maps: Mapping[str, object],
+                         fpr_limit: float = 0.3, digits: int = 3) -> pd.DataFrame:
+    """Image AUROC, pixel AUROC and AUPRO of every branch, for each kind of anomaly.
+
+    ``labels (N,)``, ``masks (N, H, W)``, ``defect_types`` (N names), ``maps``: ``{branch: (N, H, W)}``
+    for ``local`` / ``global`` / ``combined``. A branch's image score is the maximum of its map (as for the
+    combined map in sec. 3.5). Rows ``(anomalies, branch)``: ``all`` uses every test image; each kind
+    present (``structural``, ``logical``; :func:`iadtutor.data.anomaly_kind`) uses the good images plus
+    only that kind. Values are fractions rounded to ``digits``.
+    """
+    labels, masks = viz.to_numpy(labels).astype(int), viz.to_numpy(masks).astype(bool)
+    arrays = _check_maps(maps, len(labels))
+    if len(defect_types) != len(labels) or len(masks) != len(labels):
+        raise ValueError(f"need one label, mask and defect type per map; got {len(labels)} labels, "
+                         f"{len(masks)} masks, {len(defect_types)} defect types.")
+    kinds = kinds_of(defect_types)
+    present = [k for k in KINDS if k in set(kinds)]
+    groups = {"all": np.ones(len(labels), dtype=bool)}
+    if len(present) > 1:
+        groups.update({kind: (kinds == "good") | (kinds == kind) for kind in present})
+    rows = []
+    for group, keep in groups.items():
+        for branch in BRANCHES:
+            values = arrays[branch][keep]
+            rows.append({"anomalies": group, "branch": branch,
+                         "image_auroc": metrics.image_auroc(labels[keep], values.max(axis=(1, 2))),
+                         "pixel_auroc": metrics.pixel_auroc(masks[keep], values),
+                         "aupro": metrics.aupro(masks[keep], values, fpr_limit=fpr_limit)})
+    table = pd.DataFrame(rows).set_index(["anomalies", "branch"])
+    return table.astype(float).round(digits)
+
+
+def kind_counts(defect_types: Sequence[str]) -> dict[str, int]:
+    """How many test images of each kind (``good``, ``structural``, ``logical``, ``other``) there are."""
+    kinds = list(kinds_of(defect_types))
+    return {kind: kinds.count(kind) for kind in ("good", *KINDS) if kind in kinds}
