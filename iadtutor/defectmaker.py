@@ -561,37 +561,24 @@ def _random_flip(image: torch.Tensor, mask: torch.Tensor, rng: np.random.Generat
 # ----------------------------------------------------------------------------------------------------
 
 class ClassifierHead(nn.Module):
-    """Global average pooling of the last tap ``(N, C, h, w)`` -> per-channel standardisation ->
-    linear layer -> ``(N, n_classes)`` logits.
+    """Global average pooling of the last tap ``(N, C, h, w)`` -> BatchNorm1d -> linear layer ->
+    ``(N, n_classes)`` logits.
 
-    The standardisation uses fixed statistics (``feature_mean``, ``feature_std``, shape ``(C,)``) of the
-    pooled features of the normal images before training. It matters: pooled channels differ in scale
-    by orders of magnitude (EfficientNet's stride-16 tap is a linear projection), and without it SGD
-    sits at chance level (loss ln 7) for hundreds of steps. Fixed statistics, unlike a BatchNorm layer,
-    do not depend on the batch size.
+    The BatchNorm matters: pooled channels differ in scale by orders of magnitude (EfficientNet's
+    stride-16 tap is a linear projection) and without per-channel standardisation SGD sits at chance
+    level (loss ln 7) for hundreds of steps. Fixed statistics are not enough: as the backbone learns, its
+    features drift by more than their spread across images, the standardised inputs grow, the logits
+    and gradients grow with them, and training blows up. Batch statistics follow the drift.
+    It needs batches of at least two items (see ``drop_last`` in :func:`finetune_backbone`).
     """
 
-    def __init__(self, feature_mean: torch.Tensor, feature_std: torch.Tensor, n_classes: int):
+    def __init__(self, in_channels: int, n_classes: int):
         super().__init__()
-        self.register_buffer("feature_mean", feature_mean.detach().clone().float())
-        self.register_buffer("feature_std", feature_std.detach().clone().float().clamp_min(1e-6))
-        self.linear = nn.Linear(len(feature_mean), n_classes)
+        self.norm = nn.BatchNorm1d(in_channels)
+        self.linear = nn.Linear(in_channels, n_classes)
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
-        pooled = feature_map.mean(dim=(2, 3))
-        return self.linear((pooled - self.feature_mean) / self.feature_std)
-
-
-@torch.no_grad()
-def _pooled_feature_stats(model: FeatureExtractor, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                          batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and standard deviation ``(C,)`` of the global-pooled last tap over ``images``."""
-    model.eval()
-    device = mean.device
-    pooled = torch.cat([model((images[i:i + batch_size].to(device) - mean) / std)[-1].mean(dim=(2, 3))
-                        for i in range(0, len(images), batch_size)])
-    spread = pooled.std(dim=0) if len(pooled) > 1 else torch.ones_like(pooled[0])
-    return pooled.mean(dim=0), spread
+        return self.linear(self.norm(feature_map.mean(dim=(2, 3))))
 
 
 def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: int = 5, batch_size: int = 16,
@@ -633,9 +620,10 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
     rng_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(seed)  # head initialisation, EfficientNet drop-connect
-        feature_mean, feature_std = _pooled_feature_stats(model, dataset.images, mean, std, batch_size)
-        head = ClassifierHead(feature_mean, feature_std, dataset.n_classes).to(device)
+        head = ClassifierHead(model.channels[-1], dataset.n_classes).to(device)
+        # drop a last batch that would be too small for the head's BatchNorm (a single item)
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                                             drop_last=len(dataset) % batch_size == 1,
                                              generator=torch.Generator().manual_seed(seed))
         parameters = list(model.parameters()) + list(head.parameters())
         groups = [{"params": list(head.parameters()), "lr": lr},
@@ -648,6 +636,7 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
         for epoch in bar:
             dataset.set_epoch(epoch)
             model.train(not freeze_bn)  # eval mode: frozen BatchNorm statistics, no drop-connect
+            head.train()
             total_loss, n_correct, n_seen = 0.0, 0, 0
             for batch, labels in loader:
                 batch, labels = batch.to(device), labels.to(device)

@@ -24,6 +24,11 @@ moves by more than ``DIFF_THRESHOLD`` grey levels, and every other pixel is copi
 reference. So the ground truth is never a guess, also for logical anomalies (a missing nut's mask
 is its footprint and shadow, a misplaced one's is where it was plus where it is).
 
+On disk (MVTec AD layout plus a validation split of held-out normal images)::
+
+    CAT/train/good/000.png  CAT/validation/good/000.png  CAT/test/good/000.png  CAT/test/DEFECT/000.png
+    CAT/ground_truth/DEFECT/000_mask.png (0 / 255)       CAT/toy_factory.json (the settings used)
+
 Random numbers come from ``numpy.random.default_rng([seed, key, index])`` with a key per
 (category, split, defect type): the same seed gives byte-identical files, and changing ``n_train``
 does not change the test images.
@@ -33,6 +38,7 @@ Example::
     from iadtutor.toy import make_toy_dataset, render_sample
     root = make_toy_dataset("data/toy")                        # data/toy/{weave,bracket,pills,box}/...
     sample = render_sample("bracket", "missing_part", rng=3)   # in memory: .image, .mask, .reference
+    render_sample("bracket", rng=3, translation=0.2).image     # the same knob make_toy_dataset has
 """
 
 from __future__ import annotations
@@ -40,8 +46,8 @@ from __future__ import annotations
 import json
 import operator
 import os
+import secrets
 import shutil
-import tempfile
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -870,7 +876,7 @@ def render_sample(
         reference = _quantise(render.image + sensor_noise)
         no_mask = np.zeros((size, size), bool)
         foreground = render.foreground > 0.5
-        sample = ToySample(reference, no_mask, reference, foreground, category, defect_type, scene["pose"])
+        sample = ToySample(reference.copy(), no_mask, reference, foreground, category, defect_type, scene["pose"])
         if defect_type == "good":
             return sample
         for _ in range(10):  # a defect that barely shows (a faint stain, say) is drawn again
@@ -920,10 +926,21 @@ def _category_jobs(category, n_train, n_validation, n_test_good, n_test_per_defe
     return jobs
 
 
+def _new_hidden_folder(parent, name):
+    """A new, empty folder ``parent/.name-<random>`` (created with the usual permissions, unlike mkdtemp)."""
+    while True:
+        folder = parent / f".{name}-{secrets.token_hex(4)}"
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+
+
 def _write_category(out_dir, category, seed, image_size, counts, translation, rotation, bar):
     """Render one category into a temporary folder next to ``out_dir/category``, then move it in place."""
     destination = out_dir / category
-    work = Path(tempfile.mkdtemp(prefix=f".{category}-", dir=out_dir))
+    work = _new_hidden_folder(out_dir, f"{category}-partial")
     try:
         for split, defect, index in _category_jobs(category, **counts):
             rng = sample_rng(seed, category, split, defect, index)
@@ -953,7 +970,7 @@ def _write_category(out_dir, category, seed, image_size, counts, translation, ro
         # os.replace cannot overwrite a non-empty folder: move the old one aside first
         old = None
         if destination.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{category}-old-", dir=out_dir))
+            old = _new_hidden_folder(out_dir, f"{category}-old")
             os.replace(destination, old / category)
         os.replace(work, destination)
         if old is not None:

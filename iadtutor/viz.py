@@ -264,13 +264,15 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, cols: int 
                overlays: Sequence | None = None, overlay_name: str = "anomaly score", opacity: float = 0.5,
                zmin: float | None = None, zmax: float | None = None, cell: int = 200,
                title: str | None = None, boxes: Sequence | None = None,
-               colorscale: str = MAP_COLOURSCALE) -> go.Figure:
+               colorscale: str = MAP_COLOURSCALE, max_overlay_side: int = 64) -> go.Figure:
     """Images in a grid (``cols`` per row), each with an optional mask outline, heatmap overlay and boxes.
 
     ``images``: a sequence (or ``(N, 3, H, W)`` tensor) of images; ``masks`` / ``overlays``: ``(H, W)``
     per image or ``None`` entries. Overlays share one colour range (``zmin``/``zmax``, default: all
     overlays' min and max) so that colours compare across images. ``boxes``: per image a list of pixel
     boxes ``(x0, x1, y0, y1)`` drawn as rectangles (see :func:`iadtutor.patches.patch_pixels`).
+    Overlays are block-averaged to at most ``max_overlay_side`` cells a side (small panels do not show
+    more, and the notebook stays small); raise it for maps with fine detail.
     """
     n = len(images)
     if n == 0:
@@ -290,7 +292,7 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, cols: int 
         add_image(fig, images[i], None if overlays is None else overlays[i],
                   None if masks is None else masks[i], row=row, col=col, overlay_name=overlay_name,
                   opacity=opacity, zmin=zmin, zmax=zmax, showscale=overlays is not None and i == 0,
-                  colorscale=colorscale)
+                  colorscale=colorscale, max_overlay_side=max_overlay_side)
         for box in (boxes[i] or []) if boxes is not None else []:
             fig.add_shape(**box_shape(*box), row=row, col=col)
     _image_axes(fig)

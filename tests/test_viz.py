@@ -160,6 +160,9 @@ def test_image_grid_places_each_image_and_shares_the_overlay_scale():
     kinds = [trace.type for trace in fig.data]
     assert kinds.count("image") == 5 and kinds.count("heatmap") == 5 and kinds.count("contour") == 5
     heatmaps = [trace for trace in fig.data if trace.type == "heatmap"]
+    assert np.asarray(heatmaps[0].z).shape == (16, 16)  # small enough to keep
+    coarse = viz.image_grid(images[:1], overlays=overlays[:1], max_overlay_side=8).data[1]
+    assert np.asarray(coarse.z).shape == (8, 8) and coarse.dx == 2
     assert {(h.zmin, h.zmax) for h in heatmaps} == {(0.0, 4.0)}
     assert sum(bool(h.showscale) for h in heatmaps) == 1
     images_axes = [trace.xaxis for trace in fig.data if trace.type == "image"]
