@@ -485,8 +485,9 @@ def _check_images(images) -> torch.Tensor:
 class DefectMakerDataset(torch.utils.data.Dataset):
     """Normal images and their synthetic-defect versions, labelled for the 7-class task.
 
-    Item ``i`` is ``(image (3, H, W) float in [0, 1], label)`` with ``label = i % 7`` (0 = normal,
-    ``k`` = :data:`DEFECT_CLASSES` ``[k - 1]``) made from normal image ``(i // 7) % N``: every image
+    Item ``i`` is ``(image (3, H, W) float in [0, 1], label)`` with ``label = i % n_classes`` (7 by
+    default; 0 = normal, ``k`` = ``classes[k - 1]``, by default :data:`DEFECT_CLASSES`) made from normal
+    image ``(i // n_classes) % N``: every image
     appears once per class per pass, so classes are balanced. The fusion (paste or blend) is drawn
     per item: the paper uses both but does not make them separate classes. Defects are drawn from a
     generator seeded by ``(seed, epoch, i)`` — call :meth:`set_epoch` for fresh defects each epoch.
@@ -506,8 +507,9 @@ class DefectMakerDataset(torch.utils.data.Dataset):
         n_images, _, height, width = self.images.shape
         if foregrounds is None:
             foregrounds = torch.stack([foreground_mask(image, is_texture) for image in self.images])
-        self.foregrounds = torch.as_tensor(np.asarray(foregrounds, dtype=bool) if not isinstance(foregrounds, torch.Tensor)
-                                           else foregrounds.cpu().bool())
+        if isinstance(foregrounds, torch.Tensor):
+            foregrounds = foregrounds.cpu()
+        self.foregrounds = torch.as_tensor(np.asarray(foregrounds, dtype=bool))
         if self.foregrounds.shape != (n_images, height, width):
             raise ValueError(f"foregrounds must have shape {(n_images, height, width)}; got {tuple(self.foregrounds.shape)}.")
         self.seed, self.augment, self.repeats = seed, augment, repeats
@@ -590,20 +592,23 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
     """Fine-tune a copy of ``backbone`` on the DefectMaker task; ``backbone`` itself is left unchanged.
 
     ``images``: ``(N, 3, H, W)`` normal images in ``[0, 1]`` (resize them first; the paper uses 256 px).
-    A :class:`ClassifierHead` (standardised global-pooled last tap -> linear) is trained jointly with
-    all backbone weights: cross-entropy over ``1 + len(classes)`` classes (7 by default), SGD with momentum, the
-    learning rate following a cosine from ``lr`` down to ``lr / 1000`` over all steps (paper: SGD,
-    lr 0.03, cosine; batch 1024 for 300 iterations on a GPU — far more than a CPU course run).
+    A :class:`ClassifierHead` on the global-pooled last tap is trained jointly with all backbone
+    weights: cross-entropy over ``1 + len(classes)`` classes (7 by default), SGD with momentum, learning
+    rates following a cosine down to ``lr / 1000`` over all steps. The head learns at ``lr``, the
+    backbone at ``lr * backbone_lr_factor``: the paper's 0.03 for everything goes with batches of 1024
+    (300 iterations on a GPU); with CPU-sized batches of 16-32 the full rate makes the features jump
+    around, a tenth of it learns steadily. Gradients are clipped to norm ``max_grad_norm``.
 
-    BatchNorm statistics are frozen (``freeze_bn``): CPU batches are small (a batch of 1 would even
-    fail in training mode), so batch statistics would be noisy; and the features are later extracted
-    from normal images in eval mode, so keeping the ImageNet statistics means training and use
-    normalise the same way. Deterministic on the CPU for a fixed ``seed`` (the global torch RNG is left
-    as it was).
+    ``freeze_bn`` (default) runs the backbone in eval mode while it learns: BatchNorm layers normalise
+    with their ImageNet statistics and do not update them (their scale and shift still train), and
+    EfficientNet's random drop-connect is off. Why: CPU batches are small, so batch statistics would be
+    noisy (and a batch of one would fail), and the features are later extracted in eval mode from
+    normal images, so training and use then normalise the same way. Deterministic on the CPU for a
+    fixed ``seed`` (the global torch RNG is left as it was).
 
     Returns ``(fine-tuned FeatureExtractor in eval mode on device, history)``; ``history`` holds one value
     per epoch under ``loss`` (mean cross-entropy), ``accuracy`` (fraction of training items classified
-    right) and ``lr`` (learning rate at the end of the epoch).
+    right) and ``lr`` (the head's learning rate at the end of the epoch).
     """
     from tqdm.auto import tqdm
 
@@ -619,7 +624,7 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
     history = {"loss": [], "accuracy": [], "lr": []}
     rng_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=rng_devices):
-        torch.manual_seed(seed)  # head initialisation, EfficientNet drop-connect
+        torch.manual_seed(seed)  # head initialisation (and drop-connect if freeze_bn=False)
         head = ClassifierHead(model.channels[-1], dataset.n_classes).to(device)
         # drop a last batch that would be too small for the head's BatchNorm (a single item)
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
@@ -628,8 +633,7 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
         parameters = list(model.parameters()) + list(head.parameters())
         groups = [{"params": list(head.parameters()), "lr": lr},
                   {"params": list(model.parameters()), "lr": lr * backbone_lr_factor}]
-        optimizer = torch.optim.SGD(groups, lr=lr,
-                                    momentum=momentum, weight_decay=weight_decay)
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loader),
                                                                eta_min=lr / 1000)
         bar = tqdm(range(epochs), desc="DefectMaker fine-tuning", disable=not progress)

@@ -73,6 +73,21 @@ def local_densities(train_embeddings: torch.Tensor, k: int = 5, squared: bool = 
     return neighbour_distances(bank, k, squared).mean(1).view(m, h, w)
 
 
+def densities_of(scorer: LDKNN, train_shape) -> torch.Tensor:
+    """The local densities a fitted :class:`~iadtutor.knn.LDKNN` holds, as ``(M, h, w)`` maps.
+
+    ``train_shape``: the ``(M, C, h, w)`` shape of the train embeddings it was fitted on. Only a scorer
+    whose memory bank is every train patch (``coreset=1.0``) has one density per patch position.
+    """
+    m, _, h, w = train_shape
+    if not hasattr(scorer, "local_density"):
+        raise ValueError("scorer must be a fitted iadtutor.knn.LDKNN.")
+    if len(scorer.local_density) != m * h * w:
+        raise ValueError(f"the scorer's memory bank holds {len(scorer.local_density)} patches, not all {m * h * w} "
+                         "train patches: fit it with coreset=1.0 to map densities back to the images.")
+    return scorer.local_density.cpu().view(m, h, w)
+
+
 def density_table(densities: torch.Tensor, paths=None) -> pd.DataFrame:
     """One row per bank patch: ``image``, ``row``, ``col``, ``density`` (and ``path`` if ``paths`` is given).
 

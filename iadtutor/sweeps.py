@@ -2,6 +2,8 @@
 
 * :func:`compare_methods` — several scorers on the same embeddings (fit once each, embed once).
 * :func:`window_sweep` — LWinNN over window sizes δ (LWinNN paper, fig. 5): quality and time vs δ.
+* :func:`window_vs_global` — how often the best match inside a δ×δ window is as good as the best match
+  anywhere in the memory bank (a patch-level view of "how large must the window be?").
 * :func:`translation_study` — the toy factory's translation knob turned up: write a toy category with
   more pose jitter into its own folder, embed it, score it with each method.
 * :func:`k_alpha_sweep` — KNN (mean distance to the K nearest) and LDKNN (REB eq. 3) over K and α
@@ -14,7 +16,6 @@ Every function returns a ``pandas.DataFrame`` with the metric columns of ``iadtu
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -27,12 +28,19 @@ from .knn import anomaly_maps, image_scores, knn_distances
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
-# The three families of nearest-neighbour search compared in the course, as make_scorer arguments.
-DEFAULT_METHODS = {
-    "SPADE (fixed position)": ("spade", {}),
-    "LWinNN (δ = 7)": ("lwinnn", {"window": 7}),
-    "PatchCore (global, 1 % coreset)": ("patchcore", {"coreset": 0.01}),
-}
+
+
+def standard_methods(window: int = 7, coreset: float = 0.01) -> dict[str, tuple[str, dict]]:
+    """The three families of nearest-neighbour search of the course, ``{label: (method, params)}`` as
+    :func:`iadtutor.knn.make_scorer` takes them: fixed position, local window δ, global with a coreset."""
+    return {
+        "SPADE (fixed position)": ("spade", {}),
+        f"LWinNN (δ = {window})": ("lwinnn", {"window": int(window)}),
+        f"PatchCore (global, {coreset:.0%} coreset)": ("patchcore", {"coreset": float(coreset)}),
+    }
+
+
+DEFAULT_METHODS = standard_methods()
 
 
 def _metric_row(result: experiment.ScoreResult) -> dict:
@@ -86,6 +94,33 @@ def window_sweep(embedded: experiment.EmbeddedCategory, windows: Sequence[int] =
     return pd.DataFrame(rows)
 
 
+def window_vs_global(train_embeddings: torch.Tensor, test_embeddings: torch.Tensor,
+                     windows: Sequence[int] = (1, 3, 5, 7, 9, 15, 31), tolerance: float = 0.05,
+                     device: str = "cpu") -> pd.DataFrame:
+    """How large must the window be to find a match as good as a search of the whole memory bank?
+
+    For each test patch ``(N, C, h, w)`` (use normal images), compare its LWinNN distance with window δ,
+    ``d_δ``, to its global nearest-neighbour distance over all train patches, ``d_global`` (≤ ``d_δ``).
+    Returns one row per δ: ``window``, ``share_found`` — the fraction of patches with
+    ``d_δ ≤ (1 + tolerance)·d_global`` (the window holds a match about as good as the global one) —
+    and ``mean_ratio`` (mean of ``d_δ / d_global``; 1 = the window loses nothing).
+    """
+    from .knn import GlobalNN, LocalWindowNN
+
+    windows = [int(w) for w in windows]
+    if not windows or any(w < 1 for w in windows):
+        raise ValueError(f"windows must be a non-empty list of positive integers; got {windows}.")
+    global_distance = GlobalNN(coreset=1.0, device=device).fit(train_embeddings).score(test_embeddings)
+    floor = global_distance.clamp_min(1e-12)  # a test patch identical to a train patch has distance 0
+    rows = []
+    for window in windows:
+        local = LocalWindowNN(window=window, device=device).fit(train_embeddings).score(test_embeddings)
+        ratio = torch.where(global_distance > 0, local / floor, torch.where(local > 0, torch.inf, 1.0))
+        rows.append({"window": window, "share_found": float((ratio <= 1 + tolerance).float().mean()),
+                     "mean_ratio": float(ratio.mean())})
+    return pd.DataFrame(rows)
+
+
 # ------------------------------------------------------------------------------------ translation study
 def translated_toy_root(data_root, translation: float) -> Path:
     """Where the toy set with pose jitter ``translation`` lives: ``data_root/../toy_translation_<t>``.
@@ -121,16 +156,21 @@ def make_translated_toy(data_root, translation: float, category: str = "bracket"
 def translation_study(data_root, translations: Sequence[float], embedder,
                       methods: Mapping[str, tuple[str, dict]] = DEFAULT_METHODS, category: str = "bracket",
                       rotation: float | None = None, seed: int = 0, image_size: int = 128, n_train: int = 16,
-                      n_test_good: int = 8, n_test_per_defect: int = 3, device: str = "cpu",
-                      sigma: float = 4.0) -> pd.DataFrame:
+                      n_test_good: int = 8, n_test_per_defect: int = 3, coverage_windows: Sequence[int] = (),
+                      coverage_images: int = 4, device: str = "cpu", sigma: float = 4.0
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For each translation jitter: write (or reuse) a toy set, embed it once, score it with each method.
 
-    ``embedder``: a :class:`~iadtutor.embed.PatchEmbedder`. Returns one row per (translation, method):
-    ``translation``, ``method`` (the label), the three metrics and ``search_seconds_per_image``.
+    ``embedder``: a :class:`~iadtutor.embed.PatchEmbedder`. Returns two tables:
+
+    * one row per (translation, method): ``translation``, ``method`` (the label), the three metrics and
+      ``search_seconds_per_image``;
+    * one row per (translation, window) of ``coverage_windows``: :func:`window_vs_global` on the first
+      ``coverage_images`` normal test images (empty when ``coverage_windows`` is empty).
     """
     if not translations:
         raise ValueError("translations must hold at least one value, e.g. [0.0, 0.1, 0.2].")
-    rows = []
+    rows, coverage = [], []
     for translation in translations:
         root = make_translated_toy(data_root, translation, category, rotation, seed, image_size, n_train,
                                    n_test_good, n_test_per_defect)
@@ -141,13 +181,19 @@ def translation_study(data_root, translations: Sequence[float], embedder,
             rows.append({"translation": float(translation), "method": label,
                          **{name: row[name] for name in METRICS},
                          "search_seconds_per_image": row["search_seconds_per_image"]})
-    return pd.DataFrame(rows)
+        if coverage_windows:
+            normal = embedded.test[loaded.test.labels == 0][:coverage_images]
+            found = window_vs_global(embedded.train, normal, coverage_windows, device=device)
+            coverage.append(found.assign(translation=float(translation)))
+    coverage_table = (pd.concat(coverage, ignore_index=True)[["translation", "window", "share_found", "mean_ratio"]]
+                      if coverage else pd.DataFrame(columns=["translation", "window", "share_found", "mean_ratio"]))
+    return pd.DataFrame(rows), coverage_table
 
 
 # ---------------------------------------------------------------------------------------- K / α sweep
 def k_alpha_sweep(embedded: experiment.EmbeddedCategory, ks: Sequence[int] = (1, 3, 5, 10),
                   alphas: Sequence[float] = (0.5, 1.0, 2.0), squared: bool = False, sigma: float = 4.0,
-                  chunk_bytes: int = 512 * 2**20) -> pd.DataFrame:
+                  bank_distances: torch.Tensor | None = None, chunk_bytes: int = 512 * 2**20) -> pd.DataFrame:
     """KNN and LDKNN on the whole memory bank for every ``K`` (and every ``α`` for LDKNN).
 
     KNN (REB's "vanilla KNN", ``GlobalNN(coreset=1.0, k=K)``): mean distance to the ``K`` nearest bank
@@ -155,7 +201,10 @@ def k_alpha_sweep(embedded: experiment.EmbeddedCategory, ks: Sequence[int] = (1,
     density, the mean distance to its ``K`` nearest bank neighbours. Both need only two searches, done
     once for the largest K: the test patches against the bank, and the bank against itself.
 
-    Returns rows ``method`` (``"KNN"`` / ``"LDKNN"``), ``k``, ``alpha`` (NaN for KNN) and the metrics.
+    ``bank_distances``: the bank's sorted neighbour distances from
+    :func:`iadtutor.density.neighbour_distances` (same ``squared``), if already computed, with at least
+    ``max(ks)`` columns. Returns rows ``method`` (``"KNN"`` / ``"LDKNN"``), ``k``, ``alpha`` (NaN for
+    KNN) and the metrics.
     """
     ks = sorted({int(k) for k in ks})
     alphas = [float(a) for a in alphas]
@@ -166,7 +215,11 @@ def k_alpha_sweep(embedded: experiment.EmbeddedCategory, ks: Sequence[int] = (1,
     n, _, h, w = embedded.test.shape
     k_max = ks[-1]
     test_distances, test_index = knn_distances(test, bank, k_max, squared=squared, chunk_bytes=chunk_bytes)
-    densities = densities_for_ks(neighbour_distances(bank, k_max, squared), ks)
+    if bank_distances is None:
+        bank_distances = neighbour_distances(bank, k_max, squared)
+    elif bank_distances.shape[0] != len(bank) or bank_distances.shape[1] < k_max:
+        raise ValueError(f"bank_distances must have shape ({len(bank)}, >= {k_max}); got {tuple(bank_distances.shape)}.")
+    densities = densities_for_ks(bank_distances, ks)
     nearest, nearest_index = test_distances[:, 0], test_index[:, 0]
 
     category = embedded.category
@@ -186,10 +239,3 @@ def k_alpha_sweep(embedded: experiment.EmbeddedCategory, ks: Sequence[int] = (1,
             metrics = evaluate(nearest - alpha * densities[k][nearest_index])
             rows.append({"method": "LDKNN", "k": k, "alpha": alpha, **{m: metrics[m] for m in METRICS}})
     return pd.DataFrame(rows)
-
-
-def timed(function, *args, **kwargs):
-    """``(result, seconds)`` of one call, for printing how long a step took."""
-    start = time.perf_counter()
-    result = function(*args, **kwargs)
-    return result, time.perf_counter() - start

@@ -10,6 +10,8 @@ whose output carries two representations of every figure:
 
 Every figure function takes arrays in the shapes the rest of the package uses and returns a
 ``plotly.graph_objects.Figure``; nothing is drawn until the figure is displayed (or ``.show()``).
+Figures set a height but no width: they fill the notebook's output area or the book's text column,
+whichever is showing them (images keep square pixels and shrink to fit).
 
 >>> fig = image_figure(images[0], overlay=maps[0], mask=masks[0])   # doctest: +SKIP
 >>> fig                                                             # doctest: +SKIP
@@ -89,8 +91,9 @@ def mime_bundle(fig: go.Figure) -> dict:
 
 
 def save_png(fig: go.Figure, path, width: int | None = None, height: int | None = None, scale: float = 1.0) -> None:
-    """Write ``fig`` as a PNG at its layout size unless told otherwise (needs kaleido 1.x and Chromium)."""
-    width = width or fig.layout.width
+    """Write ``fig`` as a PNG at its layout size unless told otherwise (needs kaleido 1.x and Chromium).
+    Figures of this module fill the width of the page (no layout width); they are saved 1000 pixels wide."""
+    width = width or fig.layout.width or 1000
     height = height or fig.layout.height
     fig.write_image(str(path), format="png", width=width, height=height, scale=scale)
 
@@ -244,13 +247,13 @@ def image_figure(image, overlay=None, mask=None, title: str | None = None, overl
     outline of an optional ``(H, W)`` boolean ``mask``.
 
     Traces, in order: ``go.Image``, then ``go.Heatmap`` (if ``overlay``), then ``go.Contour`` (if ``mask``
-    has any pixel set).
+    has any pixel set). ``size``: the image's height in pixels.
     """
     fig = go.Figure()
     add_image(fig, image, overlay, mask, overlay_name=overlay_name, opacity=opacity, colorscale=colorscale,
               zmin=zmin, zmax=zmax, showscale=overlay is not None)
     _image_axes(fig)
-    fig.update_layout(title=title, width=size + (90 if overlay is not None else 0), height=size + 40,
+    fig.update_layout(title=title, height=size + 40,
                       margin=dict(l=10, r=10, t=40 if title else 10, b=10))
     return fig
 
@@ -272,7 +275,8 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, cols: int 
     overlays' min and max) so that colours compare across images. ``boxes``: per image a list of pixel
     boxes ``(x0, x1, y0, y1)`` drawn as rectangles (see :func:`iadtutor.patches.patch_pixels`).
     Overlays are block-averaged to at most ``max_overlay_side`` cells a side (small panels do not show
-    more, and the notebook stays small); raise it for maps with fine detail.
+    more, and the notebook stays small); raise it for maps with fine detail. ``cell``: the height of a
+    row of images in pixels (the width follows the page).
     """
     n = len(images)
     if n == 0:
@@ -297,8 +301,7 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, cols: int 
             fig.add_shape(**box_shape(*box), row=row, col=col)
     _image_axes(fig)
     _small_titles(fig)
-    fig.update_layout(title=title, width=cols * cell + 40 + (60 if overlays is not None else 0),
-                      height=rows * (cell + 25) + (50 if title else 20), margin=dict(l=10, r=10, t=50 if title else 30, b=10))
+    fig.update_layout(title=title, height=rows * (cell + 25) + (50 if title else 20), margin=dict(l=10, r=10, t=50 if title else 30, b=10))
     return fig
 
 
@@ -308,7 +311,7 @@ def heatmap_grid(maps: Sequence, titles: Sequence[str] | None = None, cols: int 
     """``(h, w)`` maps (feature maps, score maps) side by side, hover showing the values.
 
     ``shared_scale=True`` gives all maps one colour range and one colour bar (to compare magnitudes);
-    otherwise each map uses its own range (to compare patterns).
+    otherwise each map uses its own range (to compare patterns). ``cell``: row height in pixels.
     """
     n = len(maps)
     if n == 0:
@@ -326,8 +329,7 @@ def heatmap_grid(maps: Sequence, titles: Sequence[str] | None = None, cols: int 
                                 showscale=shared_scale and i == 0), row=i // cols + 1, col=i % cols + 1)
     _image_axes(fig)
     _small_titles(fig)
-    fig.update_layout(title=title, width=cols * cell + 40 + (60 if shared_scale else 0),
-                      height=rows * (cell + 25) + (50 if title else 20), margin=dict(l=10, r=10, t=50 if title else 30, b=10))
+    fig.update_layout(title=title, height=rows * (cell + 25) + (50 if title else 20), margin=dict(l=10, r=10, t=50 if title else 30, b=10))
     return fig
 
 
@@ -365,7 +367,7 @@ def _small_titles(fig: go.Figure, size: int = 11) -> None:
 
 
 def line_plot(x: Sequence, ys: Mapping[str, Sequence], title: str | None = None, xlabel: str = "",
-              ylabel: str = "", markers: bool = True, width: int = 620, height: int = 380) -> go.Figure:
+              ylabel: str = "", markers: bool = True, width: int | None = None, height: int = 380) -> go.Figure:
     """One line per entry of ``ys`` (``{name: values}``), against ``x``; hover shows the values."""
     fig = go.Figure()
     for name, values in ys.items():
@@ -380,7 +382,7 @@ def line_plot(x: Sequence, ys: Mapping[str, Sequence], title: str | None = None,
 
 
 def bar_plot(categories: Sequence[str], values: Mapping[str, Sequence], title: str | None = None,
-             ylabel: str = "", yrange: Sequence[float] | None = None, width: int = 680, height: int = 380,
+             ylabel: str = "", yrange: Sequence[float] | None = None, width: int | None = None, height: int = 380,
              text_format: str = ".3f") -> go.Figure:
     """Grouped bars: one group per entry of ``categories``, one bar colour per entry of ``values``
     (``{series name: one value per category}``); each bar is labelled with its value."""

@@ -5,11 +5,13 @@ adds the plots of notebooks 03 (local vs global search) and 04 (LDKNN):
 
 * :func:`window_sweep_figure` — quality and search time against the window size δ (LWinNN fig. 5),
 * :func:`translation_figure` — a metric against the toy factory's translation jitter, a line per method,
+* :func:`coverage_figure` — how often a δ×δ window holds a match as good as the global one,
 * :func:`maps_grid` — test images (rows) × methods (columns): anomaly maps over the images,
 * :func:`density_histogram_figure`, :func:`projection_figure` — local densities of the memory bank,
 * :func:`ldknn_terms_figure` — the two terms of an LDKNN score (REB eq. 3) over a test image,
 * :func:`k_alpha_figure` — KNN and LDKNN against K, a line per α (REB fig. 5),
-* :func:`figure_app` — any figure function behind ipywidgets controls.
+* :func:`figure_app` — any figure function behind ipywidgets controls,
+* :func:`with_seconds` — a results table with its time columns written as ``"0.012 s"``.
 
 Every function returns a ``plotly.graph_objects.Figure`` (or an app holding one).
 """
@@ -89,6 +91,26 @@ def translation_figure(table: pd.DataFrame, metrics: Sequence[str] = ("image_aur
     return fig
 
 
+def coverage_figure(table: pd.DataFrame, x: str = "window", group: str = "category",
+                    title: str | None = "Does the window hold the best match?", xlabel: str | None = None
+                    ) -> go.Figure:
+    """``share_found`` (see :func:`iadtutor.sweeps.window_vs_global`) against column ``x``, a line per
+    value of column ``group``. ``x="window"``: how large δ must be; ``x="translation"``: where δ breaks."""
+    _check_columns(table, [x, group, "share_found", "mean_ratio"], "coverage_figure")
+    fig = go.Figure()
+    for i, (name, part) in enumerate(table.groupby(group, sort=False)):
+        label = f"{group} {name}" if group == "translation" else (f"δ = {name}" if group == "window" else str(name))
+        fig.add_trace(go.Scatter(x=part[x].tolist(), y=part["share_found"].tolist(), name=label, mode="lines+markers",
+                                 line_color=COLOURS[i % len(COLOURS)], customdata=part["mean_ratio"].to_numpy(),
+                                 hovertemplate=f"{label}<br>{x} %{{x}}<br>share found %{{y:.3f}}"
+                                               "<br>mean d_δ / d_global %{customdata:.3f}<extra></extra>"))
+    xlabel = xlabel or ("window size δ (patches)" if x == "window" else x)
+    fig.update_xaxes(title_text=xlabel, tickvals=sorted(table[x].unique().tolist()))
+    fig.update_yaxes(title_text="share of patches with d_δ ≤ 1.05 · d_global", range=[0, 1.02])
+    fig.update_layout(title=title, width=680, height=400, margin=dict(l=60, r=20, t=60 if title else 20, b=50))
+    return fig
+
+
 def k_alpha_figure(table: pd.DataFrame, metrics: Sequence[str] = ("image_auroc", "aupro"),
                    title: str | None = "KNN vs LDKNN over K") -> go.Figure:
     """Each metric against K: KNN as a dashed black line, LDKNN as one line per α (REB fig. 5).
@@ -114,6 +136,31 @@ def k_alpha_figure(table: pd.DataFrame, metrics: Sequence[str] = ("image_auroc",
     fig.update_layout(title=title, width=450 * len(metrics) + 160, height=400,
                       margin=dict(l=50, r=20, t=70 if title else 40, b=50))
     return fig
+
+
+def k_alpha_table(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame:
+    """One metric of :func:`iadtutor.sweeps.k_alpha_sweep` as a K × method table: a ``KNN`` column and one
+    ``LDKNN α=…`` column per α."""
+    _check_columns(table, ["method", "k", "alpha", metric], "k_alpha_table")
+    columns = table["method"].where(table["method"] == "KNN", "LDKNN α=" + table["alpha"].map("{:g}".format))
+    wide = table.assign(column=columns).pivot(index="k", columns="column", values=metric)
+    order = ["KNN"] + [c for c in dict.fromkeys(columns) if c != "KNN"]
+    wide = wide[[c for c in order if c in wide.columns]]
+    wide.columns.name = METRIC_TITLES.get(metric, metric)
+    return wide.rename_axis(index="K")
+
+
+def with_seconds(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A copy of ``table`` whose columns with ``seconds`` in their name read ``"0.012 s"`` (strings).
+
+    Notebooks print tables with times this way: the test sanitizer masks ``<number> s``, so the metric
+    columns are still compared while the times, which change from run to run, are not.
+    """
+    table = table.copy()
+    for column in table.columns:
+        if "seconds" in str(column):
+            table[column] = [f"{value:.{digits}f} s" for value in table[column]]
+    return table
 
 
 # --------------------------------------------------------------------------------------- score maps
@@ -162,6 +209,22 @@ def maps_grid(images, masks, maps: Mapping[str, np.ndarray], indices: Sequence[i
     fig.update_layout(title=title, width=cols * cell + 40, height=len(indices) * (cell + 30) + (60 if title else 30),
                       margin=dict(l=10, r=10, t=60 if title else 30, b=10), showlegend=False)
     return fig
+
+
+def maps_browser(images, masks, maps: Mapping[str, np.ndarray], names: Sequence[str] | None = None,
+                 image_scores: Mapping[str, Sequence[float]] | None = None, index: int = 0, **grid_options):
+    """:func:`maps_grid` for one test image at a time, picked from a dropdown (an :class:`FigureApp`)."""
+    import ipywidgets as widgets
+
+    names = list(names) if names is not None else [f"test {i}" for i in range(len(images))]
+    picker = widgets.Dropdown(options=[(f"{i}: {name}", i) for i, name in enumerate(names)], value=index,
+                              description="test image")
+
+    def draw(index):
+        return maps_grid(images, masks, maps, [index], row_titles=[names[index]], image_scores=image_scores,
+                         **grid_options)
+
+    return FigureApp(draw, {"index": picker})
 
 
 # ---------------------------------------------------------------------------------------- densities

@@ -5,14 +5,15 @@
   the raw maps of eqs. 7 and 8, all at feature resolution;
 * :func:`reconstruction_figure` — the local branch: channels of ``U`` above the same channels of its
   reconstruction ``U~'``, and the local distance map (eq. 7);
-* :func:`attention_figure` — attention maps of a few query locations over the image, like the paper's
-  figure 5, each query marked;
+* :func:`diverse_query_cells` and :func:`attention_figure` — attention maps of a few query locations
+  that show different things, over the image, like the paper's figure 5, each query marked;
 * :func:`branch_maps_figure` — test images (rows) with their local, global and combined maps and masks;
 * :func:`loss_curve_figure` — the loss terms of Algorithm 1 per epoch;
 * :func:`branch_metrics_table` — image AUROC / pixel AUROC / AUPRO per branch, for all anomalies and
   separately for structural and logical ones (each against the good test images).
 
 Generic pieces (the renderer, images with overlays) come from :mod:`iadtutor.viz`.
+:func:`fix_cpu_threads` makes a CPU training run repeat exactly (ULSAD's sums depend on the thread count).
 """
 
 from __future__ import annotations
@@ -36,6 +37,21 @@ QUERY_COLOUR = "#39ff14"
 ATTENTION_COLOURSCALE = "Viridis"
 FEATURE_COLOURSCALE = "RdBu_r"
 KINDS = ("structural", "logical", "other")
+
+
+# ------------------------------------------------------------------------------------ reproducibility
+def fix_cpu_threads(threads: int | None = 1) -> int:
+    """Fix the number of CPU threads torch uses (``None`` leaves torch's default); return the number in use.
+
+    Convolutions split their sums over the threads, so the same seeded training gives slightly different
+    numbers with 1, 2 or 8 threads (after 30 ULSAD epochs, different third decimals); with the thread
+    count fixed it repeats exactly.
+    """
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer or None; got {threads!r}.")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 # ------------------------------------------------------------------------------------ model internals
@@ -111,6 +127,63 @@ def query_marker(y: float, x: float, label: str = "query", size: int = 13) -> go
                       marker=dict(symbol="circle-x-open", size=size, color=QUERY_COLOUR, line_width=2.5))
 
 
+def diverse_query_cells(features, k: int = 4, border: int = 2) -> list[tuple[int, int]]:
+    """``k`` feature cells that show different things: farthest-point sampling on ``U (c*, h*, w*)``.
+
+    The first cell is the one farthest from the mean feature of the image; each next one is the cell
+    whose nearest already-chosen cell is farthest away (Euclidean distance in feature space). Cells
+    within ``border`` cells of the edge are skipped (zero padding makes them odd ones out). On the toy
+    ``box`` the queries land on different parts (a washer, a nut, the bolt, a wall), like the queries of
+    the paper's figure 5. Returns ``(row, col)`` pairs on the full grid.
+    """
+    array = viz.to_numpy(features).astype(np.float64)
+    if array.ndim != 3:
+        raise ValueError(f"features must be (c*, h*, w*); got {array.shape}.")
+    c, h, w = array.shape
+    if border < 0 or 2 * border >= min(h, w):
+        raise ValueError(f"border must leave some of the {h} x {w} cells; got {border}.")
+    inner = array[:, border:h - border, border:w - border]
+    inner_w = w - 2 * border
+    vectors = inner.reshape(c, -1).T
+    if not 1 <= k <= len(vectors):
+        raise ValueError(f"k must be between 1 and the {len(vectors)} cells inside the border; got {k}.")
+    chosen = [int(np.argmax(np.linalg.norm(vectors - vectors.mean(axis=0), axis=1)))]
+    nearest = np.linalg.norm(vectors - vectors[chosen[0]], axis=1)
+    while len(chosen) < k:
+        chosen.append(int(np.argmax(nearest)))
+        nearest = np.minimum(nearest, np.linalg.norm(vectors - vectors[chosen[-1]], axis=1))
+    return [(index // inner_w + border, index % inner_w + border) for index in chosen]
+
+
+LOG_DECADES = 4.0  # a log-scale attention map shows weights from max / 10**4 to max
+
+
+def attention_trace(weights, image_hw: Sequence[int], log_scale: bool = True, zmax: float | None = None,
+                    showscale: bool = False, opacity: float = 0.75) -> go.Heatmap:
+    """An ``(h*, w*)`` attention map as a heatmap over an ``H x W`` image; hover shows the weight.
+
+    With ``log_scale`` the colours show ``log10`` of the weights from ``zmax`` (default: the largest
+    weight) down ``LOG_DECADES`` powers of ten: the query's own cell takes most of the weight, and only a
+    log scale shows which *other* cells get more than the rest.
+    """
+    weights = viz.to_numpy(weights).astype(np.float64)
+    top = float(weights.max()) if zmax is None else float(zmax)
+    h, w = weights.shape
+    dy, dx = image_hw[0] / h, image_hw[1] / w
+    if log_scale:
+        values = np.log10(np.maximum(weights, 1e-30))
+        high = np.log10(max(top, 1e-30))
+        low = high - LOG_DECADES
+        colorbar = dict(title="log10 weight")
+    else:
+        values, low, high, colorbar = weights, 0.0, top, dict(title="weight")
+    return go.Heatmap(z=values.astype(np.float32), x0=(dx - 1) / 2, dx=dx, y0=(dy - 1) / 2, dy=dy,
+                      customdata=weights.astype(np.float32), name="attention weight",
+                      colorscale=ATTENTION_COLOURSCALE, zmin=low, zmax=high, opacity=opacity, showscale=showscale,
+                      colorbar=colorbar, hovertemplate="x %{x}, y %{y}<br>attention weight %{customdata:.2e}"
+                                                       "<extra></extra>")
+
+
 def cell_centre(cell: Sequence[int], grid_hw: Sequence[int], image_hw: Sequence[int]) -> tuple[float, float]:
     """Pixel coordinates ``(y, x)`` of the centre of feature cell ``(row, col)`` of an ``h x w`` grid over
     an ``H x W`` image (pixel ``i`` spans ``i - 0.5 … i + 0.5``)."""
@@ -119,14 +192,14 @@ def cell_centre(cell: Sequence[int], grid_hw: Sequence[int], image_hw: Sequence[
 
 
 def attention_figure(image, attentions: Sequence, query_cells: Sequence[Sequence[int]],
-                     titles: Sequence[str] | None = None, mask=None, cell: int = 210, opacity: float = 0.75,
-                     title: str | None = None) -> go.Figure:
+                     titles: Sequence[str] | None = None, mask=None, log_scale: bool = True, cell: int = 210,
+                     opacity: float = 0.75, title: str | None = None) -> go.Figure:
     """The image with every query marked, then one attention map per query over the image (paper, fig. 5).
 
     ``attentions``: ``(h*, w*)`` maps, e.g. ``ULSAD.attention_maps(...)["self_attention"]`` (weights over
     the keys ``p`` for one query ``q``, summing to 1); ``query_cells``: the ``(row, col)`` of each query on
-    the ``h* x w*`` grid (``attention_maps(...)["query_cell"]``). Each map has its own colour range: the
-    pattern matters, not the height (hover shows the weights).
+    the ``h* x w*`` grid (``attention_maps(...)["query_cell"]``). Each map has its own colour range, on
+    a log scale by default (:func:`attention_trace`); hover shows the weights.
     """
     if len(attentions) != len(query_cells) or not attentions:
         raise ValueError(f"need one query cell per attention map; got {len(attentions)} maps and "
@@ -143,8 +216,8 @@ def attention_figure(image, attentions: Sequence, query_cells: Sequence[Sequence
         fig.add_trace(query_marker(y, x, names[i - 1]), row=1, col=1)
         fig.add_annotation(x=x, y=y, text=str(i), showarrow=False, xshift=11, yshift=-11, row=1, col=1,
                            font=dict(color=QUERY_COLOUR, size=13))
-        viz.add_image(fig, rgb, overlay=viz.to_numpy(attention), row=1, col=i + 1, overlay_name="attention weight",
-                      opacity=opacity, colorscale=ATTENTION_COLOURSCALE)
+        viz.add_image(fig, rgb, row=1, col=i + 1)
+        fig.add_trace(attention_trace(attention, image_hw, log_scale, opacity=opacity), row=1, col=i + 1)
         fig.add_trace(query_marker(y, x, names[i - 1]), row=1, col=i + 1)
     viz._image_axes(fig)
     fig.update_layout(title=title, width=(len(attentions) + 1) * cell + 40, height=cell + (80 if title else 50),

@@ -168,7 +168,7 @@ class WindowExplorer:
         fig.update_xaxes(showticklabels=True, dtick=1, row=1, col=4)  # the δ×δ grid: offsets on the axes
         fig.update_yaxes(showticklabels=True, dtick=1, row=1, col=4)
         fig.update_annotations(font_size=11)
-        fig.update_layout(width=230 * cols + 100, height=540, margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
+        fig.update_layout(height=500, margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
         self.last_match = found
         return fig
 

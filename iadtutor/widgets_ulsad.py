@@ -25,7 +25,7 @@ from IPython.display import display
 from plotly.subplots import make_subplots
 
 from . import viz
-from .viz_ulsad import ATTENTION_COLOURSCALE, QUERY_COLOUR, cell_centre, query_marker
+from .viz_ulsad import attention_trace, cell_centre, query_marker
 
 
 def attention_difference(self_attention, cross_attention) -> float:
@@ -41,15 +41,16 @@ class AttentionExplorer:
     """Self- vs cross-attention of a trained ULSAD for a query location you pick.
 
     ``model``: a fitted :class:`iadtutor.ulsad.ULSAD`; ``images (N, 3, H, W)`` in [0, 1]; ``masks (N, H, W)``
-    (optional, outlined); ``names``: a label per image. Controls: the image, and the query cell's ``row``
-    / ``col`` on the ``h* x w*`` grid. They default to the cell where the global map (eq. 8) of the
+    (optional, outlined); ``names``: a label per image. Controls: the image, the query cell's ``row``
+    / ``col`` on the ``h* x w*`` grid, and whether the attention weights are shown on a log scale
+    (:func:`iadtutor.viz_ulsad.attention_trace`; both maps share one colour range). They default to the cell where the global map (eq. 8) of the
     default image is highest. Panels: the image with the query marked, the self-attention (eq. 3), the
     cross-attention (eq. 4), the global anomaly map. :meth:`state` gives the numbers behind the figure.
     """
 
     def __init__(self, model, images: torch.Tensor, masks: torch.Tensor | None = None,
                  names: Sequence[str] | None = None, index: int = 0, row: int | None = None,
-                 col: int | None = None, cell: int = 250):
+                 col: int | None = None, log_scale: bool = True, cell: int = 250):
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
             raise ValueError(f"images must be a tensor (N, 3, H, W); got {getattr(images, 'shape', type(images))}.")
         if masks is not None and len(masks) != len(images):
@@ -74,11 +75,13 @@ class AttentionExplorer:
                                      continuous_update=False)
         self.col = widgets.IntSlider(value=col, min=0, max=self.grid_hw[1] - 1, description="query col",
                                      continuous_update=False)
+        self.log_scale = widgets.Checkbox(value=log_scale, description="log scale (attention)")
         self.status = widgets.HTML()
         self.output = widgets.Output()
-        for control in (self.image_picker, self.row, self.col):
+        for control in (self.image_picker, self.row, self.col, self.log_scale):
             control.observe(self.update, names="value")
-        self.app = widgets.VBox([self.image_picker, widgets.HBox([self.row, self.col]), self.status, self.output])
+        self.app = widgets.VBox([widgets.HBox([self.image_picker, self.log_scale]), widgets.HBox([self.row, self.col]),
+                                 self.status, self.output])
         self.figure: go.Figure | None = None
         self.update()
 
@@ -119,15 +122,16 @@ class AttentionExplorer:
         # Both attention maps share one colour range, so heights compare as well as patterns.
         top = float(max(found["self_attention"].max(), found["cross_attention"].max()))
         for c, name in ((2, "self_attention"), (3, "cross_attention")):
-            viz.add_image(fig, image, overlay=found[name], row=1, col=c, overlay_name="attention weight",
-                          opacity=0.75, colorscale=ATTENTION_COLOURSCALE, zmin=0.0, zmax=top, showscale=(c == 3))
+            viz.add_image(fig, image, row=1, col=c)
+            fig.add_trace(attention_trace(found[name], self.image_hw, self.log_scale.value, zmax=top,
+                                          showscale=(c == 3)), row=1, col=c)
         global_map = viz.to_numpy(found["global_map"])[::2, ::2]
         viz.add_image(fig, image, overlay=global_map, mask=mask, row=1, col=4, overlay_name="global score",
                       opacity=0.65, zmin=0.0, zmax=max(0.1, float(viz.to_numpy(self._global_maps).max())))
         for c in range(1, 5):
             fig.add_trace(query_marker(y, x), row=1, col=c)
         viz._image_axes(fig)
-        fig.update_traces(colorbar=dict(title="weight", len=0.8, x=1.0), selector=dict(type="heatmap", showscale=True))
+        fig.update_traces(colorbar=dict(len=0.8, x=1.0), selector=dict(type="heatmap", showscale=True))
         fig.update_annotations(font_size=11)
         fig.update_layout(width=4 * self.cell + 120, height=self.cell + 60, margin=dict(l=10, r=10, t=40, b=10),
                           showlegend=False)

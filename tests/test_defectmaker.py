@@ -265,6 +265,15 @@ def test_finetune_changes_weights_deterministically(backbone, finetuned_twice):
     assert all(torch.equal(fresh[key], state_0[key]) for key in state_0)
 
 
+def test_finetune_learns_an_easy_task(backbone):
+    """Normal vs a large noise blob: the loss falls and the training accuracy climbs within 8 short epochs."""
+    images = torch.stack([object_on_plain_background(64, seed=s)[0] for s in range(4)])
+    _, history = dm.finetune_backbone(backbone, images, epochs=8, batch_size=8, lr=0.03, seed=0, progress=False,
+                                      classes=(("bezier_blob", "noise"),))
+    assert np.mean(history["loss"][-2:]) < 0.7 * np.mean(history["loss"][:2])
+    assert history["accuracy"][-1] >= 0.75
+
+
 def test_finetuned_backbone_still_extracts_three_taps(backbone, finetuned_twice):
     images, ((model, _), _) = finetuned_twice
     with torch.no_grad():

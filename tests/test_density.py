@@ -55,6 +55,9 @@ def test_densities_equal_the_ldknn_memory_bank():
     embeddings = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(3))
     scorer = knn.LDKNN(k=3).fit(embeddings)
     torch.testing.assert_close(scorer.local_density.view(2, 4, 4), density.local_densities(embeddings, k=3))
+    torch.testing.assert_close(density.densities_of(scorer, embeddings.shape), density.local_densities(embeddings, k=3))
+    with pytest.raises(ValueError, match="coreset=1.0"):
+        density.densities_of(knn.LDKNN(k=3, coreset=0.5).fit(embeddings), embeddings.shape)
 
 
 def test_density_table_says_where_each_patch_is():

@@ -95,9 +95,45 @@ def test_ldknn_with_alpha_zero_is_knn_with_k_one(embedded):
         assert_row(row, knn_1)
 
 
+def test_k_alpha_sweep_reuses_precomputed_bank_distances(embedded):
+    from iadtutor.density import flatten_patches, neighbour_distances
+
+    table = neighbour_distances(flatten_patches(embedded.train), k_max=5)
+    reused = sweeps.k_alpha_sweep(embedded, ks=[1, 4], alphas=[1.0], bank_distances=table)
+    pd.testing.assert_frame_equal(reused, sweeps.k_alpha_sweep(embedded, ks=[1, 4], alphas=[1.0]))
+    with pytest.raises(ValueError, match="bank_distances must have shape"):
+        sweeps.k_alpha_sweep(embedded, ks=[6], alphas=[1.0], bank_distances=table)
+
+
+def test_standard_methods_labels_follow_parameters():
+    methods = sweeps.standard_methods(window=5, coreset=0.1)
+    assert methods == {"SPADE (fixed position)": ("spade", {}), "LWinNN (δ = 5)": ("lwinnn", {"window": 5}),
+                       "PatchCore (global, 10% coreset)": ("patchcore", {"coreset": 0.1})}
+
+
 def test_squared_distances_follow_reb_code(embedded):
     table = sweeps.k_alpha_sweep(embedded, ks=[2], alphas=[1.0], squared=True)
     assert_row(table.iloc[1], direct_metrics(embedded, knn.LDKNN(k=2, alpha=1.0, squared=True)))
+
+
+def test_window_vs_global_on_a_shifted_copy():
+    """The test image is the train image shifted right by 2 columns (wrapping around), plus a little noise:
+    columns 2..7 find their match 2 columns to the left, columns 0..1 theirs 6 columns to the right."""
+    g = torch.Generator().manual_seed(3)
+    train = torch.randn(1, 4, 5, 8, generator=g)
+    test = torch.roll(train, shifts=2, dims=3) + 0.01 * torch.randn(1, 4, 5, 8, generator=g)
+    table = sweeps.window_vs_global(train, test, windows=[1, 3, 5, 13])
+    assert list(table["window"]) == [1, 3, 5, 13]
+    assert list(table["share_found"]) == [0.0, 0.0, 6 / 8, 1.0]
+    assert table["mean_ratio"].iloc[-1] == pytest.approx(1.0, abs=1e-3) and table["mean_ratio"].iloc[0] > 10
+
+
+def test_window_vs_global_equals_a_direct_computation():
+    train, test = torch.randn(3, 4, 6, 6), torch.randn(2, 4, 6, 6)
+    table = sweeps.window_vs_global(train, test, windows=[3], tolerance=0.1)
+    ratio = knn.LocalWindowNN(window=3).fit(train).score(test) / knn.GlobalNN(coreset=1.0).fit(train).score(test)
+    assert table["share_found"].iloc[0] == pytest.approx(float((ratio <= 1.1).float().mean()))
+    assert table["mean_ratio"].iloc[0] == pytest.approx(float(ratio.mean()), rel=1e-6)
 
 
 # ------------------------------------------------------------------------------------ translation study
@@ -118,11 +154,14 @@ def test_translation_study_writes_its_own_folders_and_scores_them(tmp_path, smal
     (default / "bracket" / "keep.txt").write_text("the default toy set")
     methods = {"fixed": ("spade", {}), "global": ("patchcore", {"coreset": 0.1})}
     options = dict(image_size=64, n_train=3, n_test_good=2, n_test_per_defect=1)
-    table = sweeps.translation_study(default, [0.0, 0.2], small_embedder, methods, **options)
+    table, coverage = sweeps.translation_study(default, [0.0, 0.2], small_embedder, methods, coverage_windows=[1, 3],
+                                               coverage_images=2, **options)
 
     assert list(table.columns[:2]) == ["translation", "method"] and len(table) == 4
     assert list(table["translation"]) == [0.0, 0.0, 0.2, 0.2] and list(table["method"]) == ["fixed", "global"] * 2
     assert table[["image_auroc", "pixel_auroc", "aupro"]].apply(lambda s: s.between(0, 1).all()).all()
+    assert list(coverage["translation"]) == [0.0, 0.0, 0.2, 0.2] and list(coverage["window"]) == [1, 3, 1, 3]
+    assert coverage["share_found"].between(0, 1).all() and (coverage["mean_ratio"] >= 1 - 1e-6).all()
     assert (default / "bracket" / "keep.txt").read_text() == "the default toy set"
     assert [p.name for p in default.rglob("*")] == ["bracket", "keep.txt"]
 

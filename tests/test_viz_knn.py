@@ -38,6 +38,23 @@ def test_translation_figure_one_line_per_method_and_metric():
     assert list(b_auroc.y) == [0.95, 0.94] and a_auroc.line.color == a_aupro.line.color != b_auroc.line.color
 
 
+def test_coverage_figure_lines_per_group():
+    table = pd.DataFrame({"category": ["a", "a", "b", "b"], "window": [1, 7, 1, 7], "share_found": [0.5, 1.0, 0.2, 0.6],
+                          "mean_ratio": [1.1, 1.0, 1.3, 1.05]})
+    fig = viz_knn.coverage_figure(table)
+    assert [t.name for t in fig.data] == ["a", "b"] and list(fig.data[1].y) == [0.2, 0.6]
+    by_translation = viz_knn.coverage_figure(table.rename(columns={"category": "translation"}).assign(
+        translation=[0.0, 0.0, 0.1, 0.1]), x="window", group="translation")
+    assert [t.name for t in by_translation.data] == ["translation 0.0", "translation 0.1"]
+
+
+def test_with_seconds_masks_only_time_columns():
+    table = pd.DataFrame({"aupro": [0.71234], "search_seconds_per_image": [0.0123], "fit_seconds": [2.5]})
+    shown = viz_knn.with_seconds(table)
+    assert shown["search_seconds_per_image"].tolist() == ["0.012 s"] and shown["fit_seconds"].tolist() == ["2.500 s"]
+    assert shown["aupro"].tolist() == [0.71234] and table["fit_seconds"].tolist() == [2.5]
+
+
 def test_k_alpha_figure_knn_baseline_and_one_line_per_alpha():
     table = pd.DataFrame({"method": ["KNN", "KNN", "LDKNN", "LDKNN", "LDKNN", "LDKNN"], "k": [1, 5, 1, 5, 1, 5],
                           "alpha": [math.nan, math.nan, 0.5, 0.5, 1.0, 1.0],
@@ -46,6 +63,25 @@ def test_k_alpha_figure_knn_baseline_and_one_line_per_alpha():
     assert [t.name for t in fig.data] == ["KNN (mean of K nearest)", "LDKNN α = 0.5", "LDKNN α = 1"]
     assert fig.data[0].line.dash == "dash" and list(fig.data[0].y) == [0.8, 0.7]
     assert list(fig.data[2].x) == [1, 5] and list(fig.data[2].y) == [0.82, 0.9]
+
+
+def test_k_alpha_table_is_k_by_method():
+    table = pd.DataFrame({"method": ["KNN", "KNN", "LDKNN", "LDKNN", "LDKNN", "LDKNN"], "k": [1, 5, 1, 5, 1, 5],
+                          "alpha": [math.nan, math.nan, 0.5, 0.5, 1.0, 1.0],
+                          "image_auroc": [0.8, 0.7, 0.81, 0.85, 0.82, 0.9]})
+    wide = viz_knn.k_alpha_table(table)
+    assert list(wide.columns) == ["KNN", "LDKNN α=0.5", "LDKNN α=1"] and list(wide.index) == [1, 5]
+    assert wide.loc[5, "LDKNN α=1"] == 0.9 and wide.loc[1, "KNN"] == 0.8
+
+
+def test_maps_browser_shows_the_picked_image():
+    images = torch.rand(3, 3, 16, 16)
+    masks = torch.zeros(3, 16, 16, dtype=torch.bool)
+    app = viz_knn.maps_browser(images, masks, {"A": np.random.rand(3, 16, 16)}, names=["good", "hole", "scratch"],
+                               index=1)
+    assert [a.text for a in app.figure.layout.annotations] == ["hole", "A"]
+    app.controls["index"].value = 2
+    assert app.figure.layout.annotations[0].text == "scratch"
 
 
 def test_maps_grid_layout_and_per_method_colour_range():

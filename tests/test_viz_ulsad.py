@@ -121,8 +121,16 @@ def test_attention_figure_marks_every_query_over_its_map(model, test_images):
     heatmaps = [t for t in fig.data if t.type == "heatmap"]
     assert len(heatmaps) == 2
     for heatmap, found in zip(heatmaps, maps):
-        assert np.allclose(np.asarray(heatmap.z), found["self_attention"].numpy())
-        assert np.asarray(heatmap.z).sum() == pytest.approx(1.0, abs=1e-4)
+        weights = found["self_attention"].numpy()
+        assert np.allclose(np.asarray(heatmap.customdata), weights)  # hover: the weights themselves
+        assert np.allclose(np.asarray(heatmap.z), np.log10(weights), atol=1e-4)  # colour: four decades of log10
+        assert heatmap.zmax == pytest.approx(np.log10(weights.max()))
+        assert heatmap.zmin == pytest.approx(heatmap.zmax - 4)
+        assert heatmap.dx == heatmap.dy == 8
+    linear = viz_ulsad.attention_figure(test_images[0], [maps[0]["self_attention"]], [cells[0]], log_scale=False)
+    (heatmap,) = [t for t in linear.data if t.type == "heatmap"]
+    assert np.allclose(np.asarray(heatmap.z), maps[0]["self_attention"].numpy())
+    assert np.asarray(heatmap.z).sum() == pytest.approx(1.0, abs=1e-4) and heatmap.zmin == 0
     markers = [t for t in fig.data if t.type == "scatter"]
     # both queries on the image (x1), then each on its own map (x2, x3)
     assert [(t.xaxis, t.y[0], t.x[0]) for t in markers] == [
@@ -230,9 +238,15 @@ def test_explorer_figure_shows_the_models_attention_for_the_chosen_query(explore
     y, x = 2.5 * 8 - 0.5, 5.5 * 8 - 0.5
     expected = model.attention_maps(test_images[1], (y, x))
     heatmaps = [t for t in explorer.figure.data if t.type == "heatmap"]
-    assert np.allclose(np.asarray(heatmaps[0].z), expected["self_attention"].numpy())
+    assert np.allclose(np.asarray(heatmaps[0].customdata), expected["self_attention"].numpy())
+    assert np.allclose(np.asarray(heatmaps[1].customdata), expected["cross_attention"].numpy())
+    top = max(expected["self_attention"].max(), expected["cross_attention"].max()).item()
+    assert heatmaps[0].zmax == heatmaps[1].zmax == pytest.approx(np.log10(top))
+    explorer.log_scale.value = False
+    heatmaps = [t for t in explorer.figure.data if t.type == "heatmap"]
     assert np.allclose(np.asarray(heatmaps[1].z), expected["cross_attention"].numpy())
-    assert heatmaps[0].zmax == heatmaps[1].zmax
+    assert heatmaps[0].zmax == heatmaps[1].zmax == pytest.approx(top)
+    explorer.log_scale.value = True
     markers = [t for t in explorer.figure.data if t.type == "scatter"]
     assert len(markers) == 4 and all((t.y[0], t.x[0]) == (y, x) for t in markers)
     tv = 0.5 * (expected["self_attention"] - expected["cross_attention"]).abs().sum().item()
@@ -253,3 +267,41 @@ def test_explorer_refuses_bad_inputs(model, test_images):
         widgets_ulsad.AttentionExplorer(model, test_images, names=["a"])
     with pytest.raises(ValueError, match="index 5"):
         widgets_ulsad.AttentionExplorer(model, test_images, index=5)
+
+
+# ---------------------------------------------------------------------------------- query choice, threads
+def test_diverse_query_cells_against_a_brute_force_farthest_point_search():
+    generator = torch.Generator().manual_seed(4)
+    features = torch.randn(5, 4, 6, generator=generator)
+    cells = viz_ulsad.diverse_query_cells(features, k=4, border=0)
+    vectors = {(r, c): features[:, r, c].double() for r in range(4) for c in range(6)}
+    mean = features.double().mean(dim=(1, 2))
+    expected = [max(vectors, key=lambda cell: float((vectors[cell] - mean).norm()))]
+    while len(expected) < 4:
+        expected.append(max(vectors, key=lambda cell: min(float((vectors[cell] - vectors[e]).norm())
+                                                          for e in expected)))
+    assert cells == expected
+    assert len(set(cells)) == 4
+    # with a border of 1 only the 2 x 4 inner cells compete, on their own mean
+    inner = viz_ulsad.diverse_query_cells(features, k=3, border=1)
+    shifted = [(r + 1, c + 1) for r, c in viz_ulsad.diverse_query_cells(features[:, 1:3, 1:5], k=3, border=0)]
+    assert inner == shifted and all(1 <= r <= 2 and 1 <= c <= 4 for r, c in inner)
+    # two groups of identical cells: two queries take one from each group
+    two_groups = torch.zeros(3, 2, 2)
+    two_groups[:, 1, :] = 1.0
+    assert {r for r, _ in viz_ulsad.diverse_query_cells(two_groups, k=2, border=0)} == {0, 1}
+    with pytest.raises(ValueError, match="k must be"):
+        viz_ulsad.diverse_query_cells(features, k=9, border=1)
+    with pytest.raises(ValueError, match="border"):
+        viz_ulsad.diverse_query_cells(features, border=2)
+
+
+def test_fix_cpu_threads_sets_and_reports():
+    previous = torch.get_num_threads()
+    try:
+        assert viz_ulsad.fix_cpu_threads(1) == 1 == torch.get_num_threads()
+        assert viz_ulsad.fix_cpu_threads(None) == 1
+        with pytest.raises(ValueError, match="positive integer"):
+            viz_ulsad.fix_cpu_threads(0)
+    finally:
+        torch.set_num_threads(previous)
