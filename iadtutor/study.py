@@ -1,0 +1,406 @@
+"""The translation stress study: how far may the part move (or turn) before each search breaks?
+
+The LWinNN paper (sec. 2 and 5) bets that industrial images need only *minor* translation invariance and
+leaves open whether real lines show more. This module turns the toy factory's pose knobs up on purpose
+and measures what each kind of nearest-neighbour search makes of it:
+
+* fixed position (SPADE), local window (LWinNN, a few window sizes δ), global search (PatchCore);
+* a **translation sweep** (rotation 0) and a **rotation sweep** (translation 0) of the ``bracket``.
+
+Everything runs through the reproduction machinery of :mod:`iadtutor.runs`: each toy variant is a
+dataset of a grid, each (variant, method, δ) a run with its own folder, ``result.json`` and run id, and
+a second call skips what finished. On disk, under the study root::
+
+    ROOT/variants/rotation_0/toy_translation_0.1/bracket/...   one toy category per knob setting
+    ROOT/grid.json                       the grid: ``iadtutor reproduce --grid ROOT/grid.json --out ROOT``
+    ROOT/runs/RUN_ID/result.json ...     as written by iadtutor.runs, plus results.csv and summary.md
+
+:func:`run_in_process` is what ``iadtutor reproduce`` does, minus the subprocesses: the runs of one
+variant share one loading and one embedding of the images (a fresh interpreter per run costs far more
+than the run itself at toy size). Every run is still parsed from its ``iadtutor evaluate`` command line,
+so its numbers are the ones ``iadtutor evaluate`` prints. ``run_study(..., in_process=False)`` calls
+:func:`iadtutor.runs.run_sweep` instead.
+
+>>> study = run_study("data/study", translations=[0, 0.1, 0.2], rotations=[0, 30])  # doctest: +SKIP
+>>> print(study.command)         # the same sweep from a shell                       # doctest: +SKIP
+>>> translation_figure(study.table)                                                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from . import runs, sweeps, toy
+
+METRICS = ("image_auroc", "pixel_auroc", "aupro")
+STUDY_METHODS = ("spade", "lwinnn", "patchcore", "ldknn")  # what run_in_process can run
+KNOBS = {"translation": "translation jitter (fraction of the image side)",
+         "rotation": "rotation jitter (degrees)"}
+
+
+# ------------------------------------------------------------------------------------------ the variants
+def variant_name(translation: float, rotation: float) -> str:
+    """``t0.1_r0``: the folder and (after ``toy_``) the dataset name of one knob setting."""
+    return f"t{float(translation):g}_r{float(rotation):g}"
+
+
+def study_variants(translations: Sequence[float], rotations: Sequence[float]) -> list[tuple[float, float]]:
+    """The knob settings ``(translation, rotation)``: every translation at rotation 0, then every rotation
+    at translation 0 (one knob at a time; ``(0, 0)`` appears once)."""
+    translations, rotations = [float(t) for t in translations], [float(r) for r in rotations]
+    if not translations and not rotations:
+        raise ValueError("translations and rotations are both empty; give at least one knob value.")
+    for t in translations:
+        if not 0 <= t <= 0.5:
+            raise ValueError(f"translations must lie in [0, 0.5] (fractions of the image side); got {t}.")
+    for r in rotations:
+        if not 0 <= r <= 180:
+            raise ValueError(f"rotations must lie in [0, 180] degrees; got {r}.")
+    settings = [(t, 0.0) for t in translations] + [(0.0, r) for r in rotations]
+    return list(dict.fromkeys(settings))
+
+
+def variant_root(study_root, translation: float, rotation: float) -> Path:
+    """Where the variant ``(translation, rotation)`` lives: ``study_root/variants/rotation_R/toy_translation_T``
+    (the folder name of :func:`iadtutor.sweeps.translated_toy_root`, one folder per rotation)."""
+    return sweeps.translated_toy_root(Path(study_root) / "variants" / f"rotation_{float(rotation):g}" / "toy",
+                                      translation)
+
+
+def make_variant(study_root, translation: float, rotation: float, category: str = "bracket", seed: int = 0,
+                 image_size: int = 96, n_train: int = 16, n_test_good: int = 8,
+                 n_test_per_defect: int = 3) -> tuple[Path, bool]:
+    """Write the toy ``category`` with pose jitter ``(translation, rotation)`` into :func:`variant_root`
+    with :func:`iadtutor.sweeps.make_translated_toy` (which reuses a folder written with the same settings).
+
+    Returns ``(data_root, written)``; ``written`` is True when the images were (re)generated.
+    """
+    root = variant_root(study_root, translation, rotation)
+    info_path = root / category / "toy_factory.json"
+    before = info_path.stat().st_mtime_ns if info_path.is_file() else None
+    sweeps.make_translated_toy(root.parent / "toy", translation, category, rotation=float(rotation), seed=seed,
+                               image_size=image_size, n_train=n_train, n_test_good=n_test_good,
+                               n_test_per_defect=n_test_per_defect)
+    return root, info_path.stat().st_mtime_ns != before
+
+
+# ------------------------------------------------------------------------------------------------ grid
+def study_grid(variant_roots: dict[tuple[float, float], Path], category: str = "bracket",
+               methods: Sequence[str] = ("spade", "lwinnn", "patchcore"), windows: Sequence[int] = (1, 3, 7),
+               backbone: str = "auto", image_size: int = 96, seed: int = 0, coreset: float | None = None) -> dict:
+    """The :mod:`iadtutor.runs` grid of the study: one dataset ``toy_NAME`` per variant, the methods,
+    and the ``iadtutor evaluate`` parameters (``window`` reaches only lwinnn, ``coreset`` only patchcore).
+
+    Bootstrap intervals are switched off (``bootstrap=0``): the study compares curves, and 1000
+    resamples per run would cost more than the run.
+    """
+    methods = [m for m in methods]
+    unknown = [m for m in methods if m not in STUDY_METHODS]
+    if not methods or unknown:
+        raise ValueError(f"methods must be a non-empty subset of {', '.join(STUDY_METHODS)}; got {methods}.")
+    windows = [int(w) for w in windows]
+    if "lwinnn" in methods and (not windows or min(windows) < 1):
+        raise ValueError(f"windows must be a non-empty list of positive integers for lwinnn; got {windows}.")
+    params = {"backbone": backbone, "image_size": int(image_size), "seed": int(seed), "bootstrap": 0,
+              "quiet": True}
+    if "lwinnn" in methods:
+        params["window"] = windows
+    if coreset is not None:
+        params["coreset"] = float(coreset)
+    datasets = {f"toy_{variant_name(*knobs)}": {"data_root": str(Path(root).resolve()), "categories": [category]}
+                for knobs, root in variant_roots.items()}
+    return {"runner": "evaluate", "datasets": datasets, "methods": methods, "params": params}
+
+
+def reproduce_command(grid_path, out_dir, jobs: int = 1) -> str:
+    """The shell command that runs (or, once finished, just re-collects) the study."""
+    return shlex.join(["iadtutor", "reproduce", "--grid", str(grid_path), "--out", str(out_dir),
+                       "--jobs", str(int(jobs))])
+
+
+# ------------------------------------------------------------------------------------ running in-process
+def evaluate_arguments(spec: runs.RunSpec):
+    """The ``argparse.Namespace`` that ``iadtutor evaluate`` would see for ``spec`` (defaults included)."""
+    from .cli import build_parser
+
+    if spec.runner != "evaluate":
+        raise ValueError(f"run {spec.run_id} uses the {spec.runner!r} runner; only 'evaluate' runs in-process.")
+    command, _ = runs._command_for(spec, Path("."), ["evaluate"])  # the exact flags the sweep would pass
+    return build_parser().parse_args(command)
+
+
+def _embedding_key(args) -> tuple:
+    """Runs with the same key read and embed the same images the same way."""
+    return (str(Path(args.data_root).resolve()), args.category, args.layout, args.backbone, args.weights,
+            args.image_size, args.keep_aspect, args.no_normalize, args.no_pool, args.unpadded_pool,
+            args.interpolation, args.max_train, args.batch_size, args.device)
+
+
+def _embedding_config(args):
+    from .embed import EmbeddingConfig
+
+    return EmbeddingConfig(image_size=args.image_size, keep_aspect=args.keep_aspect, normalize=not args.no_normalize,
+                           pool=not args.no_pool, pool_padding=not args.unpadded_pool,
+                           interpolation=args.interpolation)
+
+
+def _run_group(specs_args, device_override, backbones: dict) -> list[tuple[runs.RunSpec, dict]]:
+    """Load and embed once, then score every run of the group as ``iadtutor evaluate`` would."""
+    import torch
+
+    from .backbones import load_backbone, resolve_device
+    from .embed import PatchEmbedder
+    from .experiment import embed_category, load_category, score_category
+
+    args = specs_args[0][1]
+    device = resolve_device(device_override or args.device)
+    category = load_category(args.data_root, args.category, image_size=args.image_size,
+                             keep_aspect=args.keep_aspect, layout=args.layout, max_train=args.max_train,
+                             progress=False)
+    backbone_key = (args.backbone, args.weights, str(device))
+    if backbone_key not in backbones:
+        backbones[backbone_key] = load_backbone(args.backbone, device=device, weights_path=args.weights,
+                                                verbose=False)
+    backbone = backbones[backbone_key]
+    config = _embedding_config(args)
+    embedded = embed_category(category, PatchEmbedder(backbone, config), batch_size=args.batch_size,
+                              progress=False)
+    results = []
+    for spec, args in specs_args:
+        torch.manual_seed(args.seed)
+        params = {"window": args.window, "k": args.k, "alpha": args.alpha, "coreset": args.coreset,
+                  "squared": args.squared}
+        scored = score_category(embedded, args.method, device=device, bootstrap=args.bootstrap, seed=args.seed,
+                                **params)
+        result = {"method": args.method, "backbone": backbone.name, "category": args.category,
+                  "layout": category.layout, "n_train": len(category.train.labels),
+                  "n_test": len(category.test.labels), "image_size": args.image_size, "device": str(device),
+                  "seed": args.seed, **scored.metrics,
+                  "train_seconds": round(scored.train_seconds, 4),
+                  "test_seconds_per_image": round(scored.test_seconds_per_image, 5),
+                  "embedding": config.as_dict(), "params": params}
+        results.append((spec, result))
+    return results
+
+
+def run_in_process(specs: Sequence[runs.RunSpec], out_dir, *, device: str | None = None, rerun: bool = False,
+                   threads: int | None = 1, echo=print) -> list[dict]:
+    """Like :func:`iadtutor.runs.run_sweep` (same folders, ``result.json`` records and skipping of
+    finished runs), but in this interpreter, embedding each variant once for all its runs.
+
+    ``device`` overrides the runs' ``--device`` (a run's identity does not include it). ``threads``: CPU
+    threads for torch while the runs go (None: leave as is). On a small machine shared with other work,
+    one thread can be many times faster than two that wait for each other. Returns one record per run
+    with ``status`` ``ok``, ``failed`` or ``skipped``.
+    """
+    import torch
+
+    threads_before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        return _run_in_process(specs, Path(out_dir), device, rerun, echo)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run_in_process(specs, out_dir: Path, device, rerun: bool, echo) -> list[dict]:
+    runs.write_json_atomic(out_dir / "sweep.json", {"runs": [spec.to_dict() for spec in specs]})
+    records, groups = [], {}
+    for spec in specs:
+        done = runs._read_json(out_dir / "runs" / spec.run_id / "result.json")
+        if done and not rerun:
+            records.append({**done, "status": "skipped"})
+            continue
+        args = evaluate_arguments(spec)
+        if args.method not in STUDY_METHODS:
+            raise ValueError(f"run {spec.run_id}: method {args.method!r} cannot run in-process; "
+                             "use iadtutor.runs.run_sweep.")
+        groups.setdefault(_embedding_key(args), []).append((spec, args))
+    if records:
+        echo(f"{len(records)} of {len(specs)} runs finished before; skipping them.")
+    todo = sum(len(group) for group in groups.values())
+    backbones: dict = {}
+    number = 0
+    for group in groups.values():
+        start = time.perf_counter()
+        try:
+            outcomes = [(spec, result, None) for spec, result in _run_group(group, device, backbones)]
+        except Exception as error:  # one broken variant must not lose the others
+            outcomes = [(spec, None, f"{type(error).__name__}: {error}") for spec, _ in group]
+        seconds = round((time.perf_counter() - start) / len(group), 3)  # the group's time, shared out
+        for spec, result, error in outcomes:
+            run_dir = out_dir / "runs" / spec.run_id
+            run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in ("result.json", "error.json"):
+                (run_dir / stale).unlink(missing_ok=True)
+            runs.write_json_atomic(run_dir / "run.json", spec.to_dict())
+            command, _ = runs._command_for(spec, run_dir, ["iadtutor", "evaluate"])
+            record = {**spec.to_dict(), "command": shlex.join(command), "runner_mode": "in-process",
+                      "seconds": seconds}
+            if error is None:
+                record.update(status="ok", metrics=result)
+                runs.write_json_atomic(run_dir / "result.json", record)
+                detail = f"image AUROC {result['image_auroc']:.3f}"
+            else:
+                record.update(status="failed", error=error[:300], returncode=None)
+                runs.write_json_atomic(run_dir / "error.json", record)
+                detail = record["error"]
+            records.append(record)
+            number += 1
+            echo(f"[{number}/{todo}] {record['status']:<6} {spec.run_id}: {detail} ({seconds:.1f} s)")
+    return records
+
+
+# ---------------------------------------------------------------------------------------------- the study
+@dataclass
+class Study:
+    """What :func:`run_study` made: the tidy ``table`` (one row per run), the raw ``results`` of
+    :func:`iadtutor.runs.collect_results`, the grid file, the output folder and the shell ``command``."""
+
+    table: pd.DataFrame
+    results: pd.DataFrame
+    grid_path: Path
+    out_dir: Path
+    command: str
+    records: list
+
+
+def method_label(method: str, window=None) -> str:
+    """``SPADE (fixed)``, ``LWinNN δ=3``, ``PatchCore (global)``: how the figures and tables name a run."""
+    if method == "lwinnn":
+        return f"LWinNN δ={int(window)}"
+    return {"spade": "SPADE (fixed)", "patchcore": "PatchCore (global)", "ldknn": "LDKNN (global)"}.get(method,
+                                                                                                        method)
+
+
+def tidy_table(results: pd.DataFrame, variants: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    """``results`` of :func:`iadtutor.runs.collect_results` -> one row per run with columns
+    ``translation``, ``rotation``, ``method``, ``window``, ``label``, the three metrics, ``status``,
+    sorted by knob and then fixed -> local -> global."""
+    columns = ["translation", "rotation", "method", "window", "label", *METRICS, "status"]
+    if results.empty:
+        return pd.DataFrame(columns=columns)
+    table = pd.DataFrame({
+        "translation": [variants[d][0] for d in results["dataset"]],
+        "rotation": [variants[d][1] for d in results["dataset"]],
+        "method": results["method"],
+        "window": (results["param_window"] if "param_window" in results else pd.Series(pd.NA, index=results.index)
+                   ).astype("Int64"),
+    })
+    table["label"] = [method_label(m, w) for m, w in zip(table["method"], table["window"])]
+    for metric in METRICS:
+        table[metric] = results[metric].astype(float) if metric in results else float("nan")
+    table["status"] = results["status"]
+    order = {"spade": 0, "lwinnn": 1, "patchcore": 2, "ldknn": 3}
+    table["_order"] = table["method"].map(order).fillna(9)
+    table = table.sort_values(["rotation", "translation", "_order", "window"], kind="stable")
+    return table.drop(columns="_order").reset_index(drop=True)[columns]
+
+
+def run_study(study_root, translations: Sequence[float] = (0, 0.05, 0.1, 0.2), rotations: Sequence[float] = (0, 15, 45),
+              methods: Sequence[str] = ("spade", "lwinnn", "patchcore"), windows: Sequence[int] = (1, 3, 7),
+              category: str = "bracket", backbone: str = "auto", image_size: int = 96, n_train: int = 16,
+              n_test_good: int = 8, n_test_per_defect: int = 3, seed: int = 0, coreset: float | None = None,
+              device: str | None = None, jobs: int = 1, in_process: bool = True, threads: int | None = 1,
+              echo=print) -> Study:
+    """Write the toy variants, the grid, run every (variant, method, δ) through :mod:`iadtutor.runs`,
+    write ``results.csv`` / ``summary.md`` and return the :class:`Study`.
+
+    Runs that finished before are skipped; a variant whose images had to be (re)written (new settings)
+    gets its runs redone. ``in_process=False`` runs each point as its own ``iadtutor evaluate``
+    subprocess (``jobs`` at a time), exactly as the printed command does; ``threads`` applies in-process.
+    """
+    if category not in toy.TOY_CATEGORIES:
+        raise ValueError(f"category must be a toy category ({', '.join(toy.TOY_CATEGORIES)}); got {category!r}.")
+    study_root = Path(study_root)
+    knob_settings = study_variants(translations, rotations)
+    roots, rewritten = {}, set()
+    for knobs in knob_settings:
+        roots[knobs], written = make_variant(study_root, *knobs, category=category, seed=seed, image_size=image_size,
+                                             n_train=n_train, n_test_good=n_test_good,
+                                             n_test_per_defect=n_test_per_defect)
+        if written:
+            rewritten.add(f"toy_{variant_name(*knobs)}")
+    grid = study_grid(roots, category, methods, windows, backbone, image_size, seed, coreset)
+    grid_path = runs.write_json_atomic(study_root / "grid.json", grid)
+    specs = runs.expand_grid(grid)
+    for spec in specs:  # new images: the old results of this variant say nothing about them
+        if spec.dataset in rewritten:
+            shutil.rmtree(study_root / "runs" / spec.run_id, ignore_errors=True)
+    if in_process:
+        records = run_in_process(specs, study_root, device=device, threads=threads, echo=echo)
+    else:
+        records = runs.run_sweep(specs, study_root, jobs=jobs, echo=echo)
+    results = runs.collect_results(study_root, [spec.run_id for spec in specs])
+    runs.write_summary(study_root, results)
+    variants = {f"toy_{variant_name(*knobs)}": knobs for knobs in knob_settings}
+    return Study(tidy_table(results, variants), results, grid_path, study_root,
+                 reproduce_command(grid_path, study_root, jobs), records)
+
+
+def auroc_table(table: pd.DataFrame, metric: str = "image_auroc", digits: int = 3) -> pd.DataFrame:
+    """Rows: knob settings ``(translation, rotation)``; columns: methods in the table's order; cells:
+    ``metric`` rounded to ``digits``."""
+    if metric not in table:
+        raise ValueError(f"metric {metric!r} is not a column of the table; pick one of {', '.join(METRICS)}.")
+    labels = list(dict.fromkeys(table["label"]))
+    view = table.pivot_table(index=["translation", "rotation"], columns="label", values=metric, aggfunc="first")
+    return view[labels].round(digits).rename_axis(columns=None)
+
+
+# ------------------------------------------------------------------------------------------------ figures
+_COLOURS = {"spade": "#d62728", "patchcore": "#1f77b4", "ldknn": "#9467bd"}
+_WINDOW_GREENS = ("#98df8a", "#2ca02c", "#17622a", "#0b3d17")
+
+
+def knob_figure(table: pd.DataFrame, knob: str = "translation", metric: str = "image_auroc",
+                title: str | None = None, height: int = 400) -> go.Figure:
+    """``metric`` against one pose knob (the other held at 0): one line per method / δ, with the chance
+    level (0.5) dashed. Fixed position in red, local windows in greens (darker = larger δ), global in blue."""
+    if knob not in KNOBS:
+        raise ValueError(f"knob must be one of {', '.join(KNOBS)}; got {knob!r}.")
+    other = "rotation" if knob == "translation" else "translation"
+    part = table[(table[other] == 0) & (table["status"] == "ok")].sort_values(knob)
+    if part.empty:
+        raise ValueError(f"the table has no finished runs with {other} = 0 to plot against {knob}.")
+    windows = sorted(part.loc[part["method"] == "lwinnn", "window"].dropna().unique())
+    fig = go.Figure()
+    for label in dict.fromkeys(part["label"]):
+        rows = part[part["label"] == label]
+        method = rows["method"].iloc[0]
+        if method == "lwinnn":
+            colour = _WINDOW_GREENS[min(windows.index(rows["window"].iloc[0]), len(_WINDOW_GREENS) - 1)]
+            dash = "solid"
+        else:
+            colour, dash = _COLOURS.get(method, "#7f7f7f"), "dash" if method == "spade" else "solid"
+        fig.add_trace(go.Scatter(x=rows[knob].tolist(), y=rows[metric].round(4).tolist(), name=label,
+                                 mode="lines+markers", line=dict(color=colour, dash=dash, width=2.5)))
+    fig.add_hline(y=0.5, line=dict(color="#999", dash="dot", width=1), annotation_text="chance",
+                  annotation_position="bottom right")
+    axis = KNOBS[knob]
+    fig.update_layout(title=title or f"{runs.METRIC_TITLES.get(metric, metric)} vs {knob}", height=height,
+                      xaxis_title=axis, yaxis_title=runs.METRIC_TITLES.get(metric, metric),
+                      yaxis_range=[0.3, 1.02], hovermode="x unified", legend_title_text="search",
+                      margin=dict(l=60, r=20, t=50, b=50))
+    fig.update_xaxes(tickvals=sorted(part[knob].unique()))
+    return fig
+
+
+def translation_figure(table: pd.DataFrame, metric: str = "image_auroc", **options) -> go.Figure:
+    """``metric`` against the translation jitter (rotation 0)."""
+    return knob_figure(table, "translation", metric, **options)
+
+
+def rotation_figure(table: pd.DataFrame, metric: str = "image_auroc", **options) -> go.Figure:
+    """``metric`` against the rotation jitter (translation 0)."""
+    return knob_figure(table, "rotation", metric, **options)
