@@ -77,8 +77,8 @@ def variant_root(study_root, translation: float, rotation: float) -> Path:
 
 
 def make_variant(study_root, translation: float, rotation: float, category: str = "bracket", seed: int = 0,
-                 image_size: int = 96, n_train: int = 16, n_test_good: int = 8,
-                 n_test_per_defect: int = 3) -> tuple[Path, bool]:
+                 image_size: int = 128, n_train: int = 16, n_test_good: int = 8,
+                 n_test_per_defect: int = 4) -> tuple[Path, bool]:
     """Write the toy ``category`` with pose jitter ``(translation, rotation)`` into :func:`variant_root`
     with :func:`iadtutor.sweeps.make_translated_toy` (which reuses a folder written with the same settings).
 
@@ -96,7 +96,7 @@ def make_variant(study_root, translation: float, rotation: float, category: str 
 # ------------------------------------------------------------------------------------------------ grid
 def study_grid(variant_roots: dict[tuple[float, float], Path], category: str = "bracket",
                methods: Sequence[str] = ("spade", "lwinnn", "patchcore"), windows: Sequence[int] = (1, 3, 7),
-               backbone: str = "auto", image_size: int = 96, seed: int = 0, coreset: float | None = None) -> dict:
+               backbone: str = "auto", image_size: int = 128, seed: int = 0, coreset: float | None = None) -> dict:
     """The :mod:`iadtutor.runs` grid of the study: one dataset ``toy_NAME`` per variant, the methods,
     and the ``iadtutor evaluate`` parameters (``window`` reaches only lwinnn, ``coreset`` only patchcore).
 
@@ -110,8 +110,8 @@ def study_grid(variant_roots: dict[tuple[float, float], Path], category: str = "
     windows = [int(w) for w in windows]
     if "lwinnn" in methods and (not windows or min(windows) < 1):
         raise ValueError(f"windows must be a non-empty list of positive integers for lwinnn; got {windows}.")
-    params = {"backbone": backbone, "image_size": int(image_size), "seed": int(seed), "bootstrap": 0,
-              "quiet": True}
+    # bootstrap as text: iadtutor.runs drops a parameter whose value is False or None, and 0 == False
+    params = {"backbone": backbone, "image_size": int(image_size), "seed": int(seed), "bootstrap": "0"}
     if "lwinnn" in methods:
         params["window"] = windows
     if coreset is not None:
@@ -309,34 +309,35 @@ def tidy_table(results: pd.DataFrame, variants: dict[str, tuple[float, float]]) 
 
 def run_study(study_root, translations: Sequence[float] = (0, 0.05, 0.1, 0.2), rotations: Sequence[float] = (0, 15, 45),
               methods: Sequence[str] = ("spade", "lwinnn", "patchcore"), windows: Sequence[int] = (1, 3, 7),
-              category: str = "bracket", backbone: str = "auto", image_size: int = 96, n_train: int = 16,
-              n_test_good: int = 8, n_test_per_defect: int = 3, seed: int = 0, coreset: float | None = None,
+              category: str = "bracket", backbone: str = "auto", image_size: int = 128, n_train: int = 16,
+              n_test_good: int = 8, n_test_per_defect: int = 4, seed: int = 0, coreset: float | None = None,
               device: str | None = None, jobs: int = 1, in_process: bool = True, threads: int | None = 1,
               echo=print) -> Study:
     """Write the toy variants, the grid, run every (variant, method, δ) through :mod:`iadtutor.runs`,
     write ``results.csv`` / ``summary.md`` and return the :class:`Study`.
 
-    Runs that finished before are skipped; a variant whose images had to be (re)written (new settings)
-    gets its runs redone. ``in_process=False`` runs each point as its own ``iadtutor evaluate``
-    subprocess (``jobs`` at a time), exactly as the printed command does; ``threads`` applies in-process.
+    Runs that finished before are skipped, unless the variant's images were written after them (other
+    settings such as ``n_train``, which are not part of a run's identity): those are redone.
+    ``in_process=False`` runs each point as its own ``iadtutor evaluate`` subprocess (``jobs`` at a
+    time), exactly as the printed command does; ``threads`` applies in-process.
     """
     if category not in toy.TOY_CATEGORIES:
         raise ValueError(f"category must be a toy category ({', '.join(toy.TOY_CATEGORIES)}); got {category!r}.")
     study_root = Path(study_root)
     knob_settings = study_variants(translations, rotations)
-    roots, rewritten = {}, set()
+    roots = {}
     for knobs in knob_settings:
-        roots[knobs], written = make_variant(study_root, *knobs, category=category, seed=seed, image_size=image_size,
-                                             n_train=n_train, n_test_good=n_test_good,
-                                             n_test_per_defect=n_test_per_defect)
-        if written:
-            rewritten.add(f"toy_{variant_name(*knobs)}")
+        roots[knobs], _ = make_variant(study_root, *knobs, category=category, seed=seed, image_size=image_size,
+                                       n_train=n_train, n_test_good=n_test_good, n_test_per_defect=n_test_per_defect)
     grid = study_grid(roots, category, methods, windows, backbone, image_size, seed, coreset)
     grid_path = runs.write_json_atomic(study_root / "grid.json", grid)
     specs = runs.expand_grid(grid)
-    for spec in specs:  # new images: the old results of this variant say nothing about them
-        if spec.dataset in rewritten:
-            shutil.rmtree(study_root / "runs" / spec.run_id, ignore_errors=True)
+    written = {f"toy_{variant_name(*knobs)}": (root / category / "toy_factory.json").stat().st_mtime_ns
+               for knobs, root in roots.items()}
+    for spec in specs:  # images newer than a result (other settings): that result says nothing about them
+        result = study_root / "runs" / spec.run_id / "result.json"
+        if result.is_file() and result.stat().st_mtime_ns < written[spec.dataset]:
+            shutil.rmtree(result.parent)
     if in_process:
         records = run_in_process(specs, study_root, device=device, threads=threads, echo=echo)
     else:
@@ -375,7 +376,10 @@ def knob_figure(table: pd.DataFrame, knob: str = "translation", metric: str = "i
         raise ValueError(f"the table has no finished runs with {other} = 0 to plot against {knob}.")
     windows = sorted(part.loc[part["method"] == "lwinnn", "window"].dropna().unique())
     fig = go.Figure()
-    for label in dict.fromkeys(part["label"]):
+    labels = list(dict.fromkeys(part["label"]))
+    # SPADE last, so that its dashed line stays visible on top of LWinNN δ=1 (the same numbers)
+    for rank, label in sorted(enumerate(labels), key=lambda item: part.loc[part["label"] == item[1], "method"]
+                              .iloc[0] == "spade"):
         rows = part[part["label"] == label]
         method = rows["method"].iloc[0]
         if method == "lwinnn":
@@ -384,7 +388,8 @@ def knob_figure(table: pd.DataFrame, knob: str = "translation", metric: str = "i
         else:
             colour, dash = _COLOURS.get(method, "#7f7f7f"), "dash" if method == "spade" else "solid"
         fig.add_trace(go.Scatter(x=rows[knob].tolist(), y=rows[metric].round(4).tolist(), name=label,
-                                 mode="lines+markers", line=dict(color=colour, dash=dash, width=2.5)))
+                                 mode="lines+markers", legendrank=rank + 1,
+                                 line=dict(color=colour, dash=dash, width=2.5)))
     fig.add_hline(y=0.5, line=dict(color="#999", dash="dot", width=1), annotation_text="chance",
                   annotation_position="bottom right")
     axis = KNOBS[knob]

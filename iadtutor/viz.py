@@ -402,14 +402,17 @@ def bar_plot(categories: Sequence[str], values: Mapping[str, Sequence], title: s
 
 
 # -------------------------------------------------------------------------------------------- tables
-def results_table(rows: Sequence[Mapping] | pd.DataFrame, digits: int = 3, index: str | None = None) -> pd.DataFrame:
+def results_table(rows: Sequence[Mapping] | pd.DataFrame, digits: int = 3,
+                  index: str | Sequence[str] | None = None) -> pd.DataFrame:
     """Rows of results (dicts or a DataFrame) as a DataFrame with floats rounded to ``digits`` decimals,
-    so a notebook's printed numbers stay stable; ``index`` names a column to use as the row labels."""
+    so a notebook's printed numbers stay stable; ``index`` names the column(s) to use as row labels."""
     frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     if index is not None:
-        if index not in frame.columns:
-            raise ValueError(f"index column {index!r} is not among the columns {list(frame.columns)}.")
-        frame = frame.set_index(index)
+        columns = [index] if isinstance(index, str) else list(index)
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"index column(s) {missing} are not among the columns {list(frame.columns)}.")
+        frame = frame.set_index(columns[0] if isinstance(index, str) else columns)
     float_columns = frame.select_dtypes(include="floating").columns
     frame[float_columns] = frame[float_columns].round(digits)
     return frame

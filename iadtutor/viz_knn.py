@@ -171,22 +171,23 @@ def _range_of(maps: np.ndarray) -> tuple[float, float]:
 
 def maps_grid(images, masks, maps: Mapping[str, np.ndarray], indices: Sequence[int],
               row_titles: Sequence[str] | None = None, image_scores: Mapping[str, Sequence[float]] | None = None,
-              cell: int = 200, display_stride: int = 2, opacity: float = 0.6,
+              cell: int = 200, display_size: int = 128, opacity: float = 0.6,
               title: str | None = None) -> go.Figure:
     """Rows: the test images ``indices``; first column the image with its mask outline, then one column per
     method with its anomaly map over the image (hover shows the map's value).
 
     ``images`` ``(N, 3, H, W)``, ``masks`` ``(N, H, W)``, ``maps``: ``{method: (N, H, W)}``. Each method keeps
     one colour range over all its maps (1st–99.9th percentile), so colours compare down a column but not
-    across columns (the methods' scores have different scales). ``display_stride`` thins the maps for
-    the figure (2: every second pixel) to keep the notebook small; the values are unchanged.
-    ``image_scores``: ``{method: (N,)}`` shown in the panel titles.
+    across columns (the methods' scores have different scales). To keep notebooks small the figure thins
+    images and masks to about ``display_size`` pixels (every s-th pixel) and the maps to half that; the
+    values shown are the maps' own. ``image_scores``: ``{method: (N,)}`` shown in the panel titles.
     """
     if not maps:
         raise ValueError("maps must hold at least one method's anomaly maps.")
     names = list(maps)
     indices = [int(i) for i in indices]
     ranges = {name: _range_of(viz.to_numpy(maps[name])) for name in names}
+    step = max(1, int(images.shape[-1]) // display_size)
     titles = []
     for r, index in enumerate(indices):
         titles.append(row_titles[r] if row_titles is not None else f"test {index}")
@@ -197,12 +198,13 @@ def maps_grid(images, masks, maps: Mapping[str, np.ndarray], indices: Sequence[i
     fig = make_subplots(rows=len(indices), cols=cols, subplot_titles=titles, horizontal_spacing=0.01,
                         vertical_spacing=0.25 / max(1, len(indices)))
     for r, index in enumerate(indices, start=1):
-        mask = viz.to_numpy(masks[index])
-        viz.add_image(fig, images[index], mask=mask, row=r, col=1)
+        image = viz.to_numpy(images[index])[:, ::step, ::step]
+        mask = viz.to_numpy(masks[index])[::step, ::step]
+        viz.add_image(fig, image, mask=mask, row=r, col=1)
         for c, name in enumerate(names, start=2):
-            values = viz.to_numpy(maps[name][index])[::display_stride, ::display_stride]
+            values = viz.to_numpy(maps[name][index])[::2 * step, ::2 * step]
             zmin, zmax = ranges[name]
-            viz.add_image(fig, images[index], overlay=values, mask=mask, row=r, col=c, overlay_name=name,
+            viz.add_image(fig, image, overlay=values, mask=mask, row=r, col=c, overlay_name=name,
                           opacity=opacity, zmin=zmin, zmax=zmax)
     viz._image_axes(fig)
     fig.update_annotations(font_size=11)

@@ -76,6 +76,14 @@ def branch_outputs(model, images: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 # --------------------------------------------------------------------------------------------- figures
+def add_overlay_panel(fig: go.Figure, image, overlay_trace: go.Heatmap, mask, row: int, col: int) -> None:
+    """The image, ``overlay_trace`` (any heatmap) over it and the outline of ``mask`` (if any pixel is set)."""
+    fig.add_trace(viz.image_trace(image), row=row, col=col)
+    fig.add_trace(overlay_trace, row=row, col=col)
+    if mask is not None and viz.to_numpy(mask).any():
+        fig.add_trace(viz.mask_trace(viz.to_numpy(mask)), row=row, col=col)
+
+
 def _check_maps(maps: Mapping[str, object], n: int) -> dict[str, np.ndarray]:
     missing = [b for b in BRANCHES if b not in maps]
     if missing:
@@ -155,28 +163,27 @@ def diverse_query_cells(features, k: int = 4, border: int = 2) -> list[tuple[int
     return [(index // inner_w + border, index % inner_w + border) for index in chosen]
 
 
-LOG_DECADES = 4.0  # a log-scale attention map shows weights from max / 10**4 to max
-
-
-def attention_trace(weights, image_hw: Sequence[int], log_scale: bool = True, zmax: float | None = None,
-                    showscale: bool = False, opacity: float = 0.75) -> go.Heatmap:
+def attention_trace(weights, image_hw: Sequence[int], log_scale: bool = True, zmin: float | None = None,
+                    zmax: float | None = None, showscale: bool = False, opacity: float = 0.75) -> go.Heatmap:
     """An ``(h*, w*)`` attention map as a heatmap over an ``H x W`` image; hover shows the weight.
 
-    With ``log_scale`` the colours show ``log10`` of the weights from ``zmax`` (default: the largest
-    weight) down ``LOG_DECADES`` powers of ten: the query's own cell takes most of the weight, and only a
-    log scale shows which *other* cells get more than the rest.
+    With ``log_scale`` the colours show ``log10`` of the weights: the query's own cell takes most of the
+    weight, and only a log scale shows which *other* cells get more than the rest. The colour range
+    runs from ``zmin`` to ``zmax`` (weights; default: the map's smallest to its largest weight, or 0 to
+    the largest on the linear scale).
     """
     weights = viz.to_numpy(weights).astype(np.float64)
-    top = float(weights.max()) if zmax is None else float(zmax)
+    high = float(weights.max()) if zmax is None else float(zmax)
     h, w = weights.shape
     dy, dx = image_hw[0] / h, image_hw[1] / w
     if log_scale:
+        low = float(weights.min()) if zmin is None else float(zmin)
         values = np.log10(np.maximum(weights, 1e-30))
-        high = np.log10(max(top, 1e-30))
-        low = high - LOG_DECADES
+        low, high = np.log10(max(low, 1e-30)), np.log10(max(high, 1e-30))
         colorbar = dict(title="log10 weight")
     else:
-        values, low, high, colorbar = weights, 0.0, top, dict(title="weight")
+        low = 0.0 if zmin is None else float(zmin)
+        values, colorbar = weights, dict(title="weight")
     return go.Heatmap(z=values.astype(np.float32), x0=(dx - 1) / 2, dx=dx, y0=(dy - 1) / 2, dy=dy,
                       customdata=weights.astype(np.float32), name="attention weight",
                       colorscale=ATTENTION_COLOURSCALE, zmin=low, zmax=high, opacity=opacity, showscale=showscale,
@@ -216,8 +223,8 @@ def attention_figure(image, attentions: Sequence, query_cells: Sequence[Sequence
         fig.add_trace(query_marker(y, x, names[i - 1]), row=1, col=1)
         fig.add_annotation(x=x, y=y, text=str(i), showarrow=False, xshift=11, yshift=-11, row=1, col=1,
                            font=dict(color=QUERY_COLOUR, size=13))
-        viz.add_image(fig, rgb, row=1, col=i + 1)
-        fig.add_trace(attention_trace(attention, image_hw, log_scale, opacity=opacity), row=1, col=i + 1)
+        add_overlay_panel(fig, rgb, attention_trace(attention, image_hw, log_scale, opacity=opacity), None,
+                           row=1, col=i + 1)
         fig.add_trace(query_marker(y, x, names[i - 1]), row=1, col=i + 1)
     viz._image_axes(fig)
     fig.update_layout(title=title, width=(len(attentions) + 1) * cell + 40, height=cell + (80 if title else 50),
@@ -227,14 +234,16 @@ def attention_figure(image, attentions: Sequence, query_cells: Sequence[Sequence
 
 def branch_maps_figure(images, masks, maps: Mapping[str, object], indices: Sequence[int],
                        row_titles: Sequence[str] | None = None, zmax: float | None = None, cell: int = 180,
-                       display_stride: int = 2, opacity: float = 0.65, title: str | None = None) -> go.Figure:
+                       display_stride: int = 4, opacity: float = 0.65, title: str | None = None) -> go.Figure:
     """Rows: the test images ``indices``; columns: the image with its mask outline, then the ``local``,
     ``global`` and ``combined`` maps of :meth:`iadtutor.ulsad.ULSAD.predict` over it.
 
     ``images (N, 3, H, W)``, ``masks (N, H, W)``, ``maps``: ``{branch: (N, H, W)}``. The maps are
     quantile-normalised (0 at the validation ``alpha`` quantile, 0.1 at ``beta``), so all panels share
     one colour range ``0 … zmax`` (default: the 99.9th percentile of the maps shown, at least 0.1).
-    Panel titles show each map's image score (its maximum). ``display_stride`` thins the maps shown.
+    Panel titles show each map's image score (its maximum). ``display_stride`` thins the maps shown
+    (they are upsampled from ``h* x w*`` and blurred, so every 4th pixel loses little; plotly smooths
+    them for display), which keeps a saved notebook small.
     """
     arrays = _check_maps(maps, len(images))
     indices = [int(i) for i in indices]
@@ -251,12 +260,15 @@ def branch_maps_figure(images, masks, maps: Mapping[str, object], indices: Seque
                         horizontal_spacing=0.01, vertical_spacing=0.2 / max(1, len(indices)))
     for r, index in enumerate(indices, start=1):
         mask = viz.to_numpy(masks[index])
+        height, width = mask.shape
         viz.add_image(fig, images[index], mask=mask, row=r, col=1)
         for c, branch in enumerate(BRANCHES, start=2):
             values = arrays[branch][index][::display_stride, ::display_stride]
-            viz.add_image(fig, images[index], overlay=values, mask=mask, row=r, col=c, overlay_name=branch,
-                          opacity=opacity, zmin=0.0, zmax=zmax, showscale=(r == 1 and c == 2))
+            trace = viz.map_trace(values, branch, viz.MAP_COLOURSCALE, opacity, 0.0, zmax, showscale=(r == 1 and c == 2),
+                                  dx=width / values.shape[1], dy=height / values.shape[0])
+            add_overlay_panel(fig, images[index], trace, mask, row=r, col=c)
     viz._image_axes(fig)
+    fig.update_traces(zsmooth="best", selector=dict(type="heatmap"))
     fig.update_traces(colorbar=dict(title="score", len=0.3, y=1, yanchor="top"), selector=dict(type="heatmap",
                                                                                                 showscale=True))
     fig.update_annotations(font_size=10)

@@ -25,7 +25,7 @@ from IPython.display import display
 from plotly.subplots import make_subplots
 
 from . import viz
-from .viz_ulsad import attention_trace, cell_centre, query_marker
+from .viz_ulsad import add_overlay_panel, attention_trace, cell_centre, query_marker
 
 
 def attention_difference(self_attention, cross_attention) -> float:
@@ -120,16 +120,21 @@ class AttentionExplorer:
         y, x = found["query_yx"]
         viz.add_image(fig, image, mask=mask, row=1, col=1)
         # Both attention maps share one colour range, so heights compare as well as patterns.
-        top = float(max(found["self_attention"].max(), found["cross_attention"].max()))
+        both = torch.stack([found["self_attention"], found["cross_attention"]])
+        low, top = float(both.min()), float(both.max())
         for c, name in ((2, "self_attention"), (3, "cross_attention")):
-            viz.add_image(fig, image, row=1, col=c)
-            fig.add_trace(attention_trace(found[name], self.image_hw, self.log_scale.value, zmax=top,
-                                          showscale=(c == 3)), row=1, col=c)
-        global_map = viz.to_numpy(found["global_map"])[::2, ::2]
-        viz.add_image(fig, image, overlay=global_map, mask=mask, row=1, col=4, overlay_name="global score",
-                      opacity=0.65, zmin=0.0, zmax=max(0.1, float(viz.to_numpy(self._global_maps).max())))
+            trace = attention_trace(found[name], self.image_hw, self.log_scale.value, zmin=low if self.log_scale.value
+                                    else None, zmax=top, showscale=(c == 3))
+            add_overlay_panel(fig, image, trace, None, row=1, col=c)
+        global_map = viz.to_numpy(found["global_map"])[::4, ::4]
+        height, width = self.image_hw
+        zmax = max(0.1, float(viz.to_numpy(self._global_maps).max()))
+        add_overlay_panel(fig, image, viz.map_trace(global_map, "global score", opacity=0.65, zmin=0.0, zmax=zmax,
+                                                     showscale=False, dx=width / global_map.shape[1],
+                                                     dy=height / global_map.shape[0]), mask, row=1, col=4)
         for c in range(1, 5):
             fig.add_trace(query_marker(y, x), row=1, col=c)
+        fig.update_traces(zsmooth="best", selector=dict(type="heatmap", name="global score"))
         viz._image_axes(fig)
         fig.update_traces(colorbar=dict(len=0.8, x=1.0), selector=dict(type="heatmap", showscale=True))
         fig.update_annotations(font_size=11)

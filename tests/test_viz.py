@@ -197,6 +197,10 @@ def test_results_table_rounds_floats_only():
                               index="name")
     assert list(table.index) == ["a", "b"]
     assert table.loc["a", "auroc"] == 0.123 and table.loc["b", "auroc"] == 0.988 and table.loc["b", "n"] == 4
+    two_levels = viz.results_table([{"a": "x", "b": "y", "v": 1.0}], index=["a", "b"])
+    assert two_levels.loc[("x", "y"), "v"] == 1.0
+    with pytest.raises(ValueError, match=r"\['c'\] are not among"):
+        viz.results_table([{"a": 1}], index=["a", "c"])
     frame = pd.DataFrame({"x": [1.23456]})
     assert viz.results_table(frame, digits=1)["x"][0] == 1.2 and frame["x"][0] == 1.23456  # input untouched
 

@@ -93,6 +93,9 @@ def test_maps_grid_layout_and_per_method_colour_range():
     heatmaps = [t for t in fig.data if isinstance(t, go.Heatmap)]
     assert len(heatmaps) == 4  # 2 images × 2 methods
     assert heatmaps[0].z.shape == (8, 8) and heatmaps[0].dx == 2  # thinned for display, placed on the pixels
+    big = viz_knn.maps_grid(torch.rand(3, 3, 32, 32), torch.zeros(3, 32, 32, dtype=torch.bool),
+                            {"A": np.random.rand(3, 32, 32)}, indices=[0], display_size=16)
+    assert [t.z.shape for t in big.data if isinstance(t, go.Heatmap)] == [(8, 8)]  # image 16 px, map 8
     assert heatmaps[0].zmin == heatmaps[2].zmin and heatmaps[1].zmin == 100  # one range per method
     assert sum(isinstance(t, go.Contour) for t in fig.data) == 3  # the mask of test 1 in its three panels
     titles = [a.text for a in fig.layout.annotations]

@@ -123,9 +123,9 @@ def test_attention_figure_marks_every_query_over_its_map(model, test_images):
     for heatmap, found in zip(heatmaps, maps):
         weights = found["self_attention"].numpy()
         assert np.allclose(np.asarray(heatmap.customdata), weights)  # hover: the weights themselves
-        assert np.allclose(np.asarray(heatmap.z), np.log10(weights), atol=1e-4)  # colour: four decades of log10
+        assert np.allclose(np.asarray(heatmap.z), np.log10(weights), atol=1e-4)  # colour: log10 of the weights
         assert heatmap.zmax == pytest.approx(np.log10(weights.max()))
-        assert heatmap.zmin == pytest.approx(heatmap.zmax - 4)
+        assert heatmap.zmin == pytest.approx(np.log10(weights.min()))
         assert heatmap.dx == heatmap.dy == 8
     linear = viz_ulsad.attention_figure(test_images[0], [maps[0]["self_attention"]], [cells[0]], log_scale=False)
     (heatmap,) = [t for t in linear.data if t.type == "heatmap"]
@@ -241,11 +241,13 @@ def test_explorer_figure_shows_the_models_attention_for_the_chosen_query(explore
     assert np.allclose(np.asarray(heatmaps[0].customdata), expected["self_attention"].numpy())
     assert np.allclose(np.asarray(heatmaps[1].customdata), expected["cross_attention"].numpy())
     top = max(expected["self_attention"].max(), expected["cross_attention"].max()).item()
+    low = min(expected["self_attention"].min(), expected["cross_attention"].min()).item()
     assert heatmaps[0].zmax == heatmaps[1].zmax == pytest.approx(np.log10(top))
+    assert heatmaps[0].zmin == heatmaps[1].zmin == pytest.approx(np.log10(low))
     explorer.log_scale.value = False
     heatmaps = [t for t in explorer.figure.data if t.type == "heatmap"]
     assert np.allclose(np.asarray(heatmaps[1].z), expected["cross_attention"].numpy())
-    assert heatmaps[0].zmax == heatmaps[1].zmax == pytest.approx(top)
+    assert heatmaps[0].zmax == heatmaps[1].zmax == pytest.approx(top) and heatmaps[0].zmin == 0
     explorer.log_scale.value = True
     markers = [t for t in explorer.figure.data if t.type == "scatter"]
     assert len(markers) == 4 and all((t.y[0], t.x[0]) == (y, x) for t in markers)
@@ -305,3 +307,4 @@ def test_fix_cpu_threads_sets_and_reports():
             viz_ulsad.fix_cpu_threads(0)
     finally:
         torch.set_num_threads(previous)
+
