@@ -363,7 +363,7 @@ def _command_for(spec: RunSpec, run_dir: Path, evaluate_command) -> tuple[list[s
             flag = "--" + name.replace("_", "-")
             if value is True:
                 command.append(flag)
-            elif value not in (False, None):
+            elif value is not False and value is not None:  # 0 is a real value (0 == False)
                 command += [flag, str(value)]
         return command, extra_env
     notebook = Path(spec.notebook).resolve()

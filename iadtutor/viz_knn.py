@@ -192,11 +192,11 @@ def maps_grid(images, masks, maps: Mapping[str, np.ndarray], indices: Sequence[i
     for r, index in enumerate(indices):
         titles.append(row_titles[r] if row_titles is not None else f"test {index}")
         for name in names:
-            score = "" if image_scores is None else f" — {float(viz.to_numpy(image_scores[name])[index]):.2f}"
+            score = "" if image_scores is None else f"<br>score {float(viz.to_numpy(image_scores[name])[index]):.2f}"
             titles.append(f"{name}{score}")
     cols = 1 + len(names)
-    fig = make_subplots(rows=len(indices), cols=cols, subplot_titles=titles, horizontal_spacing=0.01,
-                        vertical_spacing=0.25 / max(1, len(indices)))
+    fig = make_subplots(rows=len(indices), cols=cols, subplot_titles=titles, horizontal_spacing=0.015,
+                        vertical_spacing=0.3 / max(1, len(indices)))
     for r, index in enumerate(indices, start=1):
         image = viz.to_numpy(images[index])[:, ::step, ::step]
         mask = viz.to_numpy(masks[index])[::step, ::step]
@@ -208,8 +208,8 @@ def maps_grid(images, masks, maps: Mapping[str, np.ndarray], indices: Sequence[i
                           opacity=opacity, zmin=zmin, zmax=zmax)
     viz._image_axes(fig)
     fig.update_annotations(font_size=11)
-    fig.update_layout(title=title, width=cols * cell + 40, height=len(indices) * (cell + 30) + (60 if title else 30),
-                      margin=dict(l=10, r=10, t=60 if title else 30, b=10), showlegend=False)
+    fig.update_layout(title=title, width=cols * cell + 40, height=len(indices) * (cell + 45) + (70 if title else 40),
+                      margin=dict(l=10, r=10, t=70 if title else 45, b=10), showlegend=False)
     return fig
 
 
@@ -308,7 +308,7 @@ def ldknn_terms_figure(image, mask, terms: Mapping[str, np.ndarray], alpha: floa
 class FigureApp:
     """Controls that redraw a figure: ``draw(**values)`` is called with the controls' current values.
 
-    The figure is written into an ``ipywidgets.Output`` (``append_display_data``) when the app is built,
+    The figure is written into the state of an ``ipywidgets.Output`` when the app is built,
     so a notebook run without a browser (papermill, nbval, the website) still holds the default figure.
     ``controls``: ``{argument name: widget}``; :attr:`figure` is the last figure drawn.
     """
@@ -329,8 +329,10 @@ class FigureApp:
 
     def update(self, change=None) -> None:
         self.figure = self.draw(**self.values())
-        self.output.outputs = ()
-        self.output.append_display_data(self.figure)
+        # Written into the Output widget's state (Output.append_display_data would show a plotly figure
+        # in the cell itself), so a saved notebook holds the figure even when no browser ran it.
+        bundle = self.figure._repr_mimebundle_()  # the renderer's mime types (see viz.setup_notebook)
+        self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
 
     def _ipython_display_(self):
         from IPython.display import display

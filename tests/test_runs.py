@@ -383,3 +383,13 @@ def test_notebook_runs_record_their_result(tmp_path):
     assert records["bad"]["error"] == "ValueError: no good images in bad"
     executed = nbformat.read(tmp_path / "out" / "runs" / records["weave"]["run_id"] / "notebook.ipynb", 4)
     assert "injected-parameters" in executed.cells[1].metadata["tags"]
+
+
+def test_zero_valued_parameters_reach_the_command(tmp_path):
+    """0 == False in Python: a parameter of 0 (bootstrap=0, seed=0) must still be passed on."""
+    from iadtutor.runs import RunSpec, _command_for
+
+    spec = RunSpec(dataset="toy", data_root=str(tmp_path), category="weave", method="spade",
+                   params=(("bootstrap", 0), ("seed", 0), ("keep_aspect", False)), runner="evaluate")
+    command, _ = _command_for(spec, tmp_path, ["iadtutor", "evaluate"])
+    assert command[-4:] == ["--bootstrap", "0", "--seed", "0"]

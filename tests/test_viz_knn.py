@@ -99,7 +99,7 @@ def test_maps_grid_layout_and_per_method_colour_range():
     assert heatmaps[0].zmin == heatmaps[2].zmin and heatmaps[1].zmin == 100  # one range per method
     assert sum(isinstance(t, go.Contour) for t in fig.data) == 3  # the mask of test 1 in its three panels
     titles = [a.text for a in fig.layout.annotations]
-    assert titles == ["test 1", "A — 0.20", "B — 2.00", "test 2", "A — 0.30", "B — 3.00"]
+    assert titles == ["test 1", "A<br>score 0.20", "B<br>score 2.00", "test 2", "A<br>score 0.30", "B<br>score 3.00"]
 
 
 def test_density_histogram_and_projection():
@@ -131,6 +131,12 @@ def test_ldknn_terms_figure_panels():
 
 def test_figure_app_draws_default_and_redraws_on_change():
     import ipywidgets as widgets
+    import plotly.io as pio
+
+    from iadtutor import viz
+
+    previous = pio.renderers.default
+    viz.setup_notebook(seed=None)
 
     calls = []
 
@@ -141,7 +147,11 @@ def test_figure_app_draws_default_and_redraws_on_change():
     app = viz_knn.figure_app(draw, index=widgets.Dropdown(options=[0, 1], value=0),
                              alpha=widgets.FloatSlider(value=1.0, min=0, max=2))
     assert calls == [(0, 1.0)] and len(app.output.outputs) == 1  # the default figure is already there
+    data = app.output.outputs[0]["data"]
+    assert data[viz.PLOTLY_MIME_TYPE]["data"][0]["y"] == [1.0] and "text/html" in data
     app.controls["alpha"].value = 0.5
     assert calls[-1] == (0, 0.5) and list(app.figure.data[0].y) == [0.5] and len(app.output.outputs) == 1
+    assert app.output.outputs[0]["data"][viz.PLOTLY_MIME_TYPE]["data"][0]["y"] == [0.5]
+    pio.renderers.default = previous
     with pytest.raises(ValueError, match="at least one control"):
         viz_knn.figure_app(draw)
