@@ -17,14 +17,19 @@ can be laid over the train images.
 Example::
 
     densities = local_densities(train_emb, k=5)               # (M, h, w)
-    points = project_patches(flat_features)                   # (P, 2) for a scatter plot
+    points = project_patches(flatten_patches(train_emb))      # (M·h·w, 2) for a scatter plot
+    search = neighbour_search(train_emb, test_emb, k_max=20)  # one search serves every K and α
+    search.ldknn_scores(k=5, alpha=1.0)                       # (N, h, w), = LDKNN(k=5, alpha=1).score
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from .knn import LDKNN, anomaly_maps, knn_distances
 
@@ -51,18 +56,6 @@ def neighbour_distances(bank: torch.Tensor, k_max: int, squared: bool = False) -
                          f"got {k_max}.")
     distances, _ = knn_distances(bank.float(), bank.float(), k_max, squared=squared, exclude_self=True)
     return distances
-
-
-def densities_for_ks(distances: torch.Tensor, ks) -> dict[int, torch.Tensor]:
-    """Local densities for several ``K`` from one ``(B, k_max)`` table of sorted neighbour distances.
-
-    ``d_i(K)`` is the mean of the first ``K`` columns (eq. 2), so one neighbour search serves every K.
-    """
-    ks = [int(k) for k in ks]
-    if any(k < 1 or k > distances.shape[1] for k in ks):
-        raise ValueError(f"every K must be between 1 and {distances.shape[1]} (the neighbours computed); got {ks}.")
-    running_mean = distances.cumsum(1) / torch.arange(1, distances.shape[1] + 1, dtype=distances.dtype)
-    return {k: running_mean[:, k - 1] for k in ks}
 
 
 def local_densities(train_embeddings: torch.Tensor, k: int = 5, squared: bool = False) -> torch.Tensor:
@@ -149,3 +142,93 @@ def ldknn_terms(scorer: LDKNN, test_embeddings: torch.Tensor) -> dict[str, torch
     density = scorer.local_density.cpu()[index]
     return {"distance": distance, "density": density, "score": distance - scorer.alpha * density,
             "neighbour": index}
+
+
+# ------------------------------------------------------------------------------------ one search, every K
+@dataclass
+class NeighbourSearch:
+    """The two nearest-neighbour searches behind KNN and LDKNN, done once for the largest K.
+
+    ``bank_distances`` ``(B, k_max)``: each bank patch's distances to its nearest other bank patches;
+    ``test_distances`` / ``test_index`` ``(P, k_max)``: each test patch's nearest bank patches. Bank and
+    test patches are flattened as in :func:`flatten_patches`; ``train_shape`` / ``test_shape`` are the
+    ``(M, C, h, w)`` / ``(N, C, h, w)`` embedding shapes. Every K ≤ ``k_max`` and every α then cost only
+    a mean and a subtraction (what :func:`iadtutor.sweeps.k_alpha_sweep` relies on).
+    """
+
+    bank_distances: torch.Tensor
+    test_distances: torch.Tensor
+    test_index: torch.Tensor
+    train_shape: tuple
+    test_shape: tuple
+    squared: bool = False
+
+    @property
+    def k_max(self) -> int:
+        return self.bank_distances.shape[1]
+
+    def _check_k(self, k: int) -> int:
+        if not 1 <= int(k) <= self.k_max:
+            raise ValueError(f"k must be between 1 and {self.k_max} (the neighbours searched); got {k}.")
+        return int(k)
+
+    def densities(self, k: int) -> torch.Tensor:
+        """REB eq. 2 for every train patch: ``(M, h, w)``."""
+        m, _, h, w = self.train_shape
+        return self.bank_distances[:, :self._check_k(k)].mean(1).view(m, h, w)
+
+    def knn_scores(self, k: int) -> torch.Tensor:
+        """KNN (``GlobalNN(coreset=1.0, k=K)``): mean distance to the K nearest bank patches, ``(N, h, w)``."""
+        n, _, h, w = self.test_shape
+        return self.test_distances[:, :self._check_k(k)].mean(1).view(n, h, w)
+
+    def ldknn_terms(self, k: int, alpha: float) -> dict[str, torch.Tensor]:
+        """Like :func:`ldknn_terms` (``distance``, ``density``, ``score``, ``neighbour``), for all test patches."""
+        n, _, h, w = self.test_shape
+        bank_density = self.bank_distances[:, :self._check_k(k)].mean(1)
+        distance, neighbour = self.test_distances[:, 0].view(n, h, w), self.test_index[:, 0].view(n, h, w)
+        density = bank_density[neighbour]
+        return {"distance": distance, "density": density, "score": distance - alpha * density,
+                "neighbour": neighbour}
+
+    def ldknn_scores(self, k: int, alpha: float) -> torch.Tensor:
+        """LDKNN (``LDKNN(k=K, alpha=α)``, REB eq. 3): ``(N, h, w)`` patch scores."""
+        return self.ldknn_terms(k, alpha)["score"]
+
+
+def neighbour_search(train_embeddings: torch.Tensor, test_embeddings: torch.Tensor, k_max: int,
+                     squared: bool = False, chunk_bytes: int = 512 * 2**20) -> NeighbourSearch:
+    """Search once: the bank against itself (``k_max`` nearest others) and the test patches against the bank."""
+    bank, test = flatten_patches(train_embeddings), flatten_patches(test_embeddings)
+    if test_embeddings.shape[1:] != train_embeddings.shape[1:]:
+        raise ValueError(f"test embeddings {tuple(test_embeddings.shape)} and train embeddings "
+                         f"{tuple(train_embeddings.shape)} must share (C, h, w).")
+    bank_distances = neighbour_distances(bank, k_max, squared)
+    test_distances, test_index = knn_distances(test, bank, k_max, squared=squared, chunk_bytes=chunk_bytes)
+    return NeighbourSearch(bank_distances, test_distances, test_index, tuple(train_embeddings.shape),
+                           tuple(test_embeddings.shape), squared)
+
+
+def patch_masks(masks: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
+    """``(N, H, W)`` pixel masks -> ``(N, h, w)`` bool: a patch is True when any of its pixels is."""
+    return F.adaptive_max_pool2d(masks[:, None].float(), tuple(grid_hw))[:, 0] > 0
+
+
+def neighbour_density_summary(terms: dict[str, torch.Tensor], masks: torch.Tensor, labels: torch.Tensor
+                              ) -> pd.DataFrame:
+    """Who gets forgiven by LDKNN? Mean 1-NN distance and mean density of that neighbour, per kind of patch.
+
+    ``terms``: :meth:`NeighbourSearch.ldknn_terms` (or :func:`ldknn_terms`) for all test images;
+    ``masks`` ``(N, H, W)``, ``labels`` ``(N,)``. Rows: ``patches of normal images``, ``normal patches of
+    anomalous images`` and ``defect patches`` (patches touching the mask); columns ``patches``,
+    ``distance`` (mean |f − m_j|) and ``neighbour_density`` (mean d_j).
+    """
+    distance, neighbour_density = terms["distance"], terms["density"]
+    defect = patch_masks(masks, tuple(distance.shape[-2:]))
+    anomalous = (labels > 0)[:, None, None].expand_as(defect)
+    groups = {"patches of normal images": ~anomalous, "normal patches of anomalous images": anomalous & ~defect,
+              "defect patches": defect}
+    rows = [{"patches": name, "count": int(where.sum()), "distance": float(distance[where].mean()),
+             "neighbour_density": float(neighbour_density[where].mean())} for name, where in groups.items()
+            if where.any()]
+    return pd.DataFrame(rows).set_index("patches")

@@ -25,8 +25,8 @@ import pandas as pd
 import torch
 
 from . import experiment, toy
-from .density import densities_for_ks, flatten_patches, neighbour_distances
-from .knn import anomaly_maps, image_scores, knn_distances
+from .density import NeighbourSearch, neighbour_search
+from .knn import anomaly_maps, image_scores
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
@@ -204,49 +204,40 @@ def translation_study(data_root, translations: Sequence[float], embedder,
 # ---------------------------------------------------------------------------------------- K / α sweep
 def k_alpha_sweep(embedded: experiment.EmbeddedCategory, ks: Sequence[int] = (1, 3, 5, 10),
                   alphas: Sequence[float] = (0.5, 1.0, 2.0), squared: bool = False, sigma: float = 4.0,
-                  bank_distances: torch.Tensor | None = None, chunk_bytes: int = 512 * 2**20) -> pd.DataFrame:
+                  search: NeighbourSearch | None = None) -> pd.DataFrame:
     """KNN and LDKNN on the whole memory bank for every ``K`` (and every ``α`` for LDKNN).
 
     KNN (REB's "vanilla KNN", ``GlobalNN(coreset=1.0, k=K)``): mean distance to the ``K`` nearest bank
     patches. LDKNN (``LDKNN(k=K, alpha=α)``): distance to the nearest bank patch minus α × its local
     density, the mean distance to its ``K`` nearest bank neighbours. Both need only two searches, done
-    once for the largest K: the test patches against the bank, and the bank against itself.
+    once for the largest K (:func:`iadtutor.density.neighbour_search`; pass ``search`` if you already
+    have one for these embeddings with at least ``max(ks)`` neighbours).
 
-    ``bank_distances``: the bank's sorted neighbour distances from
-    :func:`iadtutor.density.neighbour_distances` (same ``squared``), if already computed, with at least
-    ``max(ks)`` columns. Returns rows ``method`` (``"KNN"`` / ``"LDKNN"``), ``k``, ``alpha`` (NaN for
-    KNN) and the metrics.
+    Returns rows ``method`` (``"KNN"`` / ``"LDKNN"``), ``k``, ``alpha`` (NaN for KNN) and the metrics.
     """
     ks = sorted({int(k) for k in ks})
     alphas = [float(a) for a in alphas]
     if not ks or ks[0] < 1:
         raise ValueError(f"ks must be a non-empty list of positive integers; got {ks}.")
-    bank = flatten_patches(embedded.train)
-    test = flatten_patches(embedded.test)
-    n, _, h, w = embedded.test.shape
-    k_max = ks[-1]
-    test_distances, test_index = knn_distances(test, bank, k_max, squared=squared, chunk_bytes=chunk_bytes)
-    if bank_distances is None:
-        bank_distances = neighbour_distances(bank, k_max, squared)
-    elif bank_distances.shape[0] != len(bank) or bank_distances.shape[1] < k_max:
-        raise ValueError(f"bank_distances must have shape ({len(bank)}, >= {k_max}); got {tuple(bank_distances.shape)}.")
-    densities = densities_for_ks(bank_distances, ks)
-    nearest, nearest_index = test_distances[:, 0], test_index[:, 0]
+    if search is None:
+        search = neighbour_search(embedded.train, embedded.test, ks[-1], squared)
+    elif search.k_max < ks[-1] or search.test_shape != tuple(embedded.test.shape) or search.squared != squared:
+        raise ValueError(f"search must come from these embeddings with squared={squared} and at least "
+                         f"{ks[-1]} neighbours; it has {search.k_max}.")
 
     category = embedded.category
     image_hw = tuple(category.test.masks.shape[-2:])
 
     def evaluate(patch_scores: torch.Tensor) -> dict:
-        patch_scores = patch_scores.view(n, h, w)
         maps = anomaly_maps(patch_scores, image_hw, sigma=sigma)
         return experiment.evaluate_scores(category.test, image_scores(patch_scores).numpy(), maps)
 
     rows = []
     for k in ks:
-        metrics = evaluate(test_distances[:, :k].mean(1))
+        metrics = evaluate(search.knn_scores(k))
         rows.append({"method": "KNN", "k": k, "alpha": float("nan"), **{m: metrics[m] for m in METRICS}})
     for k in ks:
         for alpha in alphas:
-            metrics = evaluate(nearest - alpha * densities[k][nearest_index])
+            metrics = evaluate(search.ldknn_scores(k, alpha))
             rows.append({"method": "LDKNN", "k": k, "alpha": alpha, **{m: metrics[m] for m in METRICS}})
     return pd.DataFrame(rows)

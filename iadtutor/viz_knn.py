@@ -304,6 +304,29 @@ def ldknn_terms_figure(image, mask, terms: Mapping[str, np.ndarray], alpha: floa
     return fig
 
 
+def ldknn_explorer(images, masks, terms: Mapping[str, object], names: Sequence[str], alpha: float = 1.0,
+                   knn_maps=None, index: int = 0, alphas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+                   ) -> "FigureApp":
+    """:func:`ldknn_terms_figure` with a test-image dropdown and an α slider (the score is recomputed as
+    ``distance - α·density``, REB eq. 3). ``terms``: ``(n, h, w)`` ``distance`` and ``density`` maps of the
+    ``n`` images in ``images`` / ``masks``; ``knn_maps``: optional ``(n, h, w)`` KNN maps."""
+    import ipywidgets as widgets
+
+    picker = widgets.Dropdown(options=[(f"{i}: {name}", i) for i, name in enumerate(names)], value=index,
+                              description="test image")
+    options = sorted(set(float(a) for a in alphas) | {float(alpha)})
+    slider = widgets.SelectionSlider(options=options, value=float(alpha), description="α",
+                                     continuous_update=False)
+
+    def draw(index, alpha):
+        distance, density = terms["distance"][index], terms["density"][index]
+        one = {"distance": distance, "density": density, "score": distance - alpha * density}
+        return ldknn_terms_figure(images[index], masks[index], one, alpha,
+                                  knn_map=None if knn_maps is None else knn_maps[index])
+
+    return FigureApp(draw, {"index": picker, "alpha": slider})
+
+
 # ------------------------------------------------------------------------------------------- widgets
 class FigureApp:
     """Controls that redraw a figure: ``draw(**values)`` is called with the controls' current values.

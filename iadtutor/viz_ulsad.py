@@ -43,9 +43,10 @@ KINDS = ("structural", "logical", "other")
 def fix_cpu_threads(threads: int | None = 1) -> int:
     """Fix the number of CPU threads torch uses (``None`` leaves torch's default); return the number in use.
 
-    Convolutions split their sums over the threads, so the same seeded training gives slightly different
-    numbers with 1, 2 or 8 threads (after 30 ULSAD epochs, different third decimals); with the thread
-    count fixed it repeats exactly.
+    Convolutions split their sums over the threads, so the same seeded training gives different numbers
+    with 1, 2 or 8 threads (on the toy ``box``, image scores already differ by a few per cent after two
+    ULSAD epochs); with the thread count fixed it repeats exactly. On a shared or busy machine one
+    thread is often also the fastest.
     """
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -264,8 +265,9 @@ def branch_maps_figure(images, masks, maps: Mapping[str, object], indices: Seque
         viz.add_image(fig, images[index], mask=mask, row=r, col=1)
         for c, branch in enumerate(BRANCHES, start=2):
             values = arrays[branch][index][::display_stride, ::display_stride]
-            trace = viz.map_trace(values, branch, viz.MAP_COLOURSCALE, opacity, 0.0, zmax, showscale=(r == 1 and c == 2),
-                                  dx=width / values.shape[1], dy=height / values.shape[0])
+            trace = viz.map_trace(values, branch, viz.MAP_COLOURSCALE, opacity, 0.0, zmax,
+                                  showscale=(r == 1 and c == 2), dx=width / values.shape[1],
+                                  dy=height / values.shape[0])
             add_overlay_panel(fig, images[index], trace, mask, row=r, col=c)
     viz._image_axes(fig)
     fig.update_traces(zsmooth="best", selector=dict(type="heatmap"))

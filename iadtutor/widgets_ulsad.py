@@ -42,10 +42,11 @@ class AttentionExplorer:
 
     ``model``: a fitted :class:`iadtutor.ulsad.ULSAD`; ``images (N, 3, H, W)`` in [0, 1]; ``masks (N, H, W)``
     (optional, outlined); ``names``: a label per image. Controls: the image, the query cell's ``row``
-    / ``col`` on the ``h* x w*`` grid, and whether the attention weights are shown on a log scale
-    (:func:`iadtutor.viz_ulsad.attention_trace`; both maps share one colour range). They default to the cell where the global map (eq. 8) of the
-    default image is highest. Panels: the image with the query marked, the self-attention (eq. 3), the
-    cross-attention (eq. 4), the global anomaly map. :meth:`state` gives the numbers behind the figure.
+    / ``col`` on the ``h* x w*`` grid (default: the cell where the global map, eq. 8, of image ``index``
+    is highest), and whether the attention weights are shown on a log scale
+    (:func:`iadtutor.viz_ulsad.attention_trace`; both maps share one colour range). Panels: the image
+    with the query marked, the self-attention (eq. 3), the cross-attention (eq. 4), the global anomaly
+    map. :meth:`state` gives the numbers behind the figure.
     """
 
     def __init__(self, model, images: torch.Tensor, masks: torch.Tensor | None = None,
@@ -100,7 +101,7 @@ class AttentionExplorer:
         key = (index, row, col)
         if key not in self._cache:
             query_yx = cell_centre((row, col), self.grid_hw, self.image_hw)
-            maps = self.model.attention_maps(self.images[index], (max(query_yx[0], 0), max(query_yx[1], 0)))
+            maps = self.model.attention_maps(self.images[index], query_yx)
             if tuple(maps["query_cell"]) != (row, col):
                 raise RuntimeError(f"query cell {(row, col)} mapped to {maps['query_cell']}.")
             self._cache[key] = dict(self_attention=maps["self_attention"], cross_attention=maps["cross_attention"],
@@ -120,11 +121,11 @@ class AttentionExplorer:
         y, x = found["query_yx"]
         viz.add_image(fig, image, mask=mask, row=1, col=1)
         # Both attention maps share one colour range, so heights compare as well as patterns.
+        log_scale = self.log_scale.value
         both = torch.stack([found["self_attention"], found["cross_attention"]])
-        low, top = float(both.min()), float(both.max())
+        low, top = (float(both.min()) if log_scale else 0.0), float(both.max())
         for c, name in ((2, "self_attention"), (3, "cross_attention")):
-            trace = attention_trace(found[name], self.image_hw, self.log_scale.value, zmin=low if self.log_scale.value
-                                    else None, zmax=top, showscale=(c == 3))
+            trace = attention_trace(found[name], self.image_hw, log_scale, zmin=low, zmax=top, showscale=(c == 3))
             add_overlay_panel(fig, image, trace, None, row=1, col=c)
         global_map = viz.to_numpy(found["global_map"])[::4, ::4]
         height, width = self.image_hw

@@ -42,15 +42,6 @@ def test_local_densities_against_scipy_on_random_patches():
     np.testing.assert_allclose(density.local_densities(embeddings, k=4).numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_one_search_serves_every_k():
-    embeddings = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(2))
-    table = density.neighbour_distances(density.flatten_patches(embeddings), k_max=6)
-    for k, values in density.densities_for_ks(table, [1, 3, 6]).items():
-        torch.testing.assert_close(values.view(2, 4, 4), density.local_densities(embeddings, k=k))
-    with pytest.raises(ValueError, match="between 1 and 6"):
-        density.densities_for_ks(table, [7])
-
-
 def test_densities_equal_the_ldknn_memory_bank():
     embeddings = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(3))
     scorer = knn.LDKNN(k=3).fit(embeddings)
@@ -118,3 +109,47 @@ def test_ldknn_terms_add_up_to_the_score():
     torch.testing.assert_close(terms["density"], densities[terms["neighbour"]])
     with pytest.raises(ValueError, match="fitted iadtutor.knn.LDKNN"):
         density.ldknn_terms(knn.GlobalNN(), test)
+
+
+def test_neighbour_search_equals_the_scorers():
+    train = torch.randn(3, 4, 5, 5, generator=torch.Generator().manual_seed(10))
+    test = torch.randn(2, 4, 5, 5, generator=torch.Generator().manual_seed(11))
+    search = density.neighbour_search(train, test, k_max=6)
+    for k in (1, 3, 6):
+        torch.testing.assert_close(search.densities(k), density.local_densities(train, k=k))
+        torch.testing.assert_close(search.knn_scores(k), knn.GlobalNN(coreset=1.0, k=k).fit(train).score(test))
+        for alpha in (0.0, 0.5, 2.0):
+            torch.testing.assert_close(search.ldknn_scores(k, alpha), knn.LDKNN(k=k, alpha=alpha).fit(train).score(test))
+    terms = search.ldknn_terms(3, 1.0)
+    expected = density.ldknn_terms(knn.LDKNN(k=3, alpha=1.0).fit(train), test)
+    for name in ("distance", "density", "score"):
+        torch.testing.assert_close(terms[name], expected[name])
+    with pytest.raises(ValueError, match="between 1 and 6"):
+        search.densities(7)
+
+
+def test_neighbour_search_squared_matches_reb_code_variant():
+    train = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(12))
+    test = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(13))
+    search = density.neighbour_search(train, test, k_max=3, squared=True)
+    torch.testing.assert_close(search.ldknn_scores(3, 1.0),
+                               knn.LDKNN(k=3, alpha=1.0, squared=True).fit(train).score(test))
+
+
+def test_patch_masks_mark_patches_touching_a_defect():
+    masks = torch.zeros(1, 8, 8, dtype=torch.bool)
+    masks[0, 5, 2] = True  # one pixel in patch (2, 1) of a 4×4 grid of 2×2-pixel patches
+    expected = torch.zeros(1, 4, 4, dtype=torch.bool)
+    expected[0, 2, 1] = True
+    assert torch.equal(density.patch_masks(masks, (4, 4)), expected)
+
+
+def test_neighbour_density_summary_by_hand():
+    terms = {"distance": torch.tensor([[[1.0, 2.0]], [[3.0, 5.0]]]), "density": torch.tensor([[[0.5, 0.5]], [[1.0, 4.0]]])}
+    masks = torch.zeros(2, 1, 4, dtype=torch.bool)
+    masks[1, 0, 3] = True  # image 1, right patch
+    summary = density.neighbour_density_summary(terms, masks, torch.tensor([0, 1]))
+    assert list(summary.index) == ["patches of normal images", "normal patches of anomalous images", "defect patches"]
+    assert summary.loc["patches of normal images"].tolist() == [2, 1.5, 0.5]
+    assert summary.loc["normal patches of anomalous images"].tolist() == [1, 3.0, 1.0]
+    assert summary.loc["defect patches"].tolist() == [1, 5.0, 4.0]

@@ -108,14 +108,16 @@ def test_ldknn_with_alpha_zero_is_knn_with_k_one(embedded):
         assert_row(row, knn_1)
 
 
-def test_k_alpha_sweep_reuses_precomputed_bank_distances(embedded):
-    from iadtutor.density import flatten_patches, neighbour_distances
+def test_k_alpha_sweep_reuses_a_search(embedded):
+    from iadtutor.density import neighbour_search
 
-    table = neighbour_distances(flatten_patches(embedded.train), k_max=5)
-    reused = sweeps.k_alpha_sweep(embedded, ks=[1, 4], alphas=[1.0], bank_distances=table)
+    search = neighbour_search(embedded.train, embedded.test, k_max=5)
+    reused = sweeps.k_alpha_sweep(embedded, ks=[1, 4], alphas=[1.0], search=search)
     pd.testing.assert_frame_equal(reused, sweeps.k_alpha_sweep(embedded, ks=[1, 4], alphas=[1.0]))
-    with pytest.raises(ValueError, match="bank_distances must have shape"):
-        sweeps.k_alpha_sweep(embedded, ks=[6], alphas=[1.0], bank_distances=table)
+    with pytest.raises(ValueError, match="at least 6 neighbours"):
+        sweeps.k_alpha_sweep(embedded, ks=[6], alphas=[1.0], search=search)
+    with pytest.raises(ValueError, match="squared=True"):
+        sweeps.k_alpha_sweep(embedded, ks=[2], alphas=[1.0], search=search, squared=True)
 
 
 def test_standard_methods_labels_follow_parameters():

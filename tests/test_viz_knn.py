@@ -155,3 +155,14 @@ def test_figure_app_draws_default_and_redraws_on_change():
     pio.renderers.default = previous
     with pytest.raises(ValueError, match="at least one control"):
         viz_knn.figure_app(draw)
+
+
+def test_ldknn_explorer_recomputes_the_score_for_alpha():
+    images, masks = torch.rand(2, 3, 8, 8), torch.zeros(2, 8, 8, dtype=torch.bool)
+    terms = {"distance": torch.full((2, 2, 2), 3.0), "density": torch.full((2, 2, 2), 1.0)}
+    app = viz_knn.ldknn_explorer(images, masks, terms, names=["a", "b"], alpha=1.0)
+    last = [t for t in app.figure.data if isinstance(t, go.Heatmap)][-1]
+    assert float(np.unique(last.z)[0]) == 2.0  # 3 - 1·1
+    app.controls["alpha"].value = 2.0
+    last = [t for t in app.figure.data if isinstance(t, go.Heatmap)][-1]
+    assert float(np.unique(last.z)[0]) == 1.0  # 3 - 2·1
