@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-EVALUATE_METHODS = ("spade", "lwinnn", "patchcore", "ldknn", "ulsad")
+EVALUATE_METHODS = ("spade", "lwinnn", "patchcore", "ldknn", "knn", "ulsad")
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +25,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, help="checkpoint file for the backbone (sha256-checked)")
     parser.add_argument("--layout", default="auto", help="dataset layout (auto, mvtec_ad, mvtec_loco, visa, btad, mpdd)")
     parser.add_argument("--window", type=int, default=7, help="LWinNN window size δ")
-    parser.add_argument("--k", type=int, default=5, help="LDKNN neighbours for the local density")
+    parser.add_argument("--k", type=int, default=5, help="neighbours: LDKNN local density, or averaged by knn")
     parser.add_argument("--alpha", type=float, default=1.0, help="LDKNN local-density coefficient α")
     parser.add_argument("--squared", action="store_true", help="LDKNN with squared L2 (REB's code)")
     parser.add_argument("--coreset", type=float, default=None,

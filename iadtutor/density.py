@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .knn import LDKNN, anomaly_maps, knn_distances
+from .knn import LDKNN, knn_distances
 
 
 def flatten_patches(embeddings: torch.Tensor) -> torch.Tensor:
@@ -89,17 +89,12 @@ def density_table(densities: torch.Tensor, paths=None) -> pd.DataFrame:
     if densities.ndim != 3:
         raise ValueError(f"densities must have shape (M, h, w); got {tuple(densities.shape)}.")
     table = patch_positions(tuple(densities.shape))
-    table["density"] = densities.reshape(-1).numpy()
+    table["density"] = densities.reshape(-1).double().numpy()
     if paths is not None:
         if len(paths) != densities.shape[0]:
             raise ValueError(f"paths has {len(paths)} entries but densities hold {densities.shape[0]} images.")
         table["path"] = np.asarray([str(p) for p in paths])[table["image"].to_numpy()]
     return table
-
-
-def density_maps(densities: torch.Tensor, image_hw: tuple[int, int]) -> np.ndarray:
-    """``(M, h, w)`` patch densities -> ``(M, H, W)`` maps at image size (bilinear, no blur), for overlays."""
-    return anomaly_maps(densities, tuple(image_hw), sigma=0)
 
 
 def sample_patches(n_patches: int, n: int, seed: int = 0) -> np.ndarray:

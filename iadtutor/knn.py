@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .backbones import resolve_device
 
-METHODS = ("spade", "lwinnn", "patchcore", "ldknn")
+METHODS = ("spade", "lwinnn", "patchcore", "ldknn", "knn")
 
 
 def window_offsets(window: int) -> range:
@@ -279,13 +279,19 @@ class LDKNN(GlobalNN):
 
 def make_scorer(method: str, window: int = 7, k: int = 5, alpha: float = 1.0, coreset: float | None = None,
                 squared: bool = False, seed: int = 0, **kwargs) -> PatchScorer:
-    """Build the scorer of one of :data:`METHODS` with the ``iadtutor evaluate`` options."""
+    """Build the scorer of one of :data:`METHODS` with the ``iadtutor evaluate`` options.
+
+    ``k`` is used by ``ldknn`` (local-density neighbours) and ``knn`` (neighbours averaged); PatchCore
+    always scores with its single nearest neighbour.
+    """
     if method == "spade":
         return FixedPositionNN(**kwargs)
     if method == "lwinnn":
         return LocalWindowNN(window=window, **kwargs)
     if method == "patchcore":
         return GlobalNN(coreset=0.01 if coreset is None else coreset, seed=seed, **kwargs)
+    if method == "knn":  # REB's "vanilla KNN": mean distance to the k nearest patches of the whole bank
+        return GlobalNN(coreset=1.0 if coreset is None else coreset, k=k, squared=squared, seed=seed, **kwargs)
     if method == "ldknn":
         return LDKNN(k=k, alpha=alpha, coreset=1.0 if coreset is None else coreset, squared=squared,
                      seed=seed, **kwargs)

@@ -107,14 +107,16 @@ def results_grid(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFra
         table["representation"].unique(), table["scorer"].unique()]
 
 
-def local_density_maps(scorer: LDKNN, train_shape) -> torch.Tensor:
+def local_density_maps(result: ScoreResult) -> torch.Tensor:
     """LDKNN's local density ``d_i`` (eq. 2) of every memory-bank patch, put back on the training images'
-    patch grids: ``(M, h, w)`` for train embeddings of shape ``train_shape = (M, C, h, w)``.
-    Needs the whole memory bank (``coreset=1.0``), whose patches are in (image, row, column) order."""
-    n, _, h, w = train_shape
-    if not hasattr(scorer, "local_density"):
-        raise ValueError("scorer has no local densities: fit an iadtutor.knn.LDKNN first.")
-    if len(scorer.local_density) != n * h * w:
-        raise ValueError(f"the memory bank holds {len(scorer.local_density)} patches, not the {n}*{h}*{w} of "
-                         "train_shape: local densities map back to images only without a coreset.")
-    return scorer.local_density.detach().cpu().view(n, h, w)
+    patch grids: ``(M, h, w)``, from a :class:`ScoreResult` of an :class:`iadtutor.knn.LDKNN` (the grid
+    ``(h, w)`` is that of its patch scores). Needs the whole memory bank (``coreset=1.0``), whose
+    patches are in (image, row, column) order."""
+    density = getattr(result.scorer, "local_density", None)
+    if density is None:
+        raise ValueError("result.scorer has no local densities: pass the result of a fitted iadtutor.knn.LDKNN.")
+    h, w = result.patch_scores.shape[-2:]
+    if len(density) % (h * w) or len(result.scorer.bank) != len(density) or result.scorer.coreset != 1.0:
+        raise ValueError(f"the memory bank of {len(density)} patches is not whole training images of {h}x{w} "
+                         "patches: local densities map back to images only without a coreset.")
+    return density.detach().cpu().view(-1, h, w)

@@ -164,6 +164,20 @@ def with_seconds(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------- score maps
+def _add_thinned(fig: go.Figure, image, step: int, row: int, col: int, mask=None, overlay=None, **options) -> None:
+    """:func:`iadtutor.viz.add_image` of every ``step``-th pixel of ``image`` (and ``mask``), drawn at the
+    original pixel coordinates, so that hovering shows the same x, y as the full-size panels."""
+    image = viz.to_numpy(image)[:, ::step, ::step]
+    mask = None if mask is None else viz.to_numpy(mask)[::step, ::step]
+    first = len(fig.data)
+    viz.add_image(fig, image, overlay=overlay, mask=mask, row=row, col=col, **options)
+    if step == 1:
+        return
+    for trace in fig.data[first:]:
+        dx, dy = (trace.dx or 1) * step, (trace.dy or 1) * step
+        trace.update(dx=dx, dy=dy, x0=(dx - 1) / 2, y0=(dy - 1) / 2)
+
+
 def _range_of(maps: np.ndarray) -> tuple[float, float]:
     """Colour range of one method's maps: its 1st to 99.9th percentile over all given maps."""
     return float(np.percentile(maps, 1)), float(np.percentile(maps, 99.9))
@@ -179,8 +193,9 @@ def maps_grid(images, masks, maps: Mapping[str, np.ndarray], indices: Sequence[i
     ``images`` ``(N, 3, H, W)``, ``masks`` ``(N, H, W)``, ``maps``: ``{method: (N, H, W)}``. Each method keeps
     one colour range over all its maps (1st–99.9th percentile), so colours compare down a column but not
     across columns (the methods' scores have different scales). To keep notebooks small the figure thins
-    images and masks to about ``display_size`` pixels (every s-th pixel) and the maps to half that; the
-    values shown are the maps' own. ``image_scores``: ``{method: (N,)}`` shown in the panel titles.
+    the first column's image and mask to about ``display_size`` pixels (every s-th pixel) and the maps,
+    with the image under them, to half that; the values shown are the maps' own. ``image_scores``:
+    ``{method: (N,)}`` shown in the panel titles.
     """
     if not maps:
         raise ValueError("maps must hold at least one method's anomaly maps.")
@@ -198,14 +213,13 @@ def maps_grid(images, masks, maps: Mapping[str, np.ndarray], indices: Sequence[i
     fig = make_subplots(rows=len(indices), cols=cols, subplot_titles=titles, horizontal_spacing=0.015,
                         vertical_spacing=0.3 / max(1, len(indices)))
     for r, index in enumerate(indices, start=1):
-        image = viz.to_numpy(images[index])[:, ::step, ::step]
-        mask = viz.to_numpy(masks[index])[::step, ::step]
-        viz.add_image(fig, image, mask=mask, row=r, col=1)
+        _add_thinned(fig, images[index], step, r, 1, mask=masks[index])
         for c, name in enumerate(names, start=2):
             values = viz.to_numpy(maps[name][index])[::2 * step, ::2 * step]
             zmin, zmax = ranges[name]
-            viz.add_image(fig, image, overlay=values, mask=mask, row=r, col=c, overlay_name=name,
-                          opacity=opacity, zmin=zmin, zmax=zmax)
+            # under a map the image only gives context: at the map's resolution it costs a quarter
+            _add_thinned(fig, images[index], 2 * step, r, c, mask=masks[index], overlay=values, overlay_name=name,
+                         opacity=opacity, zmin=zmin, zmax=zmax)
     viz._image_axes(fig)
     fig.update_annotations(font_size=11)
     fig.update_layout(title=title, width=cols * cell + 40, height=len(indices) * (cell + 45) + (70 if title else 40),
@@ -234,17 +248,25 @@ def density_histogram_figure(densities: Mapping[str, Sequence[float]], nbins: in
                              title: str | None = "Local density of the memory bank's patches",
                              xlabel: str = "local density d (mean distance to the K nearest bank patches)"
                              ) -> go.Figure:
-    """Overlaid histograms of local densities, one per entry of ``densities`` (``{name: values}``)."""
+    """Overlaid histograms of local densities, one per entry of ``densities`` (``{name: values}``).
+
+    The counts are computed here (``numpy.histogram``, ``nbins`` bins over all values) and drawn as bars,
+    so the figure holds ``nbins`` numbers per histogram instead of every patch's value.
+    """
     if not densities:
         raise ValueError("densities must hold at least one set of values.")
+    arrays = {str(name): viz.to_numpy(values).ravel().astype(np.float64) for name, values in densities.items()}
+    edges = np.histogram_bin_edges(np.concatenate(list(arrays.values())), bins=nbins)
+    centres, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
     fig = go.Figure()
-    for i, (name, values) in enumerate(densities.items()):
-        values = viz.to_numpy(values).ravel().astype(np.float32)
-        fig.add_trace(go.Histogram(x=values, name=str(name), nbinsx=nbins, opacity=0.6,
-                                   marker_color=COLOURS[i % len(COLOURS)],
-                                   hovertemplate=f"{name}<br>d %{{x}}<br>%{{y}} patches<extra></extra>"))
-    fig.update_layout(title=title, barmode="overlay", xaxis_title=xlabel, yaxis_title="patches", width=760,
-                      height=380, margin=dict(l=60, r=20, t=60 if title else 20, b=50))
+    for i, (name, values) in enumerate(arrays.items()):
+        counts, _ = np.histogram(values, bins=edges)
+        fig.add_trace(go.Bar(x=centres.tolist(), y=counts.tolist(), width=width, name=name, opacity=0.6,
+                             marker_color=COLOURS[i % len(COLOURS)], customdata=np.stack([edges[:-1], edges[1:]], 1),
+                             hovertemplate=f"{name}<br>d %{{customdata[0]:.2f}} – %{{customdata[1]:.2f}}"
+                                           "<br>%{y} patches<extra></extra>"))
+    fig.update_layout(title=title, barmode="overlay", bargap=0, xaxis_title=xlabel, yaxis_title="patches",
+                      width=760, height=380, margin=dict(l=60, r=20, t=60 if title else 20, b=50))
     return fig
 
 
@@ -290,13 +312,12 @@ def ldknn_terms_figure(image, mask, terms: Mapping[str, np.ndarray], alpha: floa
                (f"α·d_j, density of the neighbour (α = {alpha:g})", alpha * viz.to_numpy(terms["density"])),
                ("LDKNN score = distance − α·d_j", viz.to_numpy(terms["score"]))]
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.01)
-    mask = viz.to_numpy(mask)
     for c, (name, values) in enumerate(panels, start=1):
         if values is None:
             viz.add_image(fig, image, mask=mask, row=1, col=c)
-        else:
-            viz.add_image(fig, image, overlay=values, mask=mask, row=1, col=c, overlay_name=name.split(" (")[0],
-                          opacity=0.65)
+        else:  # under a patch map the image only gives context: half its resolution is plenty
+            _add_thinned(fig, image, 2, 1, c, mask=mask, overlay=values, overlay_name=name.split(" (")[0],
+                         opacity=0.65)
     viz._image_axes(fig)
     fig.update_annotations(font_size=10)
     fig.update_layout(title=title, width=len(panels) * cell + 40, height=cell + (80 if title else 50),

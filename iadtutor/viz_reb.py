@@ -59,7 +59,7 @@ def gallery_figure(entries: Sequence[Mapping], foreground=None, cell: int = 170,
                         horizontal_spacing=0.015, vertical_spacing=0.04)
     for r, shape in enumerate(shapes, start=1):
         first = by_key[shape, combos[0][0], combos[0][1]]
-        fig.add_trace(viz.image_trace(_shape_preview(first["image"], first["mask"]), f"{shape} shape", "png"),
+        fig.add_trace(viz.image_trace(_shape_preview(first["image"], first["mask"]), f"{shape} shape"),
                       row=r, col=1)
         if foreground is not None and viz.to_numpy(foreground).astype(bool).any():
             outline = viz.mask_trace(foreground, "foreground", colour=FOREGROUND_COLOUR, width=1.5)
@@ -184,7 +184,7 @@ def maps_figure(images, masks, maps_by_method: Mapping[str, object], indices: Se
         zmin, zmax = float(min(m.min() for m in shown)), float(max(m.max() for m in shown))
         for c, (i, values) in enumerate(zip(indices, shown), start=1):
             viz.add_image(fig, images[i], values, masks[i], row=r, col=c, overlay_name=f"{label} score",
-                          opacity=opacity, zmin=zmin, zmax=zmax, max_overlay_side=64)
+                          opacity=opacity, zmin=zmin, zmax=zmax, max_overlay_side=32)
     viz._image_axes(fig)
     fig.update_annotations(font_size=10)
     fig.update_layout(title=title, height=rows * (cell + 25) + (60 if title else 30),

@@ -61,13 +61,6 @@ def test_density_table_says_where_each_patch_is():
         density.density_table(d, paths=["a.png"])
 
 
-def test_density_maps_have_image_size():
-    d = torch.full((2, 4, 4), 3.0)
-    maps = density.density_maps(d, (16, 16))
-    assert maps.shape == (2, 16, 16)
-    np.testing.assert_allclose(maps, 3.0, rtol=1e-6)
-
-
 def test_sample_patches_is_seeded_and_distinct():
     first = density.sample_patches(1000, 50, seed=4)
     assert len(set(first.tolist())) == 50 and np.all(np.diff(first) > 0)

@@ -179,5 +179,8 @@ def test_make_scorer_builds_each_method():
     assert isinstance(knn.make_scorer("spade"), knn.FixedPositionNN)
     assert knn.make_scorer("lwinnn", window=5).window == 5
     assert knn.make_scorer("patchcore").coreset == 0.01
+    vanilla = knn.make_scorer("knn", k=3)
+    assert (vanilla.k, vanilla.coreset) == (3, 1.0)
+    assert knn.make_scorer("patchcore", k=9).k == 1
     ld = knn.make_scorer("ldknn", k=7, alpha=0.5)
     assert (ld.density_k, ld.alpha, ld.coreset) == (7, 0.5, 1.0)

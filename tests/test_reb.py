@@ -3,7 +3,6 @@ and a brute-force k-nearest-neighbour score on a tiny synthetic category (64 px,
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 
@@ -93,3 +92,21 @@ def test_bad_inputs_are_named(tiny):
         reb.compare_representations(category, {"x": torch.nn.Identity()})
     with pytest.raises(ValueError, match="k must be"):
         reb.reb_scorers(k=0)
+
+
+def test_local_density_maps_put_each_bank_patch_back_in_place(tiny):
+    category, backbones = tiny
+    embedded = experiment.embed_category(category, PatchEmbedder(backbones["ImageNet"], CONFIG), progress=False)
+    result = reb.score_with(embedded, reb.reb_scorers(k=2)["LDKNN"]())
+    maps = reb.local_density_maps(result)
+    m, c, h, w = embedded.train.shape
+    assert maps.shape == (m, h, w)
+    # brute force for one patch: mean distance to its 2 nearest other bank patches
+    bank = embedded.train.permute(0, 2, 3, 1).reshape(-1, c).double()
+    image, row, col = 2, 3, 5
+    index = (image * h + row) * w + col
+    distances = torch.cdist(bank[index:index + 1], bank)[0]
+    distances[index] = float("inf")
+    assert float(maps[image, row, col]) == pytest.approx(float(distances.topk(2, largest=False).values.mean()), rel=1e-4)
+    with pytest.raises(ValueError, match="local densities"):
+        reb.local_density_maps(reb.score_with(embedded, reb.reb_scorers(k=2)["KNN"]()))

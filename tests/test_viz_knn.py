@@ -92,7 +92,12 @@ def test_maps_grid_layout_and_per_method_colour_range():
     fig = viz_knn.maps_grid(images, masks, maps, indices=[1, 2], image_scores={"A": [0.1, 0.2, 0.3], "B": [1, 2, 3]})
     heatmaps = [t for t in fig.data if isinstance(t, go.Heatmap)]
     assert len(heatmaps) == 4  # 2 images × 2 methods
-    assert heatmaps[0].z.shape == (8, 8) and heatmaps[0].dx == 2  # thinned for display, placed on the pixels
+    # thinned to every 2nd pixel (image under it too) but drawn at the original pixel coordinates
+    assert heatmaps[0].z.shape == (8, 8) and (heatmaps[0].dx, heatmaps[0].x0) == (2, 0.5)
+    images_drawn = [t for t in fig.data if isinstance(t, go.Image)]
+    assert len(images_drawn) == 6 and (images_drawn[0].dx or 1) == 1 and images_drawn[1].dx == 2
+    contours = [t for t in fig.data if isinstance(t, go.Contour)]
+    assert contours[0].z.shape == (16, 16) and contours[1].z.shape == (8, 8) and contours[1].dx == 2
     big = viz_knn.maps_grid(torch.rand(3, 3, 32, 32), torch.zeros(3, 32, 32, dtype=torch.bool),
                             {"A": np.random.rand(3, 32, 32)}, indices=[0], display_size=16)
     assert [t.z.shape for t in big.data if isinstance(t, go.Heatmap)] == [(8, 8)]  # image 16 px, map 8
@@ -103,8 +108,11 @@ def test_maps_grid_layout_and_per_method_colour_range():
 
 
 def test_density_histogram_and_projection():
-    fig = viz_knn.density_histogram_figure({"K = 1": np.array([1.0, 2.0]), "K = 5": np.array([2.0, 3.0, 4.0])})
-    assert [t.name for t in fig.data] == ["K = 1", "K = 5"] and list(fig.data[1].x) == [2.0, 3.0, 4.0]
+    fig = viz_knn.density_histogram_figure({"K = 1": np.array([1.0, 2.0]), "K = 5": np.array([2.0, 3.0, 4.0])},
+                                           nbins=3)
+    assert [t.name for t in fig.data] == ["K = 1", "K = 5"]
+    assert list(fig.data[0].x) == pytest.approx([1.5, 2.5, 3.5])  # one set of bins over all values: [1, 4]
+    assert list(fig.data[0].y) == [1, 1, 0] and list(fig.data[1].y) == [0, 1, 2]
 
     positions = density.patch_positions((2, 2, 3))
     points = np.arange(24, dtype=np.float32).reshape(12, 2)
