@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
 import sys
 import time
 from pathlib import Path
@@ -78,16 +77,30 @@ def timed(fn, device):
     return out, time.perf_counter() - start
 
 
+def _proc_status_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
 def peak_extra_bytes(fn, device) -> int:
-    """Extra peak memory while ``fn`` runs: CUDA allocator peak, or the process RSS high-water mark."""
+    """Extra peak memory while ``fn`` runs: CUDA allocator peak, or the process's resident-set peak.
+
+    On Linux the RSS high-water mark (VmHWM) is reset first (``echo 5 > /proc/self/clear_refs``), so
+    the peak is the one reached *during* ``fn``, measured against the resident size just before it.
+    """
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
         fn()
         return torch.cuda.max_memory_allocated() - before
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = _proc_status_bytes("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
     fn()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    return max(0, _proc_status_bytes("VmHWM") - before)
 
 
 def _memory_worker(args, queue):
@@ -102,8 +115,10 @@ def _memory_worker(args, queue):
     bank_bytes = scorer.bank.numel() * 4
     start = time.perf_counter()
     extra = peak_extra_bytes(lambda: scorer.score(test), device)
-    queue.put({"bank_gib": bank_bytes / 2**30, "extra_peak_gib": extra / 2**30,
-               "score_seconds": time.perf_counter() - start})
+    seconds = time.perf_counter() - start
+    flops = window_flops(args.n_test, args.n_train, args.channels, args.size, args.size, args.window)
+    queue.put({"bank_gib": bank_bytes / 2**30, "extra_peak_gib": extra / 2**30, "score_seconds": seconds,
+               "gflops": flops / seconds / 1e9})
 
 
 def main(argv=None):
@@ -145,7 +160,7 @@ def main(argv=None):
         "lwinnn_extra_peak_mib": round(extra_peak / 2**20, 1),
     }
     if args.memory_check:
-        memory_args = argparse.Namespace(n_train=750, n_test=2, channels=448, size=64, window=15,
+        memory_args = argparse.Namespace(n_train=750, n_test=16, channels=448, size=64, window=15,
                                          device=args.device, threads=args.threads)
         context = mp.get_context("spawn")
         queue = context.Queue()

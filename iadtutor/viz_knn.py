@@ -164,6 +164,12 @@ def with_seconds(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------- score maps
+def _block_mean(array: np.ndarray, block: int) -> np.ndarray:
+    """``(H, W)`` -> ``(H // block, W // block)``: the mean of each ``block × block`` square."""
+    h, w = array.shape[0] // block, array.shape[1] // block
+    return array[:h * block, :w * block].reshape(h, block, w, block).mean((1, 3)).astype(np.float32)
+
+
 def _add_thinned(fig: go.Figure, image, step: int, row: int, col: int, mask=None, overlay=None, **options) -> None:
     """:func:`iadtutor.viz.add_image` of every ``step``-th pixel of ``image`` (and ``mask``), drawn at the
     original pixel coordinates, so that hovering shows the same x, y as the full-size panels."""
@@ -173,9 +179,9 @@ def _add_thinned(fig: go.Figure, image, step: int, row: int, col: int, mask=None
     viz.add_image(fig, image, overlay=overlay, mask=mask, row=row, col=col, **options)
     if step == 1:
         return
-    for trace in fig.data[first:]:
-        dx, dy = (trace.dx or 1) * step, (trace.dy or 1) * step
-        trace.update(dx=dx, dy=dy, x0=(dx - 1) / 2, y0=(dy - 1) / 2)
+    for trace in fig.data[first:]:  # thinned pixel j stands for original pixels j·step … j·step + step - 1
+        trace.update(x0=(trace.x0 or 0) * step + (step - 1) / 2, dx=(trace.dx or 1) * step,
+                     y0=(trace.y0 or 0) * step + (step - 1) / 2, dy=(trace.dy or 1) * step)
 
 
 def _range_of(maps: np.ndarray) -> tuple[float, float]:
@@ -193,9 +199,9 @@ def maps_grid(images, masks, maps: Mapping[str, np.ndarray], indices: Sequence[i
     ``images`` ``(N, 3, H, W)``, ``masks`` ``(N, H, W)``, ``maps``: ``{method: (N, H, W)}``. Each method keeps
     one colour range over all its maps (1st–99.9th percentile), so colours compare down a column but not
     across columns (the methods' scores have different scales). To keep notebooks small the figure thins
-    the first column's image and mask to about ``display_size`` pixels (every s-th pixel) and the maps,
-    with the image under them, to half that; the values shown are the maps' own. ``image_scores``:
-    ``{method: (N,)}`` shown in the panel titles.
+    the first column's image and mask to about ``display_size`` pixels (every s-th pixel), the image
+    under each map to half that and the (smooth) maps to a quarter, drawn interpolated; the values shown
+    are the maps' own. ``image_scores``: ``{method: (N,)}`` shown in the panel titles.
     """
     if not maps:
         raise ValueError("maps must hold at least one method's anomaly maps.")
@@ -215,11 +221,16 @@ def maps_grid(images, masks, maps: Mapping[str, np.ndarray], indices: Sequence[i
     for r, index in enumerate(indices, start=1):
         _add_thinned(fig, images[index], step, r, 1, mask=masks[index])
         for c, name in enumerate(names, start=2):
-            values = viz.to_numpy(maps[name][index])[::2 * step, ::2 * step]
+            # the maps are smooth (Gaussian σ = 4 px): a quarter of the resolution, drawn interpolated, keeps
+            # their look at a sixteenth of the bytes; the image under them only gives context
+            values = _block_mean(viz.to_numpy(maps[name][index]), 4 * step)
             zmin, zmax = ranges[name]
-            # under a map the image only gives context: at the map's resolution it costs a quarter
+            first = len(fig.data)
             _add_thinned(fig, images[index], 2 * step, r, c, mask=masks[index], overlay=values, overlay_name=name,
                          opacity=opacity, zmin=zmin, zmax=zmax)
+            for trace in fig.data[first:]:
+                if isinstance(trace, go.Heatmap):
+                    trace.zsmooth = "best"
     viz._image_axes(fig)
     fig.update_annotations(font_size=11)
     fig.update_layout(title=title, width=cols * cell + 40, height=len(indices) * (cell + 45) + (70 if title else 40),

@@ -92,15 +92,17 @@ def test_maps_grid_layout_and_per_method_colour_range():
     fig = viz_knn.maps_grid(images, masks, maps, indices=[1, 2], image_scores={"A": [0.1, 0.2, 0.3], "B": [1, 2, 3]})
     heatmaps = [t for t in fig.data if isinstance(t, go.Heatmap)]
     assert len(heatmaps) == 4  # 2 images × 2 methods
-    # thinned to every 2nd pixel (image under it too) but drawn at the original pixel coordinates
-    assert heatmaps[0].z.shape == (8, 8) and (heatmaps[0].dx, heatmaps[0].x0) == (2, 0.5)
+    # maps: means of 4×4 blocks, drawn at the original pixel coordinates (the image under them: every 2nd pixel)
+    assert heatmaps[0].z.shape == (4, 4) and (heatmaps[0].dx, heatmaps[0].x0) == (4, 1.5)
+    np.testing.assert_allclose(heatmaps[0].z[0, 0], maps["A"][1, :4, :4].mean(), rtol=1e-6)
     images_drawn = [t for t in fig.data if isinstance(t, go.Image)]
     assert len(images_drawn) == 6 and (images_drawn[0].dx or 1) == 1 and images_drawn[1].dx == 2
-    contours = [t for t in fig.data if isinstance(t, go.Contour)]
-    assert contours[0].z.shape == (16, 16) and contours[1].z.shape == (8, 8) and contours[1].dx == 2
+    contours = [t for t in fig.data if isinstance(t, go.Contour)]  # the mask's outline, cropped by viz
+    assert (contours[0].x0, contours[0].dx) == (3, 1)  # full size: pixels 4..7, one pixel of border
+    assert (contours[1].x0, contours[1].dx) == (2.5, 2)  # thinned: pixels 2..3 of 8 -> centred at 4.5 and 6.5
     big = viz_knn.maps_grid(torch.rand(3, 3, 32, 32), torch.zeros(3, 32, 32, dtype=torch.bool),
                             {"A": np.random.rand(3, 32, 32)}, indices=[0], display_size=16)
-    assert [t.z.shape for t in big.data if isinstance(t, go.Heatmap)] == [(8, 8)]  # image 16 px, map 8
+    assert [t.z.shape for t in big.data if isinstance(t, go.Heatmap)] == [(4, 4)]  # image 16 px, map 4
     assert heatmaps[0].zmin == heatmaps[2].zmin and heatmaps[1].zmin == 100  # one range per method
     assert sum(isinstance(t, go.Contour) for t in fig.data) == 3  # the mask of test 1 in its three panels
     titles = [a.text for a in fig.layout.annotations]
