@@ -26,10 +26,9 @@ import torch
 
 from . import experiment, toy
 from .density import NeighbourSearch, neighbour_search
-from .knn import anomaly_maps, image_scores
+from .knn import GlobalNN, LocalWindowNN, anomaly_maps, image_scores
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
-
 
 
 def standard_methods(window: int = 7, coreset: float = 0.01) -> dict[str, tuple[str, dict]]:
@@ -116,8 +115,6 @@ def window_vs_global(train_embeddings: torch.Tensor, test_embeddings: torch.Tens
     ``d_δ ≤ (1 + tolerance)·d_global`` (the window holds a match about as good as the global one) —
     and ``mean_ratio`` (mean of ``d_δ / d_global``; 1 = the window loses nothing).
     """
-    from .knn import GlobalNN, LocalWindowNN
-
     windows = [int(w) for w in windows]
     if not windows or any(w < 1 for w in windows):
         raise ValueError(f"windows must be a non-empty list of positive integers; got {windows}.")
