@@ -38,6 +38,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from iadtutor.files import write_bytes_atomic
+
 # The repository whose book is built; IADTUTOR_BOOK_ROOT points the tests at another checkout.
 REPO_ROOT = Path(os.environ.get("IADTUTOR_BOOK_ROOT") or Path(__file__).resolve().parents[1])
 
@@ -108,15 +110,6 @@ def expected_pages(root: Path = REPO_ROOT) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------- assets
-def _write_atomically(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; a web server must be able to read it
-    os.replace(tmp, path)
-
-
 def _sri_sha512(path: Path) -> str:
     return "sha512-" + base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
 
@@ -173,14 +166,14 @@ def vendor_assets(root: Path = REPO_ROOT, cache: Path | None = None) -> Path:
         raise FileNotFoundError(f"{plotly_js} not found: the installed plotly package has no plotly.min.js.")
     served = vendor / "plotly.min.js"
     if not served.is_file() or served.read_bytes() != plotly_js.read_bytes():
-        _write_atomically(plotly_js.read_bytes(), served)
+        write_bytes_atomic(served, plotly_js.read_bytes())
 
     for asset in NPM_ASSETS:
         stamp = vendor / f".{asset.target}.stamp"
         if stamp.is_file() and stamp.read_text() == asset.integrity and (vendor / asset.target).exists():
             continue
         _extract(_npm_tarball(asset, cache), asset.source, vendor / asset.target)
-        _write_atomically(asset.integrity.encode(), stamp)
+        write_bytes_atomic(stamp, asset.integrity.encode())
     return vendor
 
 
@@ -202,7 +195,7 @@ def build(root: Path = REPO_ROOT, fresh: bool = True) -> subprocess.CompletedPro
         command.append("--all")
     result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1800)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically((result.stdout + "\n" + result.stderr).encode(), log_path)
+    write_bytes_atomic(log_path, (result.stdout + "\n" + result.stderr).encode())
     if result.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed (exit {result.returncode}); see {log_path}.")
     return result

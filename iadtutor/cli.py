@@ -52,7 +52,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from .files import write_json_atomic
     from .backbones import load_backbone, resolve_device
     from .embed import EmbeddingConfig, PatchEmbedder
-    from .experiment import embed_category, evaluate_scores, load_category, score_category
+    from .experiment import embed_category, load_category, score_category
 
     torch.manual_seed(args.seed)
     device = resolve_device(args.device)

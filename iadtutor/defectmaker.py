@@ -33,8 +33,6 @@ shapes × the two fills. :func:`finetune_backbone` trains a backbone on it; the 
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +44,7 @@ from scipy.special import comb
 from torch import nn
 
 from .backbones import FeatureExtractor, load_backbone, resolve_device
+from .files import atomic_path
 
 SHAPES = ("rectangle", "rect_scar", "bezier_scar", "bezier_clump", "bezier_blob")
 FILLS = ("noise", "cutpaste")
@@ -669,17 +668,10 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
 def save_finetuned(backbone: FeatureExtractor, path) -> Path:
     """Write ``{"backbone": name, "state_dict": ...}`` to ``path`` atomically (temp file + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"backbone": backbone.name,
                "state_dict": {key: value.detach().cpu() for key, value in backbone.state_dict().items()}}
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(payload, temp_name)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
     return path
 
 

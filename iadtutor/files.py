@@ -38,6 +38,12 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def write_json_atomic(path: str | os.PathLike, obj) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
-    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike, obj, default=None) -> Path:
+    """Write ``obj`` as indented JSON, atomically; ``default`` converts what json cannot (see json.dumps)."""
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=default) + "\n")

@@ -69,13 +69,15 @@ import shlex
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from iadtutor import files
+from iadtutor.files import write_text_atomic  # noqa: F401  (re-exported: reproduce writes its tables with it)
 
 from iadtutor.papers import (CATEGORY_GROUPS, DATASET_CATEGORIES, DATASET_TITLES, KIND_METRICS, METHOD_TITLES,
                              group_of, level_of, paper_results)
@@ -140,21 +142,6 @@ PRESETS = {
 # Small file helpers
 # ---------------------------------------------------------------------------------------------------------
 
-def write_text_atomic(path: Path | str, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _to_builtin(value):
     if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
         return value.tolist()
@@ -166,7 +153,7 @@ def _to_builtin(value):
 
 
 def write_json_atomic(path: Path | str, data) -> Path:
-    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=_to_builtin) + "\n")
+    return files.write_json_atomic(path, data, default=_to_builtin)
 
 
 def _read_json(path: Path) -> dict | None:

@@ -28,7 +28,6 @@ so its numbers are the ones ``iadtutor evaluate`` prints. ``run_study(..., in_pr
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 import time

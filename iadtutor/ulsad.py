@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -64,6 +63,7 @@ from torchvision.transforms.v2.functional import gaussian_blur
 from tqdm.auto import tqdm
 
 from iadtutor.backbones import FeatureExtractor, load_backbone, resolve_device
+from iadtutor.files import atomic_path
 
 #: The backbone taps ULSAD uses: indices into ``FeatureExtractor.forward``'s list (strides 8 and 16).
 TAPS = (1, 2)
@@ -422,20 +422,6 @@ def check_images(images: Tensor, name: str = "images") -> Tensor:
     return images
 
 
-def _atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` into a temporary file next to ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(obj, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 class ULSAD:
     """ULSAD with a frozen pretrained backbone: ``fit`` on normal images, then ``predict`` anomaly maps.
 
@@ -688,7 +674,8 @@ class ULSAD:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write :meth:`state_dict` to ``path`` atomically (temporary file + rename)."""
-        _atomic_torch_save(self.state_dict(), path)
+        with atomic_path(path) as temporary:
+            torch.save(self.state_dict(), temporary)
 
     @classmethod
     def load(cls, path: str | os.PathLike, backbone: FeatureExtractor | None = None,
