@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 
 import pytest
+
+from conftest import chromium_context
 
 from iadtutor import book
 
@@ -80,27 +79,10 @@ def base_url(site):
     thread.join(timeout=10)
 
 
-def chromium_executable() -> str:
-    path = os.environ.get("IADTUTOR_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path:
-        pytest.skip("Chromium is not installed: run `make browser` (scripts/install_chromium.sh).")
-    return path
-
-
 @pytest.fixture(scope="module")
 def browser_context():
     """A fresh headless Chromium profile. Every request is recorded; any not to 127.0.0.1 is aborted."""
-    executable = chromium_executable()
-    profile = tempfile.mkdtemp(prefix="iadtutor-chromium-")
-    with sync_api.sync_playwright() as playwright:
-        try:
-            context = playwright.chromium.launch_persistent_context(
-                profile, executable_path=executable, headless=True, args=list(book.CHROMIUM_FLAGS),
-                viewport={"width": 1280, "height": 900}, timeout=TIMEOUT_MS)
-        except sync_api.Error as error:
-            shutil.rmtree(profile, ignore_errors=True)
-            pytest.skip(f"Chromium at {executable} could not be started: {str(error).splitlines()[0]}")
-        context.set_default_timeout(TIMEOUT_MS)
+    with chromium_context(width=1280, timeout_ms=TIMEOUT_MS) as context:
         context.requests = []  # every URL any page asked for, in order
 
         def only_local(route):
@@ -113,8 +95,6 @@ def browser_context():
         context.on("request", lambda request: context.requests.append(request.url))
         context.route("**/*", only_local)
         yield context
-        context.close()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 def screenshot_dir(site: Path) -> Path:

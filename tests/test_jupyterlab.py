@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import chromium_context
+
 from iadtutor import book
 
 pytestmark = pytest.mark.slow
@@ -189,51 +191,33 @@ def test_notebook_page_opens(lab):
 @pytest.mark.browser
 def test_notebook_widget_and_figure_render_in_the_browser(lab):
     """Open a course notebook in JupyterLab in headless Chromium, then run a widget and a figure in a console."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    executable = os.environ.get("IADTUTOR_CHROMIUM") or shutil.which("chromium")
-    if not executable:
-        pytest.skip("Chromium is not installed: run `make browser` (scripts/install_chromium.sh).")
-
     notebook = a_course_notebook()
     screenshots = book.book_dirs(REPO)[0] / "_build" / "screenshots"
     screenshots.mkdir(parents=True, exist_ok=True)
-    profile = tempfile.mkdtemp(prefix="iadtutor-chromium-")
     remote, errors = [], []
-    with sync_api.sync_playwright() as playwright:
-        try:
-            context = playwright.chromium.launch_persistent_context(
-                profile, executable_path=executable, headless=True, args=list(book.CHROMIUM_FLAGS),
-                viewport={"width": 1400, "height": 900}, timeout=BROWSER_TIMEOUT_MS)
-        except sync_api.Error as error:
-            shutil.rmtree(profile, ignore_errors=True)
-            pytest.skip(f"Chromium at {executable} could not be started: {str(error).splitlines()[0]}")
-        try:
-            context.set_default_timeout(BROWSER_TIMEOUT_MS)
-            context.route("**/*", lambda route: route.continue_()
-                          if route.request.url.startswith((lab.base_url, "data:", "blob:", "about:"))
-                          else (remote.append(route.request.url), route.abort()))
-            page = context.new_page()
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"{lab.base_url}/lab/tree/{notebook}?token={lab.token}", wait_until="load")
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell .jp-RenderedMarkdown h1")
-            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started")
-            page.screenshot(path=screenshots / "jupyterlab-notebook.png")
+    with chromium_context(width=1400, timeout_ms=BROWSER_TIMEOUT_MS) as context:
+        context.route("**/*", lambda route: route.continue_()
+                      if route.request.url.startswith((lab.base_url, "data:", "blob:", "about:"))
+                      else (remote.append(route.request.url), route.abort()))
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{lab.base_url}/lab/tree/{notebook}?token={lab.token}", wait_until="load")
+        page.wait_for_selector(".jp-NotebookPanel .jp-Cell .jp-RenderedMarkdown h1")
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started")
+        page.screenshot(path=screenshots / "jupyterlab-notebook.png")
 
-            page.evaluate("""async code => {
-                const app = window.jupyterapp;
-                const panel = await app.commands.execute('console:create', {kernelPreference: {name: 'python3'}});
-                await panel.sessionContext.ready;
-                panel.console.promptCell.model.sharedModel.setSource(code);
-                await app.commands.execute('console:run-forced');
-            }""", CONSOLE_CODE)
-            console = ".jp-CodeConsole"
-            page.wait_for_selector(f"{console} .jp-OutputArea-output .widget-slider")
-            page.wait_for_selector(f"{console} .js-plotly-plot .main-svg .heatmaplayer image")
-            page.screenshot(path=screenshots / "jupyterlab-console.png")
-            assert page.locator(f"{console} .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
-                                ).count() == 0, "the console cell wrote to stderr"
-        finally:
-            context.close()
-            shutil.rmtree(profile, ignore_errors=True)
+        page.evaluate("""async code => {
+            const app = window.jupyterapp;
+            const panel = await app.commands.execute('console:create', {kernelPreference: {name: 'python3'}});
+            await panel.sessionContext.ready;
+            panel.console.promptCell.model.sharedModel.setSource(code);
+            await app.commands.execute('console:run-forced');
+        }""", CONSOLE_CODE)
+        console = ".jp-CodeConsole"
+        page.wait_for_selector(f"{console} .jp-OutputArea-output .widget-slider")
+        page.wait_for_selector(f"{console} .js-plotly-plot .main-svg .heatmaplayer image")
+        page.screenshot(path=screenshots / "jupyterlab-console.png")
+        assert page.locator(f"{console} .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+                            ).count() == 0, "the console cell wrote to stderr"
     assert not errors, f"JavaScript errors in JupyterLab: {errors}"
     assert not remote, f"JupyterLab asked another machine for: {remote}"
