@@ -8,18 +8,24 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: all setup browser toy course execute book test test-unit test-notebooks test-book bench clean
+.PHONY: all setup lock browser toy course execute book test test-unit test-notebooks test-book bench clean
 
 all: course
 
-$(STAMP): pyproject.toml
+# Exact versions from requirements.lock (torch/torchvision included); `make lock` refreshes it.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/python scripts/check_lock.py --installed
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (iadtutor)" > /dev/null
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Re-resolve pyproject.toml in a throwaway venv and rewrite requirements.lock (then `make execute`).
+lock:
+	PYTHON=$(PYTHON) bash scripts/lock.sh
 
 browser:
 	bash scripts/install_chromium.sh
