@@ -1,4 +1,4 @@
-"""How good is an anomaly detector? Image AUROC, pixel AUROC, AUPRO and bootstrap intervals.
+"""How good is an anomaly detector? Image AUROC, pixel AUROC, AUPRO, sPRO and bootstrap intervals.
 
 AUROC is the chance that a randomly picked anomalous example (an image, or a pixel) gets a higher score
 than a randomly picked normal one: 1 is perfect, 0.5 is guessing. Pixel AUROC lets large defects
@@ -13,6 +13,10 @@ Normalisation follows Bergmann et al., "The MVTec Anomaly Detection Dataset" (IJ
 evaluation script: regions are 8-connected components of each mask, the curve is interpolated at exactly
 FPR = 0.3 and the area is divided by 0.3. Several public implementations divide by the last FPR the
 curve reached below 0.3 instead, which inflates the number.
+
+MVTec LOCO AD replaces the PRO by the *saturated* PRO (:func:`spro`, Bergmann et al., IJCV 2022): a region
+counts as fully found once a given number of its pixels is called (a missing part can be shown anywhere
+in the empty place), and each ground-truth file is one region.
 
 All functions take numpy arrays or torch tensors: ``labels (N,)`` with 0 = normal and 1 = anomalous,
 ``scores (N,)``, ``masks (N, H, W)`` bool and ``maps (N, H, W)`` float (higher = more anomalous).
@@ -242,6 +246,93 @@ def aupro(masks, maps, fpr_limit: float = 0.3, n_thresholds: int | None = None) 
         return float("nan")
     fpr, pro = pro_curve(masks, maps, fpr_limit=fpr_limit, n_thresholds=n_thresholds)
     return float(trapezoid(pro, fpr) / fpr_limit)
+
+
+# ----------------------------------------------------------------------------------------------------
+# sPRO (MVTec LOCO AD)
+# ----------------------------------------------------------------------------------------------------
+def saturation_area(region_area, saturation_threshold: float, relative_saturation: bool) -> np.ndarray:
+    """Pixels of a defect region that must be called for its overlap to saturate at 1 (MVTec LOCO).
+
+    ``relative_saturation``: ``saturation_threshold`` is a fraction of the region's area; otherwise it is
+    a number of pixels, capped at the region's area. Values come from the category's
+    ``defects_config.json``, per defect (ground-truth pixel value).
+    """
+    area = np.asarray(region_area, dtype=float)
+    if relative_saturation:
+        return saturation_threshold * area
+    return np.minimum(float(saturation_threshold), area)
+
+
+def spro_curve(region_masks, region_images, saturation, maps, fpr_limit: float = 0.05,
+               good_images_only: bool = False):
+    """Saturated per-region-overlap curve (MVTec LOCO AD's official metric) of ``maps (N, H, W)``.
+
+    ``region_masks (R, H, W)`` bool: one ground-truth *file* per defect (a LOCO region may consist of
+    several blobs, and regions of one image may overlap); ``region_images (R,)``: the index into ``maps``
+    of each region's image; ``saturation (R,)``: its saturation area in pixels (:func:`saturation_area`).
+    Images that no region points to are the good ones.
+
+    For a threshold ``t`` (pixels with score >= t are called): ``spro = mean over regions of
+    min(called pixels of the region / saturation, 1)``; ``fpr = called defect-free pixels / all
+    defect-free pixels``, where defect-free means outside every region of its image, over all images (as
+    the official evaluation code does); ``good_images_only=True`` counts the good images' pixels only.
+    Thresholds are every distinct score, as in :func:`pro_curve`; the curve starts at (0, 0) and ends at
+    exactly ``fpr_limit`` (interpolated). Returns ``(fpr (T,), spro (T,))``.
+    """
+    _check_fpr_limit(fpr_limit)
+    maps = _as_scores(_as_numpy(maps, "maps"), "maps")
+    region_masks = _as_binary(_as_numpy(region_masks, "region_masks"), "region_masks")
+    region_images = _as_numpy(region_images, "region_images").astype(int)
+    saturation = _as_numpy(saturation, "saturation").astype(float)
+    n_regions = len(region_masks)
+    if maps.ndim != 3 or region_masks.ndim != 3 or region_masks.shape[1:] != maps.shape[1:]:
+        raise ValueError(f"spro_curve: maps must be (N, H, W) and region_masks (R, H, W) of the same H, W; "
+                         f"got {maps.shape} and {region_masks.shape}.")
+    if n_regions == 0 or region_images.shape != (n_regions,) or saturation.shape != (n_regions,):
+        raise ValueError(f"spro_curve needs at least one region, with one image index and one saturation "
+                         f"area each; got {n_regions} masks, {region_images.shape} and {saturation.shape}.")
+    if region_images.min() < 0 or region_images.max() >= len(maps):
+        raise ValueError(f"region_images must index the {len(maps)} maps; got values up to {region_images.max()}.")
+    if (saturation <= 0).any() or not region_masks.reshape(n_regions, -1).any(1).all():
+        raise ValueError("spro_curve: every region needs at least one pixel and a positive saturation area.")
+
+    defect_free = np.ones(maps.shape, dtype=bool)
+    for mask, image in zip(region_masks, region_images):
+        defect_free[image] &= ~mask
+    if good_images_only:
+        defect_free[np.unique(region_images)] = False
+    if not defect_free.any():
+        raise ValueError("spro_curve: no defect-free pixel to measure the FPR on (are there good images?).")
+
+    # Events in order of decreasing score: a defect-free pixel adds 1 false positive; the k-th called
+    # pixel of region r adds (min(k, s_r) - min(k - 1, s_r)) / (s_r · R) to the sPRO (0 once saturated).
+    free_scores = maps[defect_free]
+    scores, fp_steps, spro_steps = [free_scores], [np.ones(free_scores.size)], [np.zeros(free_scores.size)]
+    for mask, image, sat in zip(region_masks, region_images, saturation):
+        region_scores = np.sort(maps[image][mask])[::-1]
+        k = np.arange(1, len(region_scores) + 1)
+        scores.append(region_scores)
+        fp_steps.append(np.zeros(len(region_scores)))
+        spro_steps.append((np.minimum(k, sat) - np.minimum(k - 1, sat)) / (sat * n_regions))
+    scores = np.concatenate(scores)
+    order = np.argsort(scores, kind="stable")[::-1]
+    sorted_scores = scores[order]
+    false_positives = np.concatenate([[0.0], np.cumsum(np.concatenate(fp_steps)[order])])
+    overlap = np.concatenate([[0.0], np.cumsum(np.concatenate(spro_steps)[order])])
+    run_ends = np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]) + 1
+    n_called = np.concatenate([[0], run_ends, [len(sorted_scores)]])
+    fpr = false_positives[n_called] / free_scores.size
+    spro = np.minimum(overlap[n_called], 1.0)
+    return _cut_curve_at(fpr, spro, fpr_limit)
+
+
+def spro(region_masks, region_images, saturation, maps, fpr_limit: float = 0.05,
+         good_images_only: bool = False) -> float:
+    """Area under the sPRO curve for FPR in [0, ``fpr_limit``], divided by ``fpr_limit`` (MVTec LOCO AD
+    reports 0.05; see :func:`spro_curve` for the arguments). 1 is perfect."""
+    fpr, overlap = spro_curve(region_masks, region_images, saturation, maps, fpr_limit, good_images_only)
+    return float(trapezoid(overlap, fpr) / fpr_limit)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -21,30 +21,51 @@ The pieces, in the order of the paper:
 The pure-torch model (:class:`ULSADModel`, the loss and attention functions) is separate from the training
 wrapper :class:`ULSAD` (``fit`` / ``predict`` / ``attention_maps`` / ``save`` / ``load``), as in anomalib.
 
-Where the paper is ambiguous, or disagrees with the authors' code (github.com/sukanyapatra1997/ULSAD-2024),
-this module does the following (each point is repeated where it matters):
+Where the paper's text and the authors' code (github.com/sukanyapatra1997/ULSAD-2024, ``anomalib/models/
+ulsad/``) differ, the defaults follow the code, which produced the paper's numbers; the text's reading is
+one setting away (:data:`PAPER_TEXT` holds all of them):
 
-1. ``c*``. Tables 5-6 work with ``c* = 384`` although layers 2+3 of Wide-ResNet50-2 give 1536 channels;
-   the authors' code average-pools the concatenated channels down to 384 (as PatchCore does). We do the
-   same when ``feature_channels`` is smaller than the concatenation, and keep all channels otherwise
-   (EfficientNet-Lite0: 40 + 112 = 152; ResNet18: 128 + 256 = 384, i.e. no pooling).
-2. Layer order. Tables 5-6 list every convolution with a ReLU, followed by a BatchNorm row; we read this
-   as conv -> ReLU -> BatchNorm (the code does conv -> BatchNorm -> ReLU). The global autoencoder's last
-   convolution (Conv-7) is left linear: the table lists a ReLU, but a non-negative output cannot match
-   standardised features, which are negative half of the time (the authors' code has no ReLU there).
-3. Table 5 gives the last transposed convolution 384 kernels and padding 1; the text (``2 c*`` outputs)
-   and the code use ``2 c*`` kernels and padding 2, which keeps the map at ``h* x w*``. We follow the text.
-4. Table 6 at 256 px: the bottleneck Conv-6 has an 8 x 8 kernel with padding 1 (a 3 x 3 code) and the
-   decoder upsamples to 3, 8, 16, 32, 64 and finally ``h*`` (the first size reads "31" in the text; 3 makes
-   the first interpolation a no-op, the code uses 3). For other image sizes ``S`` we scale the kernel to
-   ``S / 32`` (the code always has a 3 x 3 code) and the sizes to ``3, S/32, S/16, S/8, S/4, h*``.
-5. ``l_v`` of eq. 2 is the *squared L2 norm* (sum over channels); the authors' code takes the *mean*
-   over channels, which changes the balance with the cosine term ``l_d``. Default: the paper
-   (``magnitude="sum"``); ``magnitude="mean"`` reproduces the code.
-6. The paper does not mention smoothing; the authors' code blurs the upsampled maps with a Gaussian
-   (sigma 4 px at 256 px) before the quantiles are fitted. We do the same (``blur_sigma``, 0 disables).
-   Quantiles are fitted on exactly the maps :meth:`ULSAD.predict` returns (image resolution, blurred).
-7. The quantile transform maps ``q_alpha`` -> 0 and ``q_beta`` -> 0.1 (sec. 3.5, after EfficientAD).
+1. ``l_v`` of eq. 2 is the squared L2 norm (a *sum* over channels); the code takes the *mean* over
+   channels, so that the cosine term ``l_d`` (in [0, 2]) still counts next to it.
+   Default ``magnitude="mean"``; ``"sum"`` is eq. 2.
+2. Layer order. Tables 5-6 list every convolution with a ReLU, followed by a BatchNorm row; the code does
+   conv -> BatchNorm -> ReLU. Default ``layer_order="conv-bn-relu"``; ``"conv-relu-bn"`` is the tables'.
+   So the FRN's output is a ReLU's in the code (``U~'`` and ``U~''`` are >= 0) and BatchNorm-6's in
+   table 5. ``frn_output_relu=False`` drops the last ReLU (in neither; for experiments).
+3. FRN bottleneck. The code has no ReLU after the encoder's last BatchNorm (a linear bottleneck); table 5
+   lists one. Default ``frn_bottleneck_relu=False``; ``True`` is table 5.
+4. FRN initialisation: the code draws the convolution weights Xavier-uniform with the gain of a leaky ReLU
+   (``frn_init="xavier"``); the paper says nothing (``"default"``: PyTorch's). Sec. 4.1 also speaks of
+   LeakyReLU activations; the tables and the code use ReLU, and so do we (no option).
+5. Global bottleneck. Table 6's Conv-6 (8 x 8 kernel at 256 px, padding 1) leaves a 3 x 3 code; the code
+   has padding 0, a 1 x 1 code: one 64-number vector for the whole image. Default ``ae_code_size=1``
+   (kernel ``S / 32`` at image size ``S``); ``3`` is table 6.
+6. Global decoder sizes. The code interpolates to ``S/64 - 1, S/32, S/16 - 1, S/8 - 1, S/4 - 1`` (256 px:
+   3, 8, 15, 31, 63) before each 4x4 convolution with padding 2 (which adds one pixel); table 6 reads
+   31 (a typo for 3), 8, 16, 32, 64. Default ``ae_upsample_sizes="code"``; ``"table"`` is 3, 8, 16, 32, 64.
+7. Global BatchNorm: the code's has no learned scale and shift and eps 1e-4 (``ae_affine_batchnorm=False``);
+   table 6 names plain BatchNorm rows (``True``).
+8. Global output: table 6 gives Conv-7 a ReLU; the code leaves it linear (standardised features are
+   negative half of the time). Default ``ae_output_relu=False``.
+9. Table 5 gives the last transposed convolution 384 kernels and padding 1; the text (``2 c*`` outputs)
+   and the code use ``2 c*`` kernels and padding 2, which keeps the map at ``h* x w*``. No option.
+10. ``c*``. Tables 5-6 work with ``c* = 384`` although layers 2+3 of Wide-ResNet50-2 give 1536 channels;
+    the code average-pools the concatenated channels down to 384 (as PatchCore does). We do the same when
+    ``feature_channels`` is smaller than the concatenation, and keep all channels otherwise
+    (EfficientNet-Lite0: 40 + 112 = 152; ResNet18: 128 + 256 = 384, i.e. no pooling).
+11. The paper does not mention smoothing; the code blurs the upsampled maps with a Gaussian (sigma 4 px at
+    256 px). We do the same (``blur_sigma``, 0 disables). Quantiles are fitted on exactly the maps
+    :meth:`ULSAD.predict` returns (image resolution, blurred), as in the code; ``q_alpha`` -> 0 and
+    ``q_beta`` -> 0.1 (sec. 3.5, after EfficientAD).
+
+Two things the code's configurations do that we deliberately do not follow, since they look at the test
+set: ``val_split_mode: same_as_test`` makes the "validation" images the test images (the quantiles come
+from the good test images), and the checkpoint kept for testing is the epoch with the best image AUROC on
+that split. Here the quantiles come from a separate set of normal images (the dataset's
+``validation/good``, else a held-out part of the training images) and the last epoch is kept.
+Same as the code: Adam (lr 2e-4, weight decay 2e-5, batches of 8, 200 epochs; its step schedule at
+epoch 200 never fires), ``lambda`` 0.5 for all three loss terms, ImageNet normalisation of the image for
+both networks, channel statistics over the training set, attention of eqs. 3-4 (softmax over the keys).
 """
 
 from __future__ import annotations
@@ -68,7 +89,24 @@ from iadtutor.files import atomic_path
 #: The backbone taps ULSAD uses: indices into ``FeatureExtractor.forward``'s list (strides 8 and 16).
 TAPS = (1, 2)
 CHECKPOINT_FORMAT = "iadtutor.ulsad/1"
-MAGNITUDES = ("sum", "mean")
+MAGNITUDES = ("mean", "sum")
+LAYER_ORDERS = ("conv-bn-relu", "conv-relu-bn")
+INITS = ("xavier", "default")
+UPSAMPLE_SIZES = ("code", "table")
+
+#: Where the paper's text and the authors' code differ, ``ULSADConfig`` follows the code; these settings
+#: give the text's reading instead (each one on its own, or all: ``ULSADConfig.small(**PAPER_TEXT)``).
+PAPER_TEXT = {
+    "magnitude": "sum",               # eq. 2: squared L2 norm over channels (code: mean over channels)
+    "layer_order": "conv-relu-bn",    # tables 5-6: ReLU, then a BatchNorm row (code: conv -> BN -> ReLU), so
+                                      # the FRN ends with BatchNorm-6 (code: with a ReLU, outputs >= 0)
+    "frn_bottleneck_relu": True,      # table 5: Conv-3 has a ReLU (code: BN only)
+    "frn_init": "default",            # no initialisation in the paper (code: Xavier-uniform, leaky-ReLU gain)
+    "ae_code_size": 3,                # table 6: Conv-6 8x8, padding 1 -> 3 x 3 code (code: padding 0 -> 1 x 1)
+    "ae_upsample_sizes": "table",     # table 6: 3, 8, 16, 32, 64 (code: 3, 8, 15, 31, 63)
+    "ae_affine_batchnorm": True,      # plain BatchNorm rows (code: affine=False, eps=1e-4)
+    "ae_output_relu": True,           # table 6: Conv-7 has a ReLU (code: linear)
+}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -76,7 +114,8 @@ MAGNITUDES = ("sum", "mean")
 # ----------------------------------------------------------------------------------------------------------
 @dataclass
 class ULSADConfig:
-    """Everything that defines a ULSAD model and its training. Defaults are the paper's (sec. 4.1, app. A).
+    """Everything that defines a ULSAD model and its training. Defaults are the paper's (sec. 4.1, app. A)
+    where its text and the authors' code agree, else the code's (module docstring; :data:`PAPER_TEXT`).
 
     Architecture: ``feature_channels`` is ``c*`` (None keeps all concatenated backbone channels);
     ``frn_encoder_channels`` / ``frn_decoder_channels`` are the kernels of table 5 (the last decoder
@@ -84,8 +123,12 @@ class ULSADConfig:
     those of table 6. ``image_size`` (pixels, a multiple of 32, at least 64) is the square size images
     are resized to before the networks.
 
+    Code versus text (module docstring, points 1-8): ``layer_order``, ``frn_bottleneck_relu``,
+    ``frn_output_relu``, ``frn_init``, ``ae_code_size``, ``ae_upsample_sizes``, ``ae_affine_batchnorm``,
+    ``ae_output_relu``.
+
     Losses and maps: ``lambda_local`` (eqs. 1, 7) and ``lambda_global`` (eqs. 5, 6, 8) weight the cosine
-    term; ``magnitude`` is ``"sum"`` (eq. 2, squared L2 norm) or ``"mean"`` (the authors' code).
+    term; ``magnitude`` is ``"mean"`` (the authors' code) or ``"sum"`` (eq. 2, squared L2 norm).
     Normalisation: quantiles ``alpha`` / ``beta``; ``blur_sigma`` in pixels at ``image_size``.
     Training: Adam with ``learning_rate`` and ``weight_decay``; ``seed`` seeds initialisation, the
     hold-out split and the batch order.
@@ -98,9 +141,17 @@ class ULSADConfig:
     frn_decoder_channels: tuple[int, int] = (768, 384)
     ae_encoder_channels: tuple[int, int, int, int, int, int] = (32, 32, 64, 64, 64, 64)
     ae_decoder_channels: int = 64
+    layer_order: str = "conv-bn-relu"
+    frn_bottleneck_relu: bool = False
+    frn_output_relu: bool = True
+    frn_init: str = "xavier"
+    ae_code_size: int = 1
+    ae_upsample_sizes: str = "code"
+    ae_affine_batchnorm: bool = False
+    ae_output_relu: bool = False
     lambda_local: float = 0.5
     lambda_global: float = 0.5
-    magnitude: str = "sum"
+    magnitude: str = "mean"
     alpha: float = 0.9
     beta: float = 0.995
     blur_sigma: float = 4.0
@@ -121,8 +172,10 @@ class ULSADConfig:
             raise ValueError("frn_encoder_channels needs 3 sizes and frn_decoder_channels 2 (table 5).")
         if len(self.ae_encoder_channels) != 6:
             raise ValueError("ae_encoder_channels needs 6 sizes, one per encoder convolution (table 6).")
-        if self.magnitude not in MAGNITUDES:
-            raise ValueError(f"magnitude must be one of {MAGNITUDES}; got {self.magnitude!r}.")
+        for name, allowed in (("magnitude", MAGNITUDES), ("layer_order", LAYER_ORDERS), ("frn_init", INITS),
+                              ("ae_upsample_sizes", UPSAMPLE_SIZES), ("ae_code_size", (1, 3))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}.")
         if not 0.0 <= self.alpha < self.beta <= 1.0:
             raise ValueError(f"quantiles need 0 <= alpha < beta <= 1; got alpha={self.alpha}, beta={self.beta}.")
         if self.blur_sigma < 0 or int(4 * self.blur_sigma + 0.5) >= self.image_size:
@@ -138,17 +191,21 @@ class ULSADConfig:
 
     @classmethod
     def small(cls, **changes) -> "ULSADConfig":
-        """A CPU-sized variant for the toy factory: 128 px, all backbone channels (no pooling), narrow
-        networks, ``blur_sigma`` 2 px (the paper's 4 px at 256 px, scaled) and 30 epochs."""
+        """A CPU-sized variant for the toy factory (notebook 05's defaults): 128 px, all backbone channels
+        (no pooling), narrow networks, ``blur_sigma`` 2 px (the paper's 4 px at 256 px, scaled), and 100
+        epochs in batches of 4 with learning rate 3e-3, since 40 training images give far fewer steps per
+        epoch than the paper's few hundred. Everything else as in the authors' code."""
         settings = dict(
             image_size=128,
             feature_channels=None,
-            frn_encoder_channels=(128, 256, 256),
-            frn_decoder_channels=(128, 64),
+            frn_encoder_channels=(64, 128, 128),
+            frn_decoder_channels=(64, 32),
             ae_encoder_channels=(16, 16, 32, 32, 32, 32),
             ae_decoder_channels=32,
             blur_sigma=2.0,
-            epochs=30,
+            epochs=100,
+            batch_size=4,
+            learning_rate=3e-3,
         )
         settings.update(changes)
         return cls(**settings)
@@ -157,10 +214,10 @@ class ULSADConfig:
 # ----------------------------------------------------------------------------------------------------------
 # Distances, losses and attention (eqs. 1-8), on tensors shaped (N, C, h, w)
 # ----------------------------------------------------------------------------------------------------------
-def magnitude_distance(a: Tensor, b: Tensor, magnitude: str = "sum") -> Tensor:
-    """``l_v`` of eq. 2 at every location: ``||a - b||^2`` over channels. ``(N, C, h, w)`` -> ``(N, h, w)``.
-
-    ``magnitude="mean"`` divides by ``C`` as the authors' code does.
+def magnitude_distance(a: Tensor, b: Tensor, magnitude: str = "mean") -> Tensor:
+    """``l_v`` of eq. 2 at every location, ``(N, C, h, w)`` -> ``(N, h, w)``: the mean of ``(a - b)^2`` over
+    the channels, as the authors' code computes it; ``magnitude="sum"`` gives eq. 2's ``||a - b||^2``
+    (``C`` times larger, so that it swamps the cosine term ``l_d``, which lies in [0, 2]).
     """
     squared = (a - b).pow(2)
     return squared.sum(dim=1) if magnitude == "sum" else squared.mean(dim=1)
@@ -171,7 +228,7 @@ def direction_distance(a: Tensor, b: Tensor) -> Tensor:
     return 1.0 - F.cosine_similarity(a, b, dim=1, eps=1e-8)
 
 
-def distance_map(predicted: Tensor, target: Tensor, lam: float, magnitude: str = "sum") -> Tensor:
+def distance_map(predicted: Tensor, target: Tensor, lam: float, magnitude: str = "mean") -> Tensor:
     """``l_v + lam * l_d`` at every location, ``(N, C, h, w)`` -> ``(N, h, w)``.
 
     This is the summand of eqs. 1, 5, 6 and the anomaly maps of eqs. 7 and 8.
@@ -179,7 +236,7 @@ def distance_map(predicted: Tensor, target: Tensor, lam: float, magnitude: str =
     return magnitude_distance(predicted, target, magnitude) + lam * direction_distance(predicted, target)
 
 
-def local_loss(reconstruction: Tensor, features: Tensor, lambda_local: float, magnitude: str = "sum") -> Tensor:
+def local_loss(reconstruction: Tensor, features: Tensor, lambda_local: float, magnitude: str = "mean") -> Tensor:
     """``L_pl`` of eq. 1: mean over locations (and images) of ``l_v + lambda_l l_d`` between ``U~'`` and ``U``."""
     return distance_map(reconstruction, features, lambda_local, magnitude).mean()
 
@@ -215,7 +272,7 @@ def attend(features: Tensor, weights: Tensor) -> Tensor:
 
 
 def consistency_loss(features: Tensor, global_output: Tensor, lambda_global: float,
-                     magnitude: str = "sum") -> Tensor:
+                     magnitude: str = "mean") -> Tensor:
     """``L_pg`` of eq. 5 between the cross-attention map ``A^`` (eq. 4) and the self-attention map ``A`` (eq. 3).
 
     ``features`` is ``U`` (a fixed target: no gradient flows into the frozen backbone), ``global_output``
@@ -227,7 +284,7 @@ def consistency_loss(features: Tensor, global_output: Tensor, lambda_global: flo
 
 
 def local_global_loss(local_global: Tensor, global_output: Tensor, lambda_global: float,
-                      magnitude: str = "sum") -> Tensor:
+                      magnitude: str = "mean") -> Tensor:
     """``L_lg`` of eq. 6 between the FRN's second half ``U~''`` and the global output ``U^`` (both trained)."""
     return distance_map(local_global, global_output, lambda_global, magnitude).mean()
 
@@ -280,9 +337,17 @@ def feature_channels_for(backbone_channels: tuple[int, ...], feature_channels: i
 # ----------------------------------------------------------------------------------------------------------
 # The two networks (appendix A)
 # ----------------------------------------------------------------------------------------------------------
-def _conv_relu_bn(conv: nn.Module) -> nn.Sequential:
-    """One row of tables 5-6 and the BatchNorm row below it: conv -> ReLU -> BatchNorm."""
-    return nn.Sequential(conv, nn.ReLU(inplace=True), nn.BatchNorm2d(conv.out_channels))
+def conv_block(conv: nn.Module, layer_order: str = "conv-bn-relu", relu: bool = True,
+               batchnorm: dict | None = None) -> nn.Sequential:
+    """One convolution row of tables 5-6 with its BatchNorm row: ``conv -> BN -> ReLU`` (the authors' code)
+    or ``conv -> ReLU -> BN`` (the tables' order). ``relu=False`` leaves the ReLU out; ``batchnorm``:
+    keyword arguments of :class:`torch.nn.BatchNorm2d`."""
+    norm = nn.BatchNorm2d(conv.out_channels, **(batchnorm or {}))
+    if not relu:
+        return nn.Sequential(conv, norm)
+    if layer_order == "conv-bn-relu":
+        return nn.Sequential(conv, norm, nn.ReLU(inplace=True))
+    return nn.Sequential(conv, nn.ReLU(inplace=True), norm)
 
 
 class FeatureReconstructionNetwork(nn.Module):
@@ -290,60 +355,97 @@ class FeatureReconstructionNetwork(nn.Module):
 
     Encoder: 3x3 convs, strides 2, 2, 1 (``h*`` must be divisible by 4). Decoder: 4x4 transposed convs
     with stride 2, then a 5x5 one with stride 1 and ``2 c*`` kernels (padding 2, which keeps the size;
-    table 5 says 384 kernels and padding 1, the text says ``2 c*``). ``U~'`` is the first half of the
-    output channels, ``U~''`` the second.
+    table 5 says 384 kernels and padding 1, the text and the code ``2 c*`` and 2). ``U~'`` is the first
+    half of the output channels, ``U~''`` the second.
+
+    Defaults as in the authors' code: ``conv -> BN -> ReLU``, no ReLU after the encoder's last BatchNorm
+    (``bottleneck_relu=False``), a ReLU after the last BatchNorm (both outputs are >= 0;
+    ``output_relu=False`` leaves it out) and Xavier-uniform weights with the gain of a leaky ReLU
+    (``init="xavier"``). Table 5 instead lists ``conv -> ReLU -> BN`` on every row
+    (``layer_order="conv-relu-bn"``, ``bottleneck_relu=True``: the output is BatchNorm-6's) and says nothing
+    about initialisation (``init="default"``: PyTorch's).
     """
 
-    def __init__(self, feature_channels: int, encoder_channels=(768, 1536, 1536), decoder_channels=(768, 384)):
+    def __init__(self, feature_channels: int, encoder_channels=(768, 1536, 1536), decoder_channels=(768, 384),
+                 layer_order: str = "conv-bn-relu", bottleneck_relu: bool = False, output_relu: bool = True,
+                 init: str = "xavier"):
         super().__init__()
         e1, e2, e3 = encoder_channels
         d1, d2 = decoder_channels
         self.feature_channels = feature_channels
         self.encoder = nn.Sequential(
-            _conv_relu_bn(nn.Conv2d(feature_channels, e1, 3, stride=2, padding=1)),
-            _conv_relu_bn(nn.Conv2d(e1, e2, 3, stride=2, padding=1)),
-            _conv_relu_bn(nn.Conv2d(e2, e3, 3, stride=1, padding=1)),
+            conv_block(nn.Conv2d(feature_channels, e1, 3, stride=2, padding=1), layer_order),
+            conv_block(nn.Conv2d(e1, e2, 3, stride=2, padding=1), layer_order),
+            conv_block(nn.Conv2d(e2, e3, 3, stride=1, padding=1), layer_order, relu=bottleneck_relu),
         )
         self.decoder = nn.Sequential(
-            _conv_relu_bn(nn.ConvTranspose2d(e3, d1, 4, stride=2, padding=1)),
-            _conv_relu_bn(nn.ConvTranspose2d(d1, d2, 4, stride=2, padding=1)),
-            _conv_relu_bn(nn.ConvTranspose2d(d2, 2 * feature_channels, 5, stride=1, padding=2)),
+            conv_block(nn.ConvTranspose2d(e3, d1, 4, stride=2, padding=1), layer_order),
+            conv_block(nn.ConvTranspose2d(d1, d2, 4, stride=2, padding=1), layer_order),
+            conv_block(nn.ConvTranspose2d(d2, 2 * feature_channels, 5, stride=1, padding=2), layer_order,
+                       relu=output_relu),
         )
+        if init == "xavier":
+            gain = nn.init.calculate_gain("leaky_relu")
+            for layer in self.modules():
+                if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+                    nn.init.xavier_uniform_(layer.weight, gain=gain)
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
         output = self.decoder(self.encoder(features))
         return output[:, : self.feature_channels], output[:, self.feature_channels:]
 
 
+def upsample_sizes(image_size: int, sizes: str = "code") -> tuple[int, ...]:
+    """The five sizes the global decoder interpolates to before its 4x4 convolutions (padding 2, so each adds
+    one pixel). ``"code"`` (the authors' code): ``S/64 - 1, S/32, S/16 - 1, S/8 - 1, S/4 - 1`` (256 px: 3, 8,
+    15, 31, 63); ``"table"`` (table 6, its first size "31" read as 3): ``3, S/32, S/16, S/8, S/4``."""
+    s = image_size
+    if sizes == "code":
+        return (max(1, s // 64 - 1), s // 32, s // 16 - 1, s // 8 - 1, s // 4 - 1)
+    return (3, s // 32, s // 16, s // 8, s // 4)
+
+
 class GlobalAutoencoder(nn.Module):
     """The global branch's autoencoder-like network (table 6): image ``(N, 3, S, S)`` -> ``U^ (N, c*, h*, w*)``.
 
-    Encoder: five 4x4 convs with stride 2 (``S`` -> ``S/32``), then a bottleneck conv with an
-    ``S/32`` kernel and padding 1, i.e. a 3 x 3 code at every image size (table 6 at 256 px: 8 x 8 kernel).
-    Decoder: five times bilinear upsampling to ``3, S/32, S/16, S/8, S/4`` followed by a 4x4 conv with
-    padding 2; then upsampling to ``h* x w*``, a 3x3 conv, and a linear 3x3 conv to ``c*`` channels
-    (table 6 lists a ReLU on it; see the module docstring, point 2).
+    Encoder: five 4x4 convs with stride 2 (``S`` -> ``S/32``), then a bottleneck conv with an ``S/32``
+    kernel (table 6 at 256 px: 8 x 8) that leaves a ``code_size x code_size`` code: 1 x 1 in the authors'
+    code (padding 0, the default), 3 x 3 with table 6's padding 1. Decoder: five times bilinear upsampling
+    (:func:`upsample_sizes`) followed by a 4x4 conv with padding 2; then upsampling to ``h* x w*``, a 3x3
+    conv, and a 3x3 conv to ``c*`` channels, linear by default as in the code (``output_relu=True``: the
+    ReLU table 6 lists, which cannot match standardised features, negative half of the time).
+    BatchNorm as in the code: no learned scale and shift, eps 1e-4 (``affine_batchnorm=True``: PyTorch's).
     """
 
     def __init__(self, feature_channels: int, image_size: int,
-                 encoder_channels=(32, 32, 64, 64, 64, 64), decoder_channels: int = 64):
+                 encoder_channels=(32, 32, 64, 64, 64, 64), decoder_channels: int = 64,
+                 layer_order: str = "conv-bn-relu", code_size: int = 1, sizes: str = "code",
+                 affine_batchnorm: bool = False, output_relu: bool = False):
         super().__init__()
         if image_size < 64 or image_size % 32:
             raise ValueError(f"image_size must be a multiple of 32 and at least 64; got {image_size}.")
+        if code_size not in (1, 3):
+            raise ValueError(f"code_size must be 1 (the authors' code) or 3 (table 6); got {code_size}.")
+        norm = {} if affine_batchnorm else {"eps": 1e-4, "affine": False}
         layers, previous = [], 3
         for channels in encoder_channels[:5]:
-            layers.append(_conv_relu_bn(nn.Conv2d(previous, channels, 4, stride=2, padding=1)))
+            layers.append(conv_block(nn.Conv2d(previous, channels, 4, stride=2, padding=1), layer_order,
+                                     batchnorm=norm))
             previous = channels
-        layers.append(_conv_relu_bn(nn.Conv2d(previous, encoder_channels[5], image_size // 32, stride=1, padding=1)))
+        bottleneck = nn.Conv2d(previous, encoder_channels[5], image_size // 32, stride=1, padding=(code_size - 1) // 2)
+        layers.append(conv_block(bottleneck, layer_order, batchnorm=norm))
         self.encoder = nn.Sequential(*layers)
-        self.upsample_sizes = (3, image_size // 32, image_size // 16, image_size // 8, image_size // 4)
+        self.upsample_sizes = upsample_sizes(image_size, sizes)
         self.decoder = nn.ModuleList()
         previous = encoder_channels[5]
         for _ in self.upsample_sizes:
-            self.decoder.append(_conv_relu_bn(nn.Conv2d(previous, decoder_channels, 4, stride=1, padding=2)))
+            self.decoder.append(conv_block(nn.Conv2d(previous, decoder_channels, 4, stride=1, padding=2),
+                                           layer_order, batchnorm=norm))
             previous = decoder_channels
-        self.refine = _conv_relu_bn(nn.Conv2d(decoder_channels, decoder_channels, 3, stride=1, padding=1))
-        self.head = nn.Conv2d(decoder_channels, feature_channels, 3, stride=1, padding=1)
+        self.refine = conv_block(nn.Conv2d(decoder_channels, decoder_channels, 3, stride=1, padding=1), layer_order,
+                                 batchnorm=norm)
+        head = nn.Conv2d(decoder_channels, feature_channels, 3, stride=1, padding=1)
+        self.head = nn.Sequential(head, nn.ReLU()) if output_relu else head
 
     def forward(self, images: Tensor, output_size: tuple[int, int]) -> Tensor:
         x = self.encoder(images)
@@ -364,10 +466,13 @@ class ULSADModel(nn.Module):
     def __init__(self, feature_channels: int, config: ULSADConfig):
         super().__init__()
         self.config = config
-        self.frn = FeatureReconstructionNetwork(feature_channels, config.frn_encoder_channels,
-                                                config.frn_decoder_channels)
-        self.global_ae = GlobalAutoencoder(feature_channels, config.image_size, config.ae_encoder_channels,
-                                           config.ae_decoder_channels)
+        self.frn = FeatureReconstructionNetwork(
+            feature_channels, config.frn_encoder_channels, config.frn_decoder_channels, config.layer_order,
+            config.frn_bottleneck_relu, config.frn_output_relu, config.frn_init)
+        self.global_ae = GlobalAutoencoder(
+            feature_channels, config.image_size, config.ae_encoder_channels, config.ae_decoder_channels,
+            config.layer_order, config.ae_code_size, config.ae_upsample_sizes, config.ae_affine_batchnorm,
+            config.ae_output_relu)
         self.register_buffer("feature_mean", torch.zeros(1, feature_channels, 1, 1))
         self.register_buffer("feature_std", torch.ones(1, feature_channels, 1, 1))
         self.register_buffer("quantiles", torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64))
@@ -420,6 +525,15 @@ def check_images(images: Tensor, name: str = "images") -> Tensor:
     if len(images) == 0:
         raise ValueError(f"{name} is empty.")
     return images
+
+
+def training_batches(order: Tensor, batch_size: int) -> list[Tensor]:
+    """``order`` cut into batches of ``batch_size``; a last batch of one image joins the one before it, since
+    BatchNorm cannot normalise the global autoencoder's 1 x 1 code over a single image."""
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
 
 
 class ULSAD:
@@ -544,8 +658,7 @@ class ULSAD:
             model.train()
             sums = dict.fromkeys(names, 0.0)
             order = torch.randperm(n, generator=generator)
-            for start in range(0, n, batch_size):
-                index = order[start:start + batch_size]
+            for index in training_batches(order, batch_size):
                 if cache_features:
                     prepared = cache_images[index].to(self.device)
                     features = cache_features_tensor[index].to(self.device)
@@ -578,21 +691,43 @@ class ULSAD:
         return gaussian_blur(maps, kernel_size=[kernel, kernel], sigma=[sigma, sigma])
 
     @torch.no_grad()
+    def _forward(self, images: Tensor) -> dict[str, Tensor]:
+        """Every tensor of one batch at feature resolution, on the model's device (see :meth:`branch_outputs`)."""
+        model = self._require_fitted()
+        model.eval()
+        prepared = self._prepare(images)
+        features = model.standardize(self._raw_features(prepared))
+        outputs = model(features, prepared)
+        local_map, global_map = model.anomaly_maps(features, outputs)
+        return {"features": features, "reconstruction": outputs["local"], "local_global": outputs["local_global"],
+                "global": outputs["global"], "local_map": local_map, "global_map": global_map}
+
+    @torch.no_grad()
+    def branch_outputs(self, images: Tensor, batch_size: int = 32) -> dict[str, Tensor]:
+        """What both branches compute for ``images (N, 3, H, W)`` in [0, 1], at feature resolution, on the CPU.
+
+        ``features`` = standardised ``U``, ``reconstruction`` = ``U~'``, ``local_global`` = ``U~''``,
+        ``global`` = ``U^`` (each ``(N, c*, h*, w*)``), and the raw maps (not upsampled, blurred or
+        quantile-normalised) ``local_map`` (eq. 7) and ``global_map`` (eq. 8), each ``(N, h*, w*)``.
+        """
+        check_images(images)
+        parts = [self._forward(images[start:start + batch_size]) for start in range(0, len(images), batch_size)]
+        return {name: torch.cat([part[name].float().cpu() for part in parts]) for name in parts[0]}
+
+    @torch.no_grad()
     def _raw_maps(self, images: Tensor, batch_size: int = 32, progress: bool = False) -> tuple[Tensor, Tensor]:
         """Un-normalised local and global maps ``(N, H, W)`` (CPU) at the resolution of ``images``.
 
         Eqs. 7 and 8 at ``h* x w*``, bilinearly upsampled to ``image_size``, blurred (``blur_sigma``), and
         resized to ``H x W`` when that differs.
         """
-        model = self._require_fitted()
-        model.eval()
+        self._require_fitted()
         check_images(images)
         size = self.config.image_size
         locals_, globals_ = [], []
         for start in self._batches(len(images), batch_size, "ULSAD maps", progress):
-            prepared = self._prepare(images[start:start + batch_size])
-            features = model.standardize(self._raw_features(prepared))
-            maps = torch.stack(model.anomaly_maps(features, model(features, prepared)), dim=1)  # (n, 2, h*, w*)
+            outputs = self._forward(images[start:start + batch_size])
+            maps = torch.stack([outputs["local_map"], outputs["global_map"]], dim=1)  # (n, 2, h*, w*)
             maps = F.interpolate(maps, size=(size, size), mode="bilinear", align_corners=False)
             maps = self._blur(maps)
             if tuple(images.shape[-2:]) != (size, size):
@@ -633,9 +768,8 @@ class ULSAD:
         y, x = query_yx
         if not (0 <= y < height and 0 <= x < width):
             raise ValueError(f"query_yx {tuple(query_yx)} lies outside the {height} x {width} image.")
-        prepared = self._prepare(image[None])
-        features = model.standardize(self._raw_features(prepared))
-        global_output = model.global_ae(prepared, features.shape[-2:])
+        outputs = self._forward(image[None])
+        features, global_output = outputs["features"], outputs["global"]
         h, w = features.shape[-2:]
         row, col = min(int(y * h / height), h - 1), min(int(x * w / width), w - 1)
         query = row * w + col

@@ -56,24 +56,12 @@ def fix_cpu_threads(threads: int | None = 1) -> int:
 
 
 # ------------------------------------------------------------------------------------ model internals
-@torch.no_grad()
 def branch_outputs(model, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Intermediate tensors of a trained ULSAD ``model`` for ``images (N, 3, H, W)`` in [0, 1], on the CPU.
-
-    The same steps as :meth:`iadtutor.ulsad.ULSAD.predict`, stopped at feature resolution ``h* x w*``:
-    ``features`` = standardised ``U``, ``reconstruction`` = ``U~'``, ``local_global`` = ``U~''``,
-    ``global`` = ``U^`` (each ``(N, c*, h*, w*)``), and the raw (not quantile-normalised, not blurred)
-    maps ``local_map`` (eq. 7) and ``global_map`` (eq. 8), each ``(N, h*, w*)``.
-    """
-    net = model._require_fitted()
-    net.eval()
-    prepared = model._prepare(images)
-    features = net.standardize(model._raw_features(prepared))
-    outputs = net(features, prepared)
-    local_map, global_map = net.anomaly_maps(features, outputs)
-    result = {"features": features, "reconstruction": outputs["local"], "local_global": outputs["local_global"],
-              "global": outputs["global"], "local_map": local_map, "global_map": global_map}
-    return {name: tensor.float().cpu() for name, tensor in result.items()}
+    """Intermediate tensors of a trained ULSAD ``model`` for ``images (N, 3, H, W)`` in [0, 1], on the CPU:
+    :meth:`iadtutor.ulsad.ULSAD.branch_outputs` (``features`` = standardised ``U``, ``reconstruction`` =
+    ``U~'``, ``local_global`` = ``U~''``, ``global`` = ``U^``, raw maps ``local_map`` (eq. 7) and
+    ``global_map`` (eq. 8), all at feature resolution ``h* x w*``)."""
+    return model.branch_outputs(images)
 
 
 # --------------------------------------------------------------------------------------------- figures
@@ -302,7 +290,8 @@ def kinds_of(defect_types: Sequence[str]) -> np.ndarray:
 
 
 def branch_metrics_table(labels, masks, defect_types: Sequence[str], maps: Mapping[str, object],
-                         fpr_limit: float = 0.3, digits: int = 3) -> pd.DataFrame:
+                         fpr_limit: float = 0.3, digits: int = 3,
+                         baselines: Mapping[str, tuple[object, object]] | None = None) -> pd.DataFrame:
     """Image AUROC, pixel AUROC and AUPRO of every branch, for each kind of anomaly.
 
     ``labels (N,)``, ``masks (N, H, W)``, ``defect_types`` (N names), ``maps``: ``{branch: (N, H, W)}``
@@ -310,12 +299,23 @@ def branch_metrics_table(labels, masks, defect_types: Sequence[str], maps: Mappi
     combined map in sec. 3.5). Rows ``(anomalies, branch)``: ``all`` uses every test image; each kind
     present (``structural``, ``logical``; :func:`iadtutor.data.anomaly_kind`) uses the good images plus
     only that kind. Values are fractions rounded to ``digits``.
+
+    ``baselines``: ``{name: (maps (N, H, W), image_scores (N,))}`` of other methods on the same test images
+    (e.g. a kNN scorer's :class:`~iadtutor.experiment.ScoreResult` ``.maps`` and ``.image_scores``); each
+    adds a row ``name`` to every group, scored with its own image scores.
     """
     labels, masks = viz.to_numpy(labels).astype(int), viz.to_numpy(masks).astype(bool)
     arrays = _check_maps(maps, len(labels))
     if len(defect_types) != len(labels) or len(masks) != len(labels):
         raise ValueError(f"need one label, mask and defect type per map; got {len(labels)} labels, "
                          f"{len(masks)} masks, {len(defect_types)} defect types.")
+    scored = {branch: (arrays[branch], arrays[branch].max(axis=(1, 2))) for branch in BRANCHES}
+    for name, (other_maps, other_scores) in (baselines or {}).items():
+        other_maps, other_scores = viz.to_numpy(other_maps), viz.to_numpy(other_scores).ravel()
+        if other_maps.shape != arrays["combined"].shape or len(other_scores) != len(labels):
+            raise ValueError(f"baseline {name!r} needs maps {arrays['combined'].shape} and {len(labels)} image "
+                             f"scores; got {other_maps.shape} and {len(other_scores)}.")
+        scored[name] = (other_maps, other_scores)
     kinds = kinds_of(defect_types)
     present = [k for k in KINDS if k in set(kinds)]
     groups = {"all": np.ones(len(labels), dtype=bool)}
@@ -323,10 +323,10 @@ def branch_metrics_table(labels, masks, defect_types: Sequence[str], maps: Mappi
         groups.update({kind: (kinds == "good") | (kinds == kind) for kind in present})
     rows = []
     for group, keep in groups.items():
-        for branch in BRANCHES:
-            values = arrays[branch][keep]
+        for branch, (branch_maps, scores) in scored.items():
+            values = branch_maps[keep]
             rows.append({"anomalies": group, "branch": branch,
-                         "image_auroc": metrics.image_auroc(labels[keep], values.max(axis=(1, 2))),
+                         "image_auroc": metrics.image_auroc(labels[keep], scores[keep]),
                          "pixel_auroc": metrics.pixel_auroc(masks[keep], values),
                          "aupro": metrics.aupro(masks[keep], values, fpr_limit=fpr_limit)})
     table = pd.DataFrame(rows).set_index(["anomalies", "branch"])

@@ -11,6 +11,7 @@ import torch
 
 from iadtutor.backbones import load_backbone
 from iadtutor.ulsad import (
+    PAPER_TEXT,
     ULSAD,
     FeatureReconstructionNetwork,
     GlobalAutoencoder,
@@ -29,7 +30,10 @@ from iadtutor.ulsad import (
     magnitude_distance,
     normalize_map,
     self_attention_weights,
+    training_batches,
+    upsample_sizes,
 )
+from torch import nn
 
 SIZE = 64
 
@@ -99,22 +103,26 @@ def as_map(vectors: dict) -> torch.Tensor:
 
 def test_distances_match_hand_computation():
     p, t = as_map(PREDICTED), as_map(TARGET)
-    assert torch.allclose(magnitude_distance(p, t), torch.tensor([HAND_LV], dtype=torch.float64))
-    assert torch.allclose(magnitude_distance(p, t, "mean"), torch.tensor([HAND_LV], dtype=torch.float64) / 2)
+    # eq. 2 sums over the channels; the authors' code (our default) takes the mean over the c = 2 channels.
+    assert torch.allclose(magnitude_distance(p, t, "sum"), torch.tensor([HAND_LV], dtype=torch.float64))
+    assert torch.allclose(magnitude_distance(p, t), torch.tensor([HAND_LV], dtype=torch.float64) / 2)
     assert torch.allclose(direction_distance(p, t), torch.tensor([HAND_LD], dtype=torch.float64))
     expected_map = torch.tensor([[[0.0, 9.0 + 0.5 * 2], [25.0, 4.0 + 0.5]]], dtype=torch.float64)
-    assert torch.allclose(distance_map(p, t, 0.5), expected_map)
+    assert torch.allclose(distance_map(p, t, 0.5, "sum"), expected_map)
+    expected_mean = torch.tensor([[[0.0, 4.5 + 0.5 * 2], [12.5, 2.0 + 0.5]]], dtype=torch.float64)
+    assert torch.allclose(distance_map(p, t, 0.5), expected_mean)
 
 
 def test_local_loss_eq1_by_hand():
     p, t = as_map(PREDICTED), as_map(TARGET)
     # (1/k*) sum_k l_v + lambda l_d with k* = 4 and lambda_l = 0.5: (0 + 10 + 25 + 4.5) / 4.
-    assert local_loss(p, t, 0.5).item() == pytest.approx(39.5 / 4)
-    # lambda_l = 0 leaves the squared distances only; "mean" divides l_v by c* = 2.
-    assert local_loss(p, t, 0.0).item() == pytest.approx(38.0 / 4)
-    assert local_loss(p, t, 0.5, "mean").item() == pytest.approx((0 + 5.5 + 12.5 + 2.5) / 4)
+    assert local_loss(p, t, 0.5, "sum").item() == pytest.approx(39.5 / 4)
+    # lambda_l = 0 leaves the squared distances only; "mean" (the default) divides l_v by c* = 2.
+    assert local_loss(p, t, 0.0, "sum").item() == pytest.approx(38.0 / 4)
+    assert local_loss(p, t, 0.5).item() == pytest.approx((0 + 5.5 + 12.5 + 2.5) / 4)
     # eq. 6 is the same formula between U~'' and U^.
-    assert local_global_loss(p, t, 0.5).item() == pytest.approx(39.5 / 4)
+    assert local_global_loss(p, t, 0.5, "sum").item() == pytest.approx(39.5 / 4)
+    assert local_global_loss(p, t, 0.5).item() == pytest.approx((0 + 5.5 + 12.5 + 2.5) / 4)
 
 
 def brute_force_attention(keys: torch.Tensor, queries: torch.Tensor) -> list[list[float]]:
@@ -159,12 +167,14 @@ def test_consistency_loss_eq5_brute_force():
     wc = brute_force_attention(features[0], global_output[0])
     z = features[0].flatten(1).numpy()  # (c, k)
     a, a_hat = z @ np.array(w), z @ np.array(wc)
-    terms = []
+    terms, text_terms = [], []
     for k in range(4):
         lv = float(np.sum((a_hat[:, k] - a[:, k]) ** 2))
         cos = float(a_hat[:, k] @ a[:, k] / np.linalg.norm(a_hat[:, k]) / np.linalg.norm(a[:, k]))
-        terms.append(lv + 0.5 * (1 - cos))
+        terms.append(lv / 3 + 0.5 * (1 - cos))  # the code's l_v: mean over the c = 3 channels
+        text_terms.append(lv + 0.5 * (1 - cos))  # eq. 2: sum
     assert consistency_loss(features, global_output, 0.5).item() == pytest.approx(np.mean(terms))
+    assert consistency_loss(features, global_output, 0.5, "sum").item() == pytest.approx(np.mean(text_terms))
     # The self-attention target is reached exactly when U^ = U.
     assert consistency_loss(features, features, 0.5).item() == pytest.approx(0.0, abs=1e-12)
 
@@ -187,10 +197,11 @@ def test_branch_output_shapes(image_size):
     frn = FeatureReconstructionNetwork(c, (8, 16, 16), (8, 8))
     local, local_global = frn(torch.randn(2, c, h, h))
     assert local.shape == local_global.shape == (2, c, h, h)
-    ae = GlobalAutoencoder(c, image_size, (4, 4, 8, 8, 8, 8), 8)
-    code = ae.encoder(torch.randn(2, 3, image_size, image_size))
-    assert code.shape == (2, 8, 3, 3)  # table 6: a 3 x 3 code
-    assert ae(torch.randn(2, 3, image_size, image_size), (h, h)).shape == (2, c, h, h)
+    for code_size in (1, 3):  # the authors' code: a 1 x 1 code; table 6: 3 x 3
+        ae = GlobalAutoencoder(c, image_size, (4, 4, 8, 8, 8, 8), 8, code_size=code_size)
+        code = ae.encoder(torch.randn(2, 3, image_size, image_size))
+        assert code.shape == (2, 8, code_size, code_size)
+        assert ae(torch.randn(2, 3, image_size, image_size), (h, h)).shape == (2, c, h, h)
     model = ULSADModel(c, tiny_config(image_size=image_size, frn_encoder_channels=(8, 16, 16),
                                       frn_decoder_channels=(8, 8)))
     outputs = model(torch.randn(2, c, h, h), torch.randn(2, 3, image_size, image_size))
@@ -202,6 +213,96 @@ def test_branch_output_shapes(image_size):
         sum(losses[k].item() for k in ("local", "consistency", "local_global")), rel=1e-6)
     local_map, global_map = model.anomaly_maps(torch.randn(2, c, h, h), outputs)
     assert local_map.shape == global_map.shape == (2, h, h)
+
+
+def layer_kinds(module: nn.Module) -> list[str]:
+    """The leaf layers of ``module`` in order, as short names: conv, bn, relu."""
+    names = {nn.Conv2d: "conv", nn.ConvTranspose2d: "conv", nn.BatchNorm2d: "bn", nn.ReLU: "relu"}
+    return [names[type(m)] for m in module.modules() if type(m) in names]
+
+
+def test_frn_layers_as_in_the_authors_code_and_as_in_table_5():
+    code = FeatureReconstructionNetwork(12, (8, 16, 16), (8, 8))
+    # code: conv -> BN -> ReLU; no ReLU after the bottleneck's BN; a ReLU after the last BN.
+    assert layer_kinds(code.encoder) == ["conv", "bn", "relu", "conv", "bn", "relu", "conv", "bn"]
+    assert layer_kinds(code.decoder) == ["conv", "bn", "relu"] * 3
+    local, local_global = code(torch.randn(2, 12, 8, 8))
+    assert local.min() >= 0 and local_global.min() >= 0 and (local > 0).any()
+    table = FeatureReconstructionNetwork(12, (8, 16, 16), (8, 8), layer_order="conv-relu-bn", bottleneck_relu=True)
+    assert layer_kinds(table) == ["conv", "relu", "bn"] * 6  # every row of table 5: conv, ReLU, BatchNorm
+    assert table(torch.randn(2, 12, 8, 8))[0].min() < 0  # ends with BatchNorm-6
+    linear = FeatureReconstructionNetwork(12, (8, 16, 16), (8, 8), output_relu=False)
+    assert layer_kinds(linear.decoder)[-3:] == ["relu", "conv", "bn"]
+
+
+def test_frn_initialisation_xavier_uniform_with_leaky_relu_gain():
+    torch.manual_seed(0)
+    frn = FeatureReconstructionNetwork(32, (64, 64, 64), (64, 64))
+    conv = frn.encoder[1][0]  # 64 -> 64, 3 x 3: fan_in = fan_out = 576
+    bound = nn.init.calculate_gain("leaky_relu") * math.sqrt(6 / (576 + 576))
+    weights = conv.weight.detach()
+    assert weights.abs().max() <= bound and weights.abs().max() > 0.99 * bound
+    assert weights.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02)  # uniform on [-bound, bound]
+    torch.manual_seed(0)
+    default = FeatureReconstructionNetwork(32, (64, 64, 64), (64, 64), init="default").encoder[1][0].weight
+    assert default.abs().max() < 0.5 * bound  # PyTorch's default (kaiming, a = sqrt(5)) is narrower
+
+
+def test_global_autoencoder_as_in_the_authors_code_and_as_in_table_6():
+    assert upsample_sizes(256) == (3, 8, 15, 31, 63)
+    assert upsample_sizes(256, "table") == (3, 8, 16, 32, 64)
+    sizes = []
+    ae = GlobalAutoencoder(12, 256, (4, 4, 4, 4, 4, 4), 4)
+    for layer in ae.decoder:
+        layer.register_forward_hook(lambda module, inputs, output: sizes.append(output.shape[-1]))
+    out = ae(torch.rand(2, 3, 256, 256), (32, 32))
+    assert out.shape == (2, 12, 32, 32) and out.min() < 0  # linear output (table 6 lists a ReLU)
+    assert sizes == [4, 9, 16, 32, 64]  # each 4x4 conv with padding 2 adds one pixel
+    norms = [m for m in ae.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 12 and all(not m.affine and m.eps == 1e-4 for m in norms)
+    assert layer_kinds(ae.encoder)[:3] == ["conv", "bn", "relu"]
+    table = GlobalAutoencoder(12, 256, (4, 4, 4, 4, 4, 4), 4, layer_order="conv-relu-bn", code_size=3,
+                              sizes="table", affine_batchnorm=True, output_relu=True)
+    assert table.encoder(torch.rand(2, 3, 256, 256)).shape == (2, 4, 3, 3)
+    assert all(m.affine for m in table.modules() if isinstance(m, nn.BatchNorm2d))
+    assert layer_kinds(table.encoder)[:3] == ["conv", "relu", "bn"]
+    assert table(torch.rand(2, 3, 256, 256), (32, 32)).min() >= 0
+
+
+def test_config_defaults_follow_the_code_and_paper_text_switches_every_difference():
+    code, text = ULSADConfig(), ULSADConfig(**PAPER_TEXT)
+    assert (code.magnitude, code.layer_order, code.ae_code_size, code.frn_init) == ("mean", "conv-bn-relu", 1, "xavier")
+    assert all(getattr(code, name) != value for name, value in PAPER_TEXT.items())
+    assert all(getattr(text, name) == value for name, value in PAPER_TEXT.items())
+    model = ULSADModel(12, tiny_config(**PAPER_TEXT, frn_encoder_channels=(8, 16, 16), frn_decoder_channels=(8, 8)))
+    assert layer_kinds(model.frn)[:3] == ["conv", "relu", "bn"]
+    assert model.global_ae.encoder(torch.rand(2, 3, SIZE, SIZE)).shape[-2:] == (3, 3)
+    with pytest.raises(ValueError, match="layer_order"):
+        ULSADConfig(layer_order="bn-conv")
+    with pytest.raises(ValueError, match="ae_code_size"):
+        ULSADConfig(ae_code_size=2)
+
+
+def test_training_batches_never_leave_one_image_alone():
+    assert [len(b) for b in training_batches(torch.arange(9), 4)] == [4, 5]
+    assert [len(b) for b in training_batches(torch.arange(8), 4)] == [4, 4]
+    assert [len(b) for b in training_batches(torch.arange(7), 4)] == [4, 3]
+    assert torch.equal(torch.cat(training_batches(torch.arange(9), 4)), torch.arange(9))
+
+
+def test_branch_outputs_are_the_models_tensors(fitted, data):
+    out = fitted.branch_outputs(data["test"], batch_size=2)
+    net = fitted.model
+    with torch.no_grad():
+        prepared = fitted._prepare(data["test"])
+        features = net.standardize(aggregate_features(fitted.backbone(prepared), fitted.config.feature_channels))
+        outputs = net(features, prepared)
+    assert torch.allclose(out["features"], features, atol=1e-5)
+    assert torch.allclose(out["global"], outputs["global"], atol=1e-5)
+    assert torch.allclose(out["reconstruction"], outputs["local"], atol=1e-5)
+    local_map, global_map = net.anomaly_maps(features, outputs)
+    assert torch.allclose(out["local_map"], local_map, atol=1e-5)
+    assert torch.allclose(out["global_map"], global_map, atol=1e-5)
 
 
 def test_predict_shapes_at_image_resolution(fitted, data, backbone):

@@ -68,10 +68,11 @@ def test_branch_outputs_give_eqs_7_and_8_and_the_maps_of_predict(model, test_ima
         assert out[name].shape == (3, c, h, h)
     u, rec = out["features"], out["reconstruction"]
     lam = model.config.lambda_local
-    by_hand = ((rec - u) ** 2).sum(1) + lam * (1 - (rec * u).sum(1) / (rec.norm(dim=1) * u.norm(dim=1)))
+    # l_v as in the authors' code (the default): the mean of the squared differences over the channels
+    by_hand = ((rec - u) ** 2).mean(1) + lam * (1 - (rec * u).sum(1) / (rec.norm(dim=1) * u.norm(dim=1)))
     assert torch.allclose(out["local_map"], by_hand, rtol=1e-4, atol=1e-4)
     a, b = out["local_global"], out["global"]
-    by_hand = ((a - b) ** 2).sum(1) + model.config.lambda_global * (1 - F.cosine_similarity(a, b, dim=1))
+    by_hand = ((a - b) ** 2).mean(1) + model.config.lambda_global * (1 - F.cosine_similarity(a, b, dim=1))
     assert torch.allclose(out["global_map"], by_hand, rtol=1e-4, atol=1e-4)
     # upsampled, blurred and quantile-normalised, they are the maps predict() returns
     predicted = model.predict(test_images)
@@ -198,6 +199,24 @@ def test_branch_metrics_table_compares_good_with_one_kind_at_a_time():
             assert row["image_auroc"] == pytest.approx(roc_auc_score(labels[keep], values.max(axis=(1, 2))))
             assert row["pixel_auroc"] == pytest.approx(roc_auc_score(masks[keep].ravel(), values.ravel()))
             assert row["aupro"] == pytest.approx(metrics.aupro(masks[keep], values))
+
+
+def test_branch_metrics_table_adds_baselines_scored_with_their_own_image_scores():
+    labels, masks, maps = hand_case()
+    other_maps = maps["local"][::-1].copy()
+    other_scores = np.arange(7.0)  # ranks the images 0..6, whatever the maps say
+    table = viz_ulsad.branch_metrics_table(labels, masks, TYPES, maps, digits=10,
+                                           baselines={"knn": (other_maps, other_scores)})
+    assert list(table.loc["all"].index) == [*viz_ulsad.BRANCHES, "knn"]
+    for group, keep in (("all", range(7)), ("logical", [0, 1, 2, 3, 4])):
+        keep = list(keep)
+        row = table.loc[(group, "knn")]
+        assert row["image_auroc"] == pytest.approx(roc_auc_score(labels[keep], other_scores[keep]))
+        assert row["pixel_auroc"] == pytest.approx(roc_auc_score(masks[keep].ravel(), other_maps[keep].ravel()))
+    plain = viz_ulsad.branch_metrics_table(labels, masks, TYPES, maps, digits=10)
+    assert table.drop(index="knn", level=1).equals(plain)
+    with pytest.raises(ValueError, match="baseline 'knn'"):
+        viz_ulsad.branch_metrics_table(labels, masks, TYPES, maps, baselines={"knn": (other_maps, other_scores[:3])})
 
 
 def test_branch_metrics_table_without_kinds_and_with_loco_names():
