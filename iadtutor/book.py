@@ -105,7 +105,8 @@ def chapter_notebooks(root: Path = REPO_ROOT) -> list[Path]:
 
 def expected_pages(root: Path = REPO_ROOT) -> list[str]:
     """Paths, relative to the HTML folder, of every page the book must have."""
-    pages = ["book/intro.html", "book/papers.html", "book/datasets.html", "book/results.html"]
+    pages = ["book/intro.html", "book/papers.html", "book/datasets.html", "book/results.html",
+             "book/real_results.html"]
     return pages + [f"notebooks/{nb.stem}.html" for nb in chapter_notebooks(root)]
 
 

@@ -14,6 +14,19 @@ import json
 import sys
 
 EVALUATE_METHODS = ("spade", "lwinnn", "patchcore", "ldknn", "knn", "ulsad")
+# Backbone taps (0, 1, 2 = strides 4, 8, 16) of each method with --layers auto: REB's methods use its
+# "phi_2 + phi_3" (strides 8 and 16: a quarter of the patches), the others all three (LWinNN, PatchCore).
+DEFAULT_LAYERS = {"ldknn": (1, 2), "knn": (1, 2)}
+
+
+def parse_layers(text: str, method: str) -> tuple[int, ...]:
+    """``--layers``: ``auto`` (the method's default, :data:`DEFAULT_LAYERS`) or taps such as ``1,2``."""
+    if text == "auto":
+        return DEFAULT_LAYERS.get(method, (0, 1, 2))
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--layers must be 'auto' or comma-separated taps from 0, 1, 2; got {text!r}.") from None
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +43,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--squared", action="store_true", help="LDKNN with squared L2 (REB's code)")
     parser.add_argument("--coreset", type=float, default=None,
                         help="coreset fraction (default: 0.01 for patchcore, 1.0 = full bank for ldknn)")
+    parser.add_argument("--layers", default="auto",
+                        help="backbone taps to embed, e.g. 0,1,2 (auto: 1,2 for ldknn and knn as in REB, else 0,1,2)")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--keep-aspect", action="store_true", help="resize the shortest side, keep aspect ratio")
     parser.add_argument("--no-normalize", action="store_true", help="skip ImageNet normalisation (ablation)")
@@ -39,6 +54,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-train", type=int, default=750, help="use at most this many train images")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=None, help="ULSAD training epochs")
+    parser.add_argument("--ulsad-preset", default="paper", choices=("paper", "small"),
+                        help="ULSAD networks: the paper's, or narrow ones for a CPU (ULSADConfig.small)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for AUROC intervals (0: none)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--seed", type=int, default=0)
@@ -59,7 +76,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
     progress = not args.quiet
     config = EmbeddingConfig(image_size=args.image_size, keep_aspect=args.keep_aspect,
                              normalize=not args.no_normalize, pool=not args.no_pool,
-                             pool_padding=not args.unpadded_pool, interpolation=args.interpolation)
+                             pool_padding=not args.unpadded_pool, interpolation=args.interpolation,
+                             layers=parse_layers(args.layers, args.method))
     category = load_category(args.data_root, args.category, image_size=args.image_size,
                              keep_aspect=args.keep_aspect, layout=args.layout, max_train=args.max_train,
                              with_validation=args.method == "ulsad", progress=progress)
@@ -69,10 +87,15 @@ def evaluate_command(args: argparse.Namespace) -> int:
               "n_test": len(category.test.labels), "image_size": args.image_size, "device": str(device),
               "seed": args.seed}
     if args.method == "ulsad":
-        from .ulsad import evaluate_ulsad
+        from .ulsad import ULSADConfig, evaluate_ulsad
 
+        config = None  # the paper's networks at the images' size
+        if args.ulsad_preset == "small":
+            size = max(64, 32 * round(args.image_size / 32))
+            config = ULSADConfig.small(image_size=size, blur_sigma=4.0 * size / 256)
         result.update(evaluate_ulsad(category, backbone, epochs=args.epochs, device=device, seed=args.seed,
-                                     bootstrap=args.bootstrap, progress=progress))
+                                     bootstrap=args.bootstrap, progress=progress, config=config))
+        result["ulsad_preset"] = args.ulsad_preset
     else:
         embedder = PatchEmbedder(backbone, config)
         embedded = embed_category(category, embedder, batch_size=args.batch_size, progress=progress)
@@ -146,6 +169,9 @@ def _add_optional_commands(commands, data_commands) -> None:
     verify_parser = data_commands.add_parser("verify", help="verify a dataset folder against known counts")
     download.add_verify_arguments(verify_parser)
     verify_parser.set_defaults(handler=download.verify_command)
+    hold_out = data_commands.add_parser("hold-out", help="copy a category, holding out training normals as test/good")
+    download.add_hold_out_arguments(hold_out)
+    hold_out.set_defaults(handler=download.hold_out_command)
     visa = data_commands.add_parser("prepare-visa", help="split VisA into the MVTec AD layout (1cls split)")
     download.add_prepare_visa_arguments(visa)
     visa.set_defaults(handler=download.prepare_visa_command)

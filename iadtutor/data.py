@@ -16,7 +16,15 @@ mvtec_loco   ``train/good``,             ``test/logical_anomalies``,        ever
 visa         ``train/good``,             ``test/bad``                       ``ground_truth/bad/NAME.png``
              ``test/good``
 btad         ``train/ok``, ``test/ok``   ``test/ko``                        ``ground_truth/ko/NAME.png`` (or ``.bmp``)
+kolektor     ``kosNN/PartN.jpg`` with    ``kosNN/PartN.jpg`` with a         ``kosNN/PartN_label.bmp``
+             an empty label              non-empty label
 ===========  ==========================  =================================  ========================================
+
+KolektorSDD (``kolektor``) has no train / test folders: the category folder holds one folder per commutator
+(``kos01`` ... ``kos50``), each with its surfaces ``PartN.jpg`` and a label image ``PartN_label.bmp`` for every
+one of them. A part is defective when its label has a non-zero pixel. Like anomalib, every defective part is
+a test image and the normal parts are split at random (a seeded ``train_test_split``, 80 % train, seed 42)
+into train and test: see :func:`split_normals`.
 
 VisA is read after the usual reorganisation into this layout (the ``1cls`` split of its
 ``prepare_data.py`` script). Images may be ``.png``, ``.jpg``, ``.bmp`` or ``.tif`` in any letter case;
@@ -51,6 +59,7 @@ __all__ = [
     "list_categories",
     "detect_layout",
     "resize_shape",
+    "split_normals",
     "load_image",
     "load_mask",
     "binarize_mask",
@@ -59,7 +68,7 @@ __all__ = [
     "load_split",
 ]
 
-LAYOUTS = ("mvtec_ad", "mvtec_loco", "visa", "btad", "mpdd")
+LAYOUTS = ("mvtec_ad", "mvtec_loco", "visa", "btad", "mpdd", "kolektor")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 # Name of the folder holding normal images, per layout.
@@ -67,6 +76,11 @@ NORMAL_FOLDER = {"mvtec_ad": "good", "mvtec_loco": "good", "visa": "good", "btad
 # MPDD is stored exactly like MVTec AD, so its folders cannot tell the two apart.
 _SAME_ON_DISK = {"mpdd": "mvtec_ad"}
 _LOCO_DEFECT_FOLDERS = {"logical_anomalies", "structural_anomalies"}
+# KolektorSDD: kosNN/PartN.jpg beside its label image kosNN/PartN_label.bmp.
+KOLEKTOR_LABEL_SUFFIX = "_label"
+# anomalib's split of KolektorSDD's normal parts: sklearn's train_test_split(train_size=0.8, random_state=42).
+KOLEKTOR_TRAIN_FRACTION = 0.8
+KOLEKTOR_SPLIT_SEED = 42
 
 
 class DatasetError(ValueError):
@@ -132,17 +146,20 @@ def detect_layout(category_dir: str | os.PathLike) -> str:
     ``train/ok`` means BTAD; a ``test/logical_anomalies`` or ``test/structural_anomalies`` folder means
     MVTec LOCO; a ``test/bad`` folder whose masks have no ``_mask`` suffix means VisA; anything else
     with ``train/good`` is MVTec AD. MPDD folders are identical to MVTec AD ones and come out as
-    ``"mvtec_ad"`` (pass ``layout="mpdd"`` to name them).
+    ``"mvtec_ad"`` (pass ``layout="mpdd"`` to name them). A folder without ``train/`` whose sub-folders
+    hold ``*_label`` images is KolektorSDD.
     """
     category_dir = Path(category_dir)
     if not category_dir.is_dir():
         raise DatasetError(f"Category folder {category_dir} does not exist.")
     if (category_dir / "train" / "ok").is_dir():
         return "btad"
+    if not (category_dir / "train").is_dir() and _kolektor_label_files(category_dir):
+        return "kolektor"
     if not (category_dir / "train" / "good").is_dir():
         raise DatasetError(
             f"Category folder {category_dir} has no training folder: expected {category_dir / 'train' / 'good'} "
-            "(MVTec AD, MVTec LOCO, VisA, MPDD) or train/ok (BTAD)."
+            "(MVTec AD, MVTec LOCO, VisA, MPDD), train/ok (BTAD) or kosNN/PartN_label.bmp files (KolektorSDD)."
         )
     test_folders = {p.name for p in _subfolders(category_dir / "test")}
     if test_folders & _LOCO_DEFECT_FOLDERS:
@@ -211,12 +228,16 @@ def _test_samples(category_dir: Path, layout: str) -> list[Sample]:
     return sorted(samples, key=lambda s: s.image_path)
 
 
-def find_category(data_root: str | os.PathLike, category: str, layout: str = "auto") -> CategorySplits:
+def find_category(data_root: str | os.PathLike, category: str, layout: str = "auto", *,
+                  split_seed: int = KOLEKTOR_SPLIT_SEED,
+                  train_fraction: float = KOLEKTOR_TRAIN_FRACTION) -> CategorySplits:
     """List the train / test / validation samples of ``data_root / category``, each sorted by path.
 
     ``layout="auto"`` detects it with :func:`detect_layout`; an explicit layout must match what is on
     disk (``"mpdd"`` and ``"mvtec_ad"`` are interchangeable). Raises :class:`DatasetError` for a missing
     category (listing the ones that exist), an empty training folder, or a defect image without a mask.
+    ``split_seed`` and ``train_fraction`` only matter for KolektorSDD, whose normal parts are split into
+    train and test here (defaults: anomalib's split, see :func:`split_normals`).
     """
     _check_layout_name(layout)
     data_root = Path(data_root)
@@ -228,6 +249,13 @@ def find_category(data_root: str | os.PathLike, category: str, layout: str = "au
         found = ", ".join(existing) if existing else "none (no sub-folder has train/good or train/ok)"
         raise DatasetError(f"Category folder {category_dir} does not exist; categories in {data_root}: {found}.")
 
+    if layout in ("auto", "kolektor"):
+        detected = detect_layout(category_dir)
+        if detected == "kolektor":
+            return _find_kolektor(data_root, category, split_seed, train_fraction)
+        if layout == "kolektor":
+            raise DatasetError(f"Category folder {category_dir} looks like layout {detected!r}, not 'kolektor' "
+                               "(expected kosNN/PartN.jpg with kosNN/PartN_label.bmp).")
     if layout != "auto":
         train_dir = category_dir / "train" / NORMAL_FOLDER[layout]
         if not train_dir.is_dir():
@@ -250,6 +278,60 @@ def find_category(data_root: str | os.PathLike, category: str, layout: str = "au
     validation = _normal_samples(category_dir / "validation" / normal)
     test = _test_samples(category_dir, layout)
     return CategorySplits(data_root, category, layout, train, test, validation)
+
+
+def _kolektor_label_files(category_dir: Path) -> list[Path]:
+    return [p for folder in _subfolders(category_dir) for p in _image_files(folder)
+            if p.stem.endswith(KOLEKTOR_LABEL_SUFFIX)]
+
+
+def _label_is_empty(path: Path) -> bool:
+    """True when the label image has no non-zero pixel (anomalib's rule for a normal KolektorSDD part)."""
+    return not np.asarray(_open_image(path, "label")).any()
+
+
+def split_normals(samples: Sequence[Sample], train_fraction: float = KOLEKTOR_TRAIN_FRACTION,
+                  seed: int = KOLEKTOR_SPLIT_SEED) -> tuple[list[Sample], list[Sample]]:
+    """Split normal samples at random into ``(train, test)``, both sorted by path.
+
+    The samples are ordered by their path as text and split with scikit-learn's
+    ``train_test_split(train_size=train_fraction, random_state=seed)``: with the defaults that is
+    anomalib's split of KolektorSDD (its ``make_kolektor_dataset``), 277 train and 70 test of 347 parts.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < train_fraction < 1:
+        raise ValueError(f"train_fraction must be between 0 and 1 (exclusive), got {train_fraction!r}.")
+    ordered = sorted(samples, key=lambda s: str(s.image_path))
+    if len(ordered) < 2:
+        raise DatasetError(f"Cannot split {len(ordered)} normal image(s) into train and test: need at least 2.")
+    train, test = train_test_split(ordered, train_size=train_fraction, random_state=seed)
+    return sorted(train, key=lambda s: s.image_path), sorted(test, key=lambda s: s.image_path)
+
+
+def _find_kolektor(data_root: Path, category: str, seed: int, train_fraction: float) -> CategorySplits:
+    category_dir = data_root / category
+    normal, defective = [], []
+    for folder in _subfolders(category_dir):
+        files = _image_files(folder)
+        labels = {p.stem[: -len(KOLEKTOR_LABEL_SUFFIX)]: p for p in reversed(files)
+                  if p.stem.endswith(KOLEKTOR_LABEL_SUFFIX)}
+        for image_path in files:
+            if image_path.stem.endswith(KOLEKTOR_LABEL_SUFFIX):
+                continue
+            label = labels.get(image_path.stem)
+            if label is None:
+                raise DatasetError(f"KolektorSDD part {image_path} has no label image: expected "
+                                   f"{folder / (image_path.stem + KOLEKTOR_LABEL_SUFFIX + '.bmp')}.")
+            if _label_is_empty(label):
+                normal.append(Sample(image_path, 0, "good", ()))
+            else:
+                defective.append(Sample(image_path, 1, "defect", (label,)))
+    if not normal:
+        raise DatasetError(f"KolektorSDD folder {category_dir} holds no normal part (every label is non-empty).")
+    train, test_normal = split_normals(normal, train_fraction, seed)
+    test = sorted(test_normal + defective, key=lambda s: s.image_path)
+    return CategorySplits(data_root, category, "kolektor", train, test, [])
 
 
 # --------------------------------------------------------------------------- reading pixels
@@ -293,8 +375,10 @@ def _image_hw(path: Path) -> tuple[int, int]:
     return height, width
 
 
-def load_image(path: str | os.PathLike, image_size: int, keep_aspect: bool = False) -> torch.Tensor:
-    """Read an image as RGB floats in [0, 1], shape ``(3, H, W)`` with ``(H, W)`` from :func:`resize_shape`.
+def load_image(path: str | os.PathLike, image_size: int, keep_aspect: bool = False,
+               shape: Sequence[int] | None = None) -> torch.Tensor:
+    """Read an image as RGB floats in [0, 1], shape ``(3, H, W)`` with ``(H, W)`` from :func:`resize_shape`
+    (or exactly ``shape`` when given).
 
     Grayscale images are repeated over the 3 channels. Resizing is bilinear with antialiasing (as PIL's
     and torchvision's resize), so shrinking a large image averages pixels instead of skipping them.
@@ -302,7 +386,9 @@ def load_image(path: str | os.PathLike, image_size: int, keep_aspect: bool = Fal
     path = Path(path)
     image = _open_image(path, "image").convert("RGB")
     pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
-    shape = resize_shape(pixels.shape[-2:], image_size, keep_aspect)
+    if shape is None:
+        shape = resize_shape(pixels.shape[-2:], image_size, keep_aspect)
+    shape = tuple(int(v) for v in shape)
     if tuple(pixels.shape[-2:]) == shape:
         return pixels
     resized = F.interpolate(pixels[None], size=shape, mode="bilinear", align_corners=False, antialias=True)
@@ -406,47 +492,65 @@ class LoadedSplit:
         return len(self.paths)
 
 
+# With keep_aspect, originals whose height / width ratio differs from the first image's by at most this
+# fraction are resized to the first image's output shape (KolektorSDD: 500 wide, 1235 to 1285 high).
+ASPECT_TOLERANCE = 0.03
+
+
 def load_split(
     samples: Sequence[Sample],
     image_size: int = 256,
     keep_aspect: bool = False,
     progress: bool = True,
     max_images: int | None = None,
+    output_shape: Sequence[int] | None = None,
 ) -> LoadedSplit:
     """Read samples into tensors (see :class:`LoadedSplit`), in the order given.
 
     ``max_images`` keeps only the first ``max_images`` samples (the LWinNN paper caps training sets at
-    750 images this way). With ``keep_aspect=True`` all images must come out the same shape, which
-    holds when their originals share one shape; otherwise :class:`DatasetError` names the odd file.
+    750 images this way). Every image comes out in one shape ``(H, W)``: ``output_shape`` when given
+    (pass the training split's shape when loading its test split), else the first image's
+    :func:`resize_shape`. With ``keep_aspect=True`` an image whose aspect ratio differs from that shape's
+    by more than :data:`ASPECT_TOLERANCE` (3 %) raises :class:`DatasetError` naming it; smaller
+    differences (KolektorSDD's parts vary in height by 4 %) are resized to the common shape.
     """
     if max_images is not None:
         if isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1:
             raise ValueError(f"max_images must be a positive integer or None, got {max_images!r}.")
         samples = samples[: int(max_images)]
-    dataset = AnomalyDataset(samples, image_size, keep_aspect)
-    if len(dataset) == 0:
+    resize_shape((1, 1), image_size, keep_aspect)  # checks image_size
+    samples = list(samples)
+    if len(samples) == 0:
         raise ValueError("load_split got no samples to load.")
+    first = Path(samples[0].image_path)
+    first_hw = _image_hw(first)
+    if output_shape is None:
+        output_shape = resize_shape(first_hw, image_size, keep_aspect)
+        target_aspect, shape_source = first_hw[0] / first_hw[1], f"its first image {first}"
+    else:
+        output_shape = tuple(int(v) for v in output_shape)
+        target_aspect, shape_source = output_shape[0] / output_shape[1], "output_shape"
 
-    images = masks = None
-    for index in tqdm(range(len(dataset)), desc="loading images", disable=not progress):
-        item = dataset[index]
-        if images is None:  # allocate once, after the first image tells the shape
-            images = torch.empty((len(dataset), *item["image"].shape), dtype=torch.float32)
-            masks = torch.empty((len(dataset), *item["mask"].shape), dtype=torch.bool)
-        elif item["image"].shape != images.shape[1:]:
-            raise DatasetError(
-                f"Image {item['path']} comes out {tuple(item['image'].shape[-2:])} but "
-                f"{dataset.samples[0].image_path} comes out {tuple(images.shape[-2:])}: with keep_aspect=True "
-                "all originals must share one shape (use keep_aspect=False to resize them all to a square)."
-            )
-        images[index] = item["image"]
-        masks[index] = item["mask"]
+    images = torch.empty((len(samples), 3, *output_shape), dtype=torch.float32)
+    masks = torch.empty((len(samples), *output_shape), dtype=torch.bool)
+    for index, sample in enumerate(tqdm(samples, desc="loading images", disable=not progress)):
+        if keep_aspect:
+            height, width = _image_hw(Path(sample.image_path))
+            shape = resize_shape((height, width), image_size, keep_aspect)
+            if shape != output_shape and abs(height / width / target_aspect - 1) > ASPECT_TOLERANCE:
+                raise DatasetError(
+                    f"Image {sample.image_path} comes out {shape} but the split's shape is {output_shape} "
+                    f"(from {shape_source}): with keep_aspect=True all originals must share one aspect ratio "
+                    "(within 3 %; use keep_aspect=False to resize them all to a square)."
+                )
+        images[index] = load_image(sample.image_path, image_size, keep_aspect, shape=output_shape)
+        masks[index] = load_mask(sample, output_shape)
     return LoadedSplit(
         images=images,
         masks=masks,
-        labels=torch.tensor([s.label for s in dataset.samples], dtype=torch.long),
-        defect_types=[s.defect_type for s in dataset.samples],
-        paths=[str(s.image_path) for s in dataset.samples],
+        labels=torch.tensor([s.label for s in samples], dtype=torch.long),
+        defect_types=[s.defect_type for s in samples],
+        paths=[str(s.image_path) for s in samples],
     )
 
 

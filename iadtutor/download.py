@@ -21,9 +21,12 @@ Example (the toy factory needs no network)::
     >>> root = download_dataset("toy", "data/toy")          # doctest: +SKIP
     >>> print(verify_dataset("toy", root).format())          # doctest: +SKIP
 
-The command line (``iadtutor data download`` / ``iadtutor data verify`` / ``data_scripts/*.py``) goes
-through :func:`download_command`, :func:`verify_command`, :func:`prepare_visa_command` and
-:func:`make_toy_command`.
+A copy without normal test images (the grid copy of ``shared/DATA_SOURCES.md``) becomes usable with
+:func:`hold_out_normals` (``iadtutor data hold-out``): a new folder, seeded, the source untouched.
+
+The command line (``iadtutor data download`` / ``verify`` / ``hold-out`` / ``data_scripts/*.py``) goes
+through :func:`download_command`, :func:`verify_command`, :func:`hold_out_command`,
+:func:`prepare_visa_command` and :func:`make_toy_command`.
 """
 
 from __future__ import annotations
@@ -99,10 +102,18 @@ def _mvtec_ad_counts() -> dict:
         "screw": (320, 41, 160), "tile": (230, 33, 117), "toothbrush": (60, 12, 42),
         "transistor": (213, 60, 100), "wood": (247, 19, 79), "zipper": (240, 32, 151),
     }
-    return {
+    counts = {
         category: {"train/good": train, "test/good": good, "test": test, "ground_truth": test - good}
         for category, (train, good, test) in table.items()
     }
+    # Defect types, where checked against a complete copy (the other categories' are reported, not judged).
+    defects = {
+        "bottle": {"broken_large": 20, "broken_small": 22, "contamination": 21},
+        "grid": {"bent": 12, "broken": 12, "glue": 11, "metal_contamination": 11, "thread": 11},
+    }
+    for category, per_type in defects.items():
+        counts[category].update({f"test/{name}": n for name, n in per_type.items()})
+    return counts
 
 
 def _mvtec_loco_counts() -> dict:
@@ -221,6 +232,28 @@ DATASETS: dict[str, DatasetInfo] = {
             "https://github.com/stepanje/MPDD, extract it so that OUT/bracket_black/train/good exists, then run "
             "`iadtutor data verify --dataset mpdd --root OUT` (or pass --url if you host the archive yourself)."
         ),
+    ),
+    "kolektor": DatasetInfo(
+        name="kolektor",
+        title="KolektorSDD (Kolektor Surface-Defect Dataset)",
+        homepage="https://www.vicos.si/resources/kolektorsdd/",
+        licence="CC BY-NC-SA 4.0 (non-commercial use only)",
+        # 50 commutators x 8 surfaces, less one: 399 parts, 52 of them defective (Tabernik et al. 2020).
+        counts={"kolektorsdd": {"parts": 399, "defective parts": 52}},
+        manual_steps=(
+            "Download KolektorSDD.zip (box-annotated is not needed; the pixel labels are in the main archive) "
+            "from https://www.vicos.si/resources/kolektorsdd/, extract it so that OUT/kolektorsdd/kos01/Part0.jpg "
+            "exists, then run `iadtutor data verify --dataset kolektor --root OUT`."
+        ),
+        notes="No train / test folders: iadtutor.data splits the normal parts like anomalib (80 % train, seed 42).",
+    ),
+    "folder": DatasetInfo(
+        name="folder",
+        title="A dataset folder",
+        homepage="the folder's own source (see its licence file)",
+        licence="as its source states",
+        manual_steps="Any folder of categories in a layout that iadtutor.data reads; nothing to download.",
+        notes="Counts unknown: every category found under the root is reported, masks and files are checked.",
     ),
     "toy": DatasetInfo(
         name="toy",
@@ -515,14 +548,22 @@ def _images_without_mask(category_dir: Path) -> list[str]:
     return missing
 
 
+HOLDOUT_FILE = "holdout.json"
+
+
 @dataclass
 class VerifyReport:
-    """What :func:`verify_dataset` found. ``ok`` is False when any checked number is off."""
+    """What :func:`verify_dataset` found. ``ok`` is False when any checked number is off.
+
+    A row's ``ok`` is True / False (checked), None (number unknown, only reported) or ``"info"`` (a fact
+    such as the mask sizes, nothing to judge). ``notes`` say in words what is missing and what to do.
+    """
 
     dataset: str
     root: Path
     rows: list[dict]
     archive_sha256_ok: bool | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -533,53 +574,306 @@ class VerifyReport:
         return sum(row["ok"] is None for row in self.rows)
 
     def format(self) -> str:
-        lines = [f"{'category':<20} {'what':<28} {'expected':>9} {'found':>9}  result"]
+        lines = [f"{'category':<20} {'what':<34} {'expected':>9} {'found':>9}  result"]
         for row in self.rows:
-            result = {True: "ok", False: "MISMATCH", None: "not checked"}[row["ok"]]
+            result = {True: "ok", False: "MISMATCH", None: "not checked", "info": ""}[row["ok"]]
             expected = "" if row["expected"] is None else str(row["expected"])
-            lines.append(f"{row['category']:<20} {row['what']:<28} {expected:>9} {str(row['found']):>9}  {result}")
+            lines.append(f"{row['category']:<20} {row['what']:<34} {expected:>9} {str(row['found']):>9}  {result}"
+                         .rstrip())
         if self.archive_sha256_ok is not None:
             lines.append(f"archive sha256: {'ok' if self.archive_sha256_ok else 'MISMATCH'}")
+        lines += [f"note: {note}" for note in self.notes]
         verdict = "complete" if self.ok else "NOT complete"
         lines.append(f"{self.dataset} in {self.root}: {verdict}"
                      + (f" ({self.unchecked} numbers unknown, only reported)" if self.unchecked else ""))
         return "\n".join(lines)
 
 
+def _row(category: str, what: str, expected, found, ok) -> dict:
+    return {"category": category, "what": what, "expected": expected, "found": found, "ok": ok}
+
+
+def _identical_files(paths: list[Path]) -> list[tuple[Path, Path]]:
+    """``(copy, first)`` for every file whose bytes equal those of an earlier file of ``paths``."""
+    first_of: dict[str, Path] = {}
+    copies = []
+    for path in paths:
+        digest = sha256_of(path)
+        if digest in first_of:
+            copies.append((path, first_of[digest]))
+        else:
+            first_of[digest] = path
+    return copies
+
+
+def _mask_rows(category: str, samples: list) -> tuple[list[dict], list[str]]:
+    """Rows on the masks of the defective samples: their sizes, whether each fits its image, empty ones,
+    and the defect area (percent of the image: smallest, median, largest)."""
+    import numpy as np
+    from PIL import Image
+
+    from iadtutor import data
+
+    sizes: Counter = Counter()
+    wrong_size, empty, areas = [], [], []
+    for sample in samples:
+        if not sample.mask_paths:
+            continue
+        with Image.open(sample.image_path) as image:
+            image_size = image.size
+        union = None
+        for path in sample.mask_paths:
+            on = data._read_mask(Path(path))  # (H, W) bool, the way the course reads masks
+            sizes[f"{on.shape[1]}x{on.shape[0]}"] += 1
+            if on.shape != (image_size[1], image_size[0]):
+                wrong_size.append(f"{path} is {on.shape[1]}x{on.shape[0]}, its image {image_size[0]}x{image_size[1]}")
+                continue
+            union = on if union is None else union | on
+        if union is not None:
+            if not union.any():
+                empty.append(str(sample.image_path))
+            areas.append(100.0 * union.mean())
+    notes = [f"{category}: mask of another size than its image: {text}" for text in wrong_size[:5]]
+    notes += [f"{category}: defect image with an empty mask: {path}" for path in empty[:5]]
+    size_text = ", ".join(f"{size} ({n})" if len(sizes) > 1 else size for size, n in sizes.most_common(2))
+    if len(sizes) > 2:
+        size_text = f"{len(sizes)} sizes: {size_text}, ..."
+    rows = [_row(category, "mask sizes (W x H)", None, size_text or "none", "info"),
+            _row(category, "masks of another size than image", 0, len(wrong_size), not wrong_size),
+            _row(category, "defect images with an empty mask", 0, len(empty), not empty)]
+    if areas:
+        low, median, high = (float(np.percentile(areas, q)) for q in (0, 50, 100))
+        rows.append(_row(category, "defect area % (min/median/max)", None,
+                         f"{low:.2g}/{median:.2g}/{high:.2g}", "info"))
+    return rows, notes
+
+
+def _read_holdout(category_dir: Path) -> dict | None:
+    import json
+
+    path = category_dir / HOLDOUT_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _expected_after_holdout(expected_counts: dict, holdout: dict) -> dict:
+    """Published counts changed by a hold-out: ``n`` training normals moved to test/good."""
+    n = int(holdout["n_held_out"])
+    adjusted = dict(expected_counts)
+    published_good = expected_counts.get("test/good")
+    test_good = int(holdout.get("source_test_good", 0)) + n
+    if adjusted.get("train/good") is not None:
+        adjusted["train/good"] = adjusted["train/good"] - n
+    if "test/good" in adjusted:
+        adjusted["test/good"] = test_good
+    if adjusted.get("test") is not None and published_good is not None:
+        adjusted["test"] = adjusted["test"] - published_good + test_good
+    return adjusted
+
+
+def _category_rows(info: DatasetInfo, category: str, category_dir: Path, details: bool) -> tuple[list, list]:
+    """Rows and notes for one category in a train / test layout (MVTec AD and its relatives)."""
+    counts = count_images(category_dir)
+    expected_counts = info.counts.get(category) or {"train": None, "test": None}
+    holdout = _read_holdout(category_dir)
+    notes = []
+    if holdout:
+        expected_counts = _expected_after_holdout(expected_counts, holdout)
+        notes.append(f"{category}: {holdout['n_held_out']} of the training normals were held out into test/good "
+                     f"with seed {holdout['seed']} ({HOLDOUT_FILE}, from {holdout['source']}); expected counts "
+                     "adjusted.")
+    if details:  # every defect folder on disk gets its own row
+        normal = "ok" if (category_dir / "train" / "ok").is_dir() else "good"
+        on_disk = sorted(f for f in {folder.split("/")[1] for folder in counts if folder.startswith("test/")
+                                     and folder.count("/") >= 1} if f != normal)
+        expected_counts = {**expected_counts,
+                           **{f"test/{name}": None for name in on_disk if f"test/{name}" not in expected_counts}}
+    rows = []
+    for prefix, expected in expected_counts.items():
+        found = _count_below(counts, prefix)
+        ok = None if expected is None else found == expected
+        if expected is None and found == 0:
+            ok = False  # an empty folder is wrong whatever the count should be
+        rows.append(_row(category, f"{prefix} images", expected, found, ok))
+    missing = _images_without_mask(category_dir)
+    rows.append(_row(category, "defect images without mask", 0, len(missing), not missing))
+    notes += [f"{category}: defect image without mask: test/{name}" for name in missing[:5]]
+
+    if not (category_dir / "train").is_dir():
+        notes.append(f"{category}: no train/ folder in {category_dir}: not in a train / test layout (MVTec AD "
+                     "layout: train/good, test/DEFECT, ground_truth/DEFECT/NAME_mask.png).")
+    normal_test = [folder for folder in ("test/good", "test/ok") if _count_below(counts, folder)]
+    if (category_dir / "train").is_dir() and not normal_test:
+        n = expected_counts.get("test/good")
+        notes.append(f"{category}: no test/good folder: the test set has no normal image, so no AUROC can be "
+                     "computed. Hold out normals from train/good into a new folder (the source stays as it is): "
+                     f"iadtutor data hold-out --source {category_dir} --out NEW_ROOT/{category} "
+                     f"--n {n if n else 'N'} --seed 0")
+    if details and (category_dir / "train").is_dir():
+        from iadtutor import data
+
+        try:
+            splits = data.find_category(category_dir.parent, category)
+        except data.DatasetError as error:
+            notes.append(f"{category}: iadtutor.data cannot read it: {error}")
+        else:
+            mask_rows, mask_notes = _mask_rows(category, splits.test)
+            rows += mask_rows
+            notes += mask_notes
+            rows += _identical_rows(category, category_dir, splits, notes)
+    return rows, notes
+
+
+def _identical_rows(category: str, category_dir: Path, splits, notes: list[str]) -> list[dict]:
+    """Image files that repeat another byte for byte, and how many such pairs lie across train and test."""
+    train = {s.image_path for s in splits.train + splits.validation}
+    copies = _identical_files(sorted(train | {s.image_path for s in splits.test}))
+    shown = ", ".join(f"{copy.relative_to(category_dir)} = {first.relative_to(category_dir)}"
+                      for copy, first in copies[:6])
+    across = sum((copy in train) != (first in train) for copy, first in copies)
+    if copies:
+        notes.append(f"{category}: {len(copies)} image files repeat an earlier one byte for byte ({across} of these "
+                     f"pairs have one image in train and one in test): {shown}" + (", ..." if len(copies) > 6 else ""))
+    return [_row(category, "images identical to another", 0, len(copies), not copies),
+            _row(category, "identical pairs across train/test", 0, across, not across)]
+
+
+def _kolektor_rows(info: DatasetInfo, category: str, category_dir: Path, details: bool) -> tuple[list, list]:
+    """Rows for KolektorSDD: parts, defective parts (non-empty label), the train / test split."""
+    from iadtutor import data
+
+    expected = info.counts.get(category, {})
+    try:
+        splits = data.find_category(category_dir.parent, category, layout="kolektor")
+    except data.DatasetError as error:
+        return [_row(category, "parts with a label image", expected.get("parts"), "unreadable", False)], [
+            f"{category}: {error}"]
+    samples = splits.train + splits.test
+    n_parts, n_bad = len(samples), sum(s.label for s in samples)
+    rows = [_row(category, "parts", expected.get("parts"), n_parts,
+                 None if expected.get("parts") is None else n_parts == expected["parts"]),
+            _row(category, "defective parts (non-empty label)", expected.get("defective parts"), n_bad,
+                 None if expected.get("defective parts") is None else n_bad == expected["defective parts"]),
+            _row(category, "train / test normal parts", None,
+                 f"{len(splits.train)}/{n_parts - n_bad - len(splits.train)}", "info")]
+    notes = [f"{category}: split like anomalib: every defective part is a test image; the normal parts go "
+             f"80 % to train and 20 % to test (seed {data.KOLEKTOR_SPLIT_SEED})."]
+    if details:
+        mask_rows, mask_notes = _mask_rows(category, samples)
+        rows += mask_rows
+        notes += mask_notes
+        rows += _identical_rows(category, category_dir, splits, notes)
+    return rows, notes
+
+
 def verify_dataset(dataset: str | DatasetInfo, root: Path | str, *, categories: list[str] | None = None,
-                   archive: Path | str | None = None, progress: bool = True) -> VerifyReport:
+                   archive: Path | str | None = None, progress: bool = True, details: bool = False) -> VerifyReport:
     """Count the image files of every category under ``root`` against the known counts.
 
     Also checks that every defective test image has a mask and, when ``archive`` is given and its
     sha256 is known, the archive's sha256. Numbers stored as ``None`` are reported, not judged.
+    ``details`` adds one row per defect type, the mask sizes (each must match its image), empty masks,
+    the defect areas and image files that repeat another byte for byte; it reads every mask and image
+    file, so it takes a while on a whole dataset. The report's notes say what is missing and what to do
+    (e.g. a copy without ``test/good``: hold out normals with :func:`hold_out_normals`).
     """
     info = dataset_info(dataset)
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder; expected the {info.title} root with one folder per category.")
-    rows = []
+    if categories is None and not info.categories:
+        from iadtutor import data
+
+        categories = data.list_categories(root)
+        if not categories:
+            raise FileNotFoundError(f"{root} holds no category folder in a layout that iadtutor.data reads.")
+    rows, notes = [], []
     for category in categories or info.categories:
         category_dir = root / category
         if not category_dir.is_dir():
-            rows.append({"category": category, "what": "folder", "expected": "present", "found": "missing",
-                         "ok": False})
+            rows.append(_row(category, "folder", "present", "missing", False))
             continue
-        counts = count_images(category_dir)
-        expected_counts = info.counts.get(category) or {"train": None, "test": None}
-        for prefix, expected in expected_counts.items():
-            found = _count_below(counts, prefix)
-            ok = None if expected is None else found == expected
-            if expected is None and found == 0:
-                ok = False  # an empty folder is wrong whatever the count should be
-            rows.append({"category": category, "what": f"{prefix} images", "expected": expected, "found": found,
-                         "ok": ok})
-        missing = _images_without_mask(category_dir)
-        rows.append({"category": category, "what": "defect images without mask", "expected": 0,
-                     "found": len(missing), "ok": not missing})
+        from iadtutor import data
+
+        try:
+            layout = data.detect_layout(category_dir)
+        except data.DatasetError:
+            layout = None
+        rows_of = _kolektor_rows if info.name == "kolektor" or layout == "kolektor" else _category_rows
+        category_rows, category_notes = rows_of(info, category, category_dir, details)
+        rows += category_rows
+        notes += category_notes
     sha_ok = None
     if archive is not None and info.sha256:
         sha_ok = sha256_of(archive, progress=progress) == info.sha256
-    return VerifyReport(info.name, root, rows, sha_ok)
+    return VerifyReport(info.name, root, rows, sha_ok, notes)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A test split for a copy without normal test images
+# ---------------------------------------------------------------------------------------------------------
+
+def hold_out_normals(source: Path | str, out: Path | str, n: int | None = None, *, fraction: float | None = None,
+                     seed: int = 0) -> Path:
+    """Copy the category folder ``source`` to ``out``, moving ``n`` random training normals to the test set.
+
+    For copies that hold ``train/good`` but no ``test/good`` (e.g. a category re-published without its
+    normal test images): without normal test images no AUROC can be computed. ``n`` (or ``fraction`` of
+    the training normals) files of ``train/good`` are drawn with ``numpy.random.default_rng(seed)`` and
+    go to ``test/good`` of the copy; everything else is copied as it is (hard links where the file system
+    allows). ``out/holdout.json`` records the source, the seed and the files moved, and
+    :func:`verify_dataset` adjusts the expected counts by it. ``source`` is never changed. All or
+    nothing: the copy is built in a temporary folder beside ``out`` and moved into place at the end.
+    """
+    import json
+
+    import numpy as np
+
+    source, out = Path(source), Path(out)
+    normal = "ok" if (source / "train" / "ok").is_dir() else "good"
+    train_dir = source / "train" / normal
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"{train_dir} not found; expected a category folder with train/good (or train/ok).")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} already exists and is not empty; remove it or choose another folder.")
+    if out.resolve().is_relative_to(source.resolve()):
+        raise ValueError(f"--out {out} lies inside the source {source}; choose a folder outside it.")
+    names = sorted(p.name for p in train_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not p.name.startswith("."))
+    if (n is None) == (fraction is None):
+        raise ValueError("Give either n (how many normals to hold out) or fraction, not both or neither.")
+    if n is None:
+        if not 0 < fraction < 1:
+            raise ValueError(f"fraction must be between 0 and 1, got {fraction!r}.")
+        n = max(1, round(fraction * len(names)))
+    if not 1 <= n < len(names):
+        raise ValueError(f"n must be between 1 and {len(names) - 1} (train/{normal} holds {len(names)} images), "
+                         f"got {n}.")
+    chosen = sorted(names[i] for i in np.random.default_rng(seed).choice(len(names), size=n, replace=False))
+    test_dir = source / "test" / normal
+    source_test_good = len([p for p in test_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]) \
+        if test_dir.is_dir() else 0
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.holding-out-", dir=out.parent))
+    try:
+        shutil.copytree(source, scratch, dirs_exist_ok=True, copy_function=_link_or_copy)
+        (scratch / "test" / normal).mkdir(parents=True, exist_ok=True)
+        moved = {}
+        for name in chosen:
+            target = name if not (scratch / "test" / normal / name).exists() else f"train_{name}"
+            os.replace(scratch / "train" / normal / name, scratch / "test" / normal / target)
+            moved[name] = target
+        record = {"source": str(source.resolve()), "seed": seed, "n_held_out": n,
+                  "n_train_before": len(names), "source_test_good": source_test_good,
+                  "held_out": moved, "rule": "numpy.random.default_rng(seed).choice(len(train), n, replace=False) "
+                                             "over the sorted file names of train/good"}
+        (scratch / HOLDOUT_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        if out.exists():
+            out.rmdir()
+        os.replace(scratch, out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -694,6 +988,8 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", required=True, type=Path, help="folder with one folder per category")
     parser.add_argument("--archive", type=Path, help="also check this archive's sha256 (where it is known)")
     parser.add_argument("--categories", help="check only these (comma-separated)")
+    parser.add_argument("--quick", action="store_true",
+                        help="only count files (skip the per-defect rows, mask sizes and identical files)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -702,12 +998,35 @@ def verify_command(args: argparse.Namespace) -> int:
     info = dataset_info(args.dataset)
     try:
         report = verify_dataset(info, args.root, categories=_split_list(args.categories), archive=args.archive,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, details=not getattr(args, "quick", False))
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(report.format())
     print(info.licence_line(args.root))
+    return 0 if report.ok else 1
+
+
+def add_hold_out_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``iadtutor data hold-out``."""
+    parser.add_argument("--source", required=True, type=Path, help="category folder with train/good (not changed)")
+    parser.add_argument("--out", required=True, type=Path, help="new category folder (must not exist)")
+    size = parser.add_mutually_exclusive_group(required=True)
+    size.add_argument("--n", type=int, help="how many training normals go to test/good")
+    size.add_argument("--fraction", type=float, help="or which fraction of them")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the draw (default 0)")
+
+
+def hold_out_command(args: argparse.Namespace) -> int:
+    """``iadtutor data hold-out``: a copy of a category with some training normals moved to test/good."""
+    try:
+        out = hold_out_normals(args.source, args.out, args.n, fraction=args.fraction, seed=args.seed)
+        report = verify_dataset("folder", out.parent, categories=[out.name], progress=False)
+    except (FileNotFoundError, FileExistsError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(report.format())
+    print(f"Held out into {out}; the draw is recorded in {out / HOLDOUT_FILE}. {args.source} is unchanged.")
     return 0 if report.ok else 1
 
 
@@ -763,11 +1082,12 @@ def make_toy_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m iadtutor.download {download,verify,prepare-visa,make-toy} ...``"""
+    """``python -m iadtutor.download {download,verify,hold-out,prepare-visa,make-toy} ...``"""
     parser = argparse.ArgumentParser(prog="python -m iadtutor.download", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for name, add_arguments, command in (("download", add_download_arguments, download_command),
                                          ("verify", add_verify_arguments, verify_command),
+                                         ("hold-out", add_hold_out_arguments, hold_out_command),
                                          ("prepare-visa", add_prepare_visa_arguments, prepare_visa_command),
                                          ("make-toy", add_make_toy_arguments, make_toy_command)):
         sub = commands.add_parser(name, help=command.__doc__.splitlines()[0])

@@ -39,6 +39,7 @@ def load_category(data_root, category: str, image_size: int = 256, keep_aspect: 
     splits = data.find_category(data_root, category, layout=layout)
     load = dict(image_size=image_size, keep_aspect=keep_aspect, progress=progress)
     train = data.load_split(splits.train, max_images=max_train, **load)
+    load["output_shape"] = tuple(train.images.shape[-2:])  # one shape for every split (keep_aspect, KolektorSDD)
     test = data.load_split(splits.test, max_images=max_test, **load)
     validation = None
     if with_validation and splits.validation:

@@ -161,13 +161,29 @@ def _flatten_patches(embeddings: torch.Tensor) -> torch.Tensor:
     return embeddings.permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1])
 
 
+def squared_distances(points: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """``|x - c|²`` of every row of ``points`` ``(P, D)`` to one ``centre`` ``(D,)``: ``(P,)``.
+
+    This is the coreset's definition of distance, computed as ``(x - c)²`` summed over ``D`` (not with
+    the norm trick, whose rounding differs), so that every implementation gives the same bits.
+    """
+    return (points - centre).pow(2).sum(1)
+
+
 def greedy_coreset(features: torch.Tensor, ratio: float, projection_dim: int | None = 128, seed: int = 0,
-                   progress: bool = False) -> torch.Tensor:
+                   progress: bool = False, chunk_rows: int = 16384) -> torch.Tensor:
     """Indices of a greedy k-center coreset (PatchCore): repeatedly add the point farthest from the set.
 
-    ``features``: ``(P, C)``. Distances are measured after a seeded Gaussian random projection to
-    ``projection_dim`` dimensions (as PatchCore does, for speed); ``None`` keeps the full features.
-    Returns ``(round(ratio·P),)`` long indices, starting from a seeded random point.
+    ``features``: ``(P, C)``. Distances (:func:`squared_distances`) are measured after a seeded Gaussian
+    random projection to ``projection_dim`` dimensions (as PatchCore does, for speed); ``None`` keeps the
+    full features. Returns ``(round(ratio·P),)`` long indices, starting from a seeded random point.
+
+    The result is exactly that of the plain loop (``farthest = argmax(min_distance)``, then
+    ``min_distance = minimum(min_distance, squared_distances(points, points[farthest]))``), but most
+    points are never looked at again: every point ``x`` remembers its nearest selected centre ``a``, and
+    a new centre ``c`` can only come closer to ``x`` than ``a`` is if ``|a - c| < 2 |x - a|`` (triangle
+    inequality; checked with a 0.1 % margin, far above float rounding). Only those points are computed,
+    ``chunk_rows`` at a time into preallocated buffers, with the same arithmetic as the plain loop.
     """
     if not 0 < ratio <= 1:
         raise ValueError(f"coreset ratio must be in (0, 1]; got {ratio}.")
@@ -181,40 +197,123 @@ def greedy_coreset(features: torch.Tensor, ratio: float, projection_dim: int | N
         projection = torch.randn(points.shape[1], projection_dim, generator=generator) / math.sqrt(projection_dim)
         points = points @ projection.to(points.device)
     first = int(torch.randint(n_points, (1,), generator=generator))
+    device, dim = points.device, points.shape[1]
     selected = torch.empty(n_select, dtype=torch.long)
     selected[0] = first
-    min_distance = (points - points[first]).pow(2).sum(1)
+    centres = torch.empty(n_select, dim, device=device)
+    centres[0] = points[first]
+    min_distance = torch.cat([squared_distances(chunk, centres[0]) for chunk in points.split(chunk_rows)])
+    # x can come closer to the new centre c than to its own centre a only if |a - c|² < 4 |x - a|².
+    limit = 4 * (1 + 1e-3) * min_distance  # with a 0.1 % margin, far above float rounding
+    centre_of = torch.zeros(n_points, dtype=torch.int32, device=device)  # position in `selected` of the nearest
+    gap_of_point = torch.empty(n_points, device=device)
+    may_change = torch.empty(n_points, dtype=torch.bool, device=device)
+    rows = torch.empty(min(chunk_rows, n_points), dim, device=device)
+    distance = torch.empty(len(rows), device=device)
     for i in tqdm(range(1, n_select), desc="coreset", disable=not progress, unit="pt"):
-        farthest = int(torch.argmax(min_distance))
+        farthest = int(torch.argmax(min_distance))  # the first maximum, as in the plain loop
         selected[i] = farthest
-        min_distance = torch.minimum(min_distance, (points - points[farthest]).pow(2).sum(1))
+        centres[i] = points[farthest]
+        gap = squared_distances(centres[:i], centres[i])  # (i,) old centres to the new one, squared
+        torch.index_select(gap, 0, centre_of, out=gap_of_point)
+        candidates = torch.nonzero(torch.lt(gap_of_point, limit, out=may_change)).squeeze(1)
+        for chunk in candidates.split(chunk_rows):
+            block = torch.index_select(points, 0, chunk, out=rows[:len(chunk)])
+            new = torch.sum(block.sub_(centres[i]).square_(), 1, out=distance[:len(chunk)])
+            closer = new < min_distance[chunk]
+            moved = chunk[closer]
+            centre_of[moved] = i
+            min_distance[moved] = new[closer]
+            limit[moved] = 4 * (1 + 1e-3) * new[closer]
     return selected
 
 
+def _topk_smallest(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` smallest of each row of ``values`` ``(R, N)``, ascending, and their column indices."""
+    if k == 1:
+        return values.min(dim=1, keepdim=True)
+    return torch.topk(values, k, dim=1, largest=False)
+
+
+def _merge_smallest(best: tuple[torch.Tensor, torch.Tensor], block: torch.Tensor, offset: int, k: int):
+    """Running ``k`` best ``(values, indices)`` ``(R, k)`` merged with a block of values ``(R, N)`` whose
+    column 0 is bank row ``offset``."""
+    value, index = _topk_smallest(block, min(k, block.shape[1]))
+    value, order = _topk_smallest(torch.cat([best[0], value], 1), k)
+    return value, torch.cat([best[1], index + offset], 1).gather(1, order)
+
+
 def knn_distances(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, squared: bool = False,
-                  exclude_self: bool = False, chunk_bytes: int = 512 * 2**20) -> tuple[torch.Tensor, torch.Tensor]:
+                  exclude_self: bool = False, chunk_bytes: int = 512 * 2**20, progress: bool = False,
+                  description: str = "kNN") -> tuple[torch.Tensor, torch.Tensor]:
     """Distances and indices of the ``k`` nearest rows of ``bank`` ``(B, C)`` for each query ``(Q, C)``.
 
     Returns ``(Q, k)`` distances (L2, or squared L2 with ``squared=True``) sorted ascending, and indices.
-    ``exclude_self=True`` (queries *are* the bank) skips each point's own row.
+    ``exclude_self=True`` (``queries`` *is* the bank) skips each point's own row.
+
+    Exact search by blocks, so that memory stays bounded (``chunk_bytes``) and the work is matrix
+    products: per block one ``addmm`` gives ``|y|² - 2 x·y`` for up to 2048 queries × 16384 bank rows
+    (``|x|²`` does not change the order within a row and is added at the end), and the block's ``k``
+    smallest are merged into the running ``k`` best of each query. The bank's own neighbours
+    (``exclude_self``) use the symmetry ``|x - y| = |y - x|``: each pair of square blocks is computed
+    once and serves the rows of both blocks, half the work of an all-pairs search.
     """
-    if k < 1 or k > len(bank) - int(exclude_self):
+    n_bank = len(bank)
+    if k < 1 or k > n_bank - int(exclude_self):
         raise ValueError(f"k must be between 1 and the number of memory-bank patches "
-                         f"({len(bank) - int(exclude_self)}); got {k}.")
+                         f"({n_bank - int(exclude_self)}); got {k}.")
+    if exclude_self and queries.shape != bank.shape:
+        raise ValueError(f"exclude_self=True needs the bank itself as queries; got queries of shape "
+                         f"{tuple(queries.shape)} for a bank of shape {tuple(bank.shape)}.")
     bank_sq = bank.pow(2).sum(1)
-    rows_per_chunk = max(1, chunk_bytes // (4 * 2 * len(bank)))
-    distances, indices = [], []
-    for start in range(0, len(queries), rows_per_chunk):
+    search = _bank_neighbours if exclude_self else _query_neighbours
+    value, index = search(queries, bank, bank_sq, k, chunk_bytes, progress, description)
+    value = value.clamp_min(0)
+    return (value if squared else value.sqrt()), index
+
+
+def _query_neighbours(queries, bank, bank_sq, k, chunk_bytes, progress, description):
+    """Squared distances ``(Q, k)`` and indices of the ``k`` nearest bank rows of each query."""
+    columns = max(1, min(len(bank), 16384, chunk_bytes // (4 * 256)))
+    rows_per_chunk = max(1, min(2048, chunk_bytes // (4 * columns)))
+    block = torch.empty(min(rows_per_chunk, len(queries)), columns, device=bank.device)
+    values, indices = [], []
+    for start in tqdm(range(0, len(queries), rows_per_chunk), desc=description, disable=not progress,
+                      unit="chunk"):
         chunk = queries[start:start + rows_per_chunk]
-        d2 = torch.addmm(bank_sq.unsqueeze(0), chunk, bank.T, alpha=-2.0) + chunk.pow(2).sum(1, keepdim=True)
-        if exclude_self:
-            rows = torch.arange(len(chunk), device=d2.device)
-            d2[rows, rows + start] = math.inf
-        value, index = torch.topk(d2, k, dim=1, largest=False)
-        value = value.clamp_min(0)
-        distances.append(value if squared else value.sqrt())
-        indices.append(index)
-    return torch.cat(distances), torch.cat(indices)
+        best = (torch.full((len(chunk), k), math.inf, device=bank.device),
+                torch.zeros((len(chunk), k), dtype=torch.long, device=bank.device))
+        for first in range(0, len(bank), columns):
+            stop = min(first + columns, len(bank))
+            partial = torch.addmm(bank_sq[first:stop], chunk, bank[first:stop].T, alpha=-2.0,
+                                  out=block[:len(chunk), :stop - first])
+            best = _merge_smallest(best, partial, first, k)
+        values.append(best[0] + chunk.pow(2).sum(1, keepdim=True))
+        indices.append(best[1])
+    return torch.cat(values), torch.cat(indices)
+
+
+def _bank_neighbours(queries, bank, bank_sq, k, chunk_bytes, progress, description):
+    """Squared distances ``(B, k)`` and indices of the ``k`` nearest other bank rows of each bank row."""
+    n = len(bank)
+    size = max(1, min(n, 4096, math.isqrt(chunk_bytes // 8)))  # a (size, size) block and its transpose
+    best_value = torch.full((n, k), math.inf, device=bank.device)
+    best_index = torch.zeros((n, k), dtype=torch.long, device=bank.device)
+    block = torch.empty(size, size, device=bank.device)
+    starts = range(0, n, size)
+    pairs = [(i, j) for i in starts for j in starts if j >= i]
+    for i, j in tqdm(pairs, desc=description, disable=not progress, unit="block"):
+        rows, columns = slice(i, min(i + size, n)), slice(j, min(j + size, n))
+        distance = torch.addmm(bank_sq[columns], bank[rows], bank[columns].T, alpha=-2.0,
+                               out=block[:rows.stop - i, :columns.stop - j])
+        distance.add_(bank_sq[rows, None])  # |x - y|², the same number for the rows of both blocks
+        if i == j:
+            distance.fill_diagonal_(math.inf)  # not its own neighbour
+        best_value[rows], best_index[rows] = _merge_smallest((best_value[rows], best_index[rows]), distance, j, k)
+        if i != j:
+            best_value[columns], best_index[columns] = _merge_smallest(
+                (best_value[columns], best_index[columns]), distance.T, i, k)
+    return best_value, best_index
 
 
 class GlobalNN(PatchScorer):
@@ -244,7 +343,8 @@ class GlobalNN(PatchScorer):
         self._check_test(test_embeddings)
         n, _, h, w = test_embeddings.shape
         queries = _flatten_patches(test_embeddings).to(self.device, torch.float32)
-        distance, index = knn_distances(queries, self.bank, self.k, self.squared, chunk_bytes=self.chunk_bytes)
+        distance, index = knn_distances(queries, self.bank, self.k, self.squared, chunk_bytes=self.chunk_bytes,
+                                        progress=self.progress, description="kNN test patches")
         return distance.view(n, h, w, -1).cpu(), index.view(n, h, w, -1).cpu()
 
     def score(self, test_embeddings: torch.Tensor) -> torch.Tensor:
@@ -268,7 +368,8 @@ class LDKNN(GlobalNN):
     def fit(self, train_embeddings: torch.Tensor) -> "LDKNN":
         super().fit(train_embeddings)
         neighbour_distances, _ = knn_distances(self.bank, self.bank, self.density_k, self.squared,
-                                               exclude_self=True, chunk_bytes=self.chunk_bytes)
+                                               exclude_self=True, chunk_bytes=self.chunk_bytes,
+                                               progress=self.progress, description="kNN of the bank")
         self.local_density = neighbour_distances.mean(1)  # (B,) mean distance to the k nearest
         return self
 

@@ -16,6 +16,12 @@ stable id derived from what it runs (``toy-weave-lwinnn-window3-1f2e3d4c``), exe
 
 Running the same sweep again skips the runs that have a ``result.json`` and retries the failed ones.
 
+``--scheduler ADDRESS`` sends the runs to an existing Dask distributed cluster instead of the local process
+pool (``--scheduler local:N`` starts a LocalCluster of N one-thread workers on this machine). Each run still
+executes ``iadtutor evaluate`` (or papermill) in a subprocess, now on a worker, and writes the same folder;
+the workers must see the same file system paths as this process and have iadtutor installed. A run whose
+worker dies is submitted once more; if that fails too it is recorded as failed with the reason.
+
 The grid comes from a YAML/JSON file, a preset, and/or flags::
 
     iadtutor reproduce --dataset toy --data-root data/toy --categories weave,bracket \\
@@ -58,6 +64,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import ctypes
+import functools
 import hashlib
 import html
 import itertools
@@ -340,8 +348,11 @@ def _kill_group(process: subprocess.Popen) -> None:
         pass
 
 
-def _command_for(spec: RunSpec, run_dir: Path, evaluate_command) -> tuple[list[str], dict]:
-    data_root = str(Path(spec.data_root).resolve())
+def _command_for(spec: RunSpec, run_dir: Path, evaluate_command, base_dir: Path | None = None
+                 ) -> tuple[list[str], dict]:
+    """The command of one run and its extra environment; relative paths are taken from ``base_dir`` (or cwd)."""
+    base_dir = Path(base_dir or Path.cwd())
+    data_root = str((base_dir / spec.data_root).resolve())
     extra_env = {}
     if spec.runner == "evaluate":
         command = [*evaluate_command, "--data-root", data_root, "--category", spec.category,
@@ -353,7 +364,7 @@ def _command_for(spec: RunSpec, run_dir: Path, evaluate_command) -> tuple[list[s
             elif value is not False and value is not None:  # 0 is a real value (0 == False)
                 command += [flag, str(value)]
         return command, extra_env
-    notebook = Path(spec.notebook).resolve()
+    notebook = (base_dir / spec.notebook).resolve()
     result_path = run_dir / "recorded.json"
     parameters = {"dataset": spec.dataset, "data_root": data_root, "category": spec.category,
                   **({"method": spec.method} if spec.method else {}), **dict(spec.params),
@@ -384,14 +395,19 @@ def _metrics_from(spec: RunSpec, run_dir: Path, stdout: str) -> dict:
 
 def execute_run(spec: RunSpec, out_dir: Path | str, *, evaluate_command=DEFAULT_EVALUATE_COMMAND,
                 timeout: float | None = None, threads: int | None = None,
-                processes: _Processes | None = None) -> dict:
-    """Run one point of the grid in a subprocess; write ``result.json`` or ``error.json``; return that record."""
+                processes: _Processes | None = None, base_dir: Path | str | None = None,
+                die_with_parent: bool = False) -> dict:
+    """Run one point of the grid in a subprocess; write ``result.json`` or ``error.json``; return that record.
+
+    ``base_dir``: where relative data roots and notebooks are (default: the current folder).
+    ``die_with_parent``: the subprocess is killed if this process dies (Linux; used on Dask workers).
+    """
     run_dir = Path(out_dir) / "runs" / spec.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("result.json", "error.json", "recorded.json"):
         (run_dir / stale).unlink(missing_ok=True)
     write_json_atomic(run_dir / "run.json", spec.to_dict())
-    command, extra_env = _command_for(spec, run_dir, list(evaluate_command))
+    command, extra_env = _command_for(spec, run_dir, list(evaluate_command), base_dir)
     env = {**os.environ, **extra_env}
     if threads:  # --jobs N on a small machine: N runs must not each use every core
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -399,8 +415,11 @@ def execute_run(spec: RunSpec, out_dir: Path | str, *, evaluate_command=DEFAULT_
     record = {**spec.to_dict(), "command": shlex.join(command)}
     start = time.perf_counter()
     try:
+        preexec = None
+        if die_with_parent and sys.platform.startswith("linux"):  # prctl(PR_SET_PDEATHSIG, SIGKILL) in the child
+            preexec = functools.partial(ctypes.CDLL(None).prctl, 1, int(signal.SIGKILL))
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=preexec)
     except OSError as error:
         return _write_failure(run_dir, record, f"could not start {command[0]}: {error}", None, start)
     if processes:
@@ -443,11 +462,12 @@ def _write_failure(run_dir: Path, record: dict, error: str, returncode, start: f
 
 def run_sweep(specs: list[RunSpec], out_dir: Path | str, *, jobs: int = 1,
               evaluate_command=DEFAULT_EVALUATE_COMMAND, timeout: float | None = None, rerun: bool = False,
-              echo=print) -> list[dict]:
+              echo=print, scheduler: str | None = None) -> list[dict]:
     """Execute every run that has no ``result.json`` yet (all of them with ``rerun``), ``jobs`` at a time.
 
-    Returns one record per run (``status`` ``ok``, ``failed`` or ``skipped``). Ctrl-C stops the running
-    subprocesses; finished runs keep their results.
+    ``scheduler``: a Dask scheduler address (``tcp://host:8786``) or ``local:N`` to run on a Dask cluster
+    instead of ``jobs`` local threads (see the module docstring). Returns one record per run (``status``
+    ``ok``, ``failed`` or ``skipped``). Ctrl-C stops the running subprocesses; finished runs keep their results.
     """
     out_dir = Path(out_dir)
     write_json_atomic(out_dir / "sweep.json", {"runs": [spec.to_dict() for spec in specs]})
@@ -460,6 +480,20 @@ def run_sweep(specs: list[RunSpec], out_dir: Path | str, *, jobs: int = 1,
             todo.append(spec)
     if records:
         echo(f"{len(records)} of {len(specs)} runs finished before; skipping them.")
+
+    def report(record: dict) -> None:
+        records.append(record)
+        if record["status"] == "ok":
+            auroc = record["metrics"].get("image_auroc")
+            detail = f"image AUROC {auroc:.3f}" if isinstance(auroc, (int, float)) else "done"
+        else:
+            detail = record["error"]
+        echo(f"[{len(records) - (len(specs) - len(todo))}/{len(todo)}] {record['status']:<6} {record['run_id']}: "
+             f"{detail} ({record['seconds']:.1f} s)")
+
+    if scheduler:
+        _run_on_dask(todo, out_dir, scheduler, evaluate_command, timeout, report, echo)
+        return records
     jobs = max(1, int(jobs))
     threads = max(1, (os.cpu_count() or 1) // jobs)
     processes = _Processes()
@@ -467,27 +501,97 @@ def run_sweep(specs: list[RunSpec], out_dir: Path | str, *, jobs: int = 1,
         futures = {pool.submit(execute_run, spec, out_dir, evaluate_command=evaluate_command, timeout=timeout,
                                threads=threads, processes=processes): spec for spec in todo}
         try:
-            for number, future in enumerate(concurrent.futures.as_completed(futures), start=1):
+            for future in concurrent.futures.as_completed(futures):
                 try:
                     record = future.result()
                 except Exception as error:  # a bug or a full disk here must not lose the other runs
                     spec = futures[future]
                     record = _write_failure(out_dir / "runs" / spec.run_id, spec.to_dict(),
                                             f"{type(error).__name__}: {error}", None, time.perf_counter())
-                records.append(record)
-                if record["status"] == "ok":
-                    auroc = record["metrics"].get("image_auroc")
-                    detail = f"image AUROC {auroc:.3f}" if isinstance(auroc, (int, float)) else "done"
-                else:
-                    detail = record["error"]
-                echo(f"[{number}/{len(todo)}] {record['status']:<6} {record['run_id']}: {detail} "
-                     f"({record['seconds']:.1f} s)")
+                report(record)
         except BaseException:
             for future in futures:
                 future.cancel()
             processes.kill_all()
             raise
     return records
+
+
+def dask_client(scheduler: str):
+    """``(Client, LocalCluster or None)`` for ``--scheduler``: an address, or ``local:N`` (N workers here).
+
+    The LocalCluster listens on 127.0.0.1 only and its scheduler gives up on a task as soon as one worker
+    died running it (``allowed-failures: 0``), so that :func:`run_sweep` decides about the one retry.
+    """
+    try:
+        import dask
+        from dask.distributed import Client, LocalCluster
+    except ImportError as error:
+        raise ValueError("--scheduler needs Dask: pip install 'dask[distributed]'.") from error
+    if scheduler.startswith("local:"):
+        workers = scheduler.partition(":")[2]
+        if not workers.isdigit() or int(workers) < 1:
+            raise ValueError(f"--scheduler local:N needs a positive number of workers N; got {scheduler!r}.")
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=None)
+        return Client(cluster), cluster
+    try:
+        return Client(scheduler, timeout=30), None
+    except (OSError, TimeoutError) as error:
+        raise ValueError(f"--scheduler {scheduler}: could not reach a Dask scheduler there ({error}).") from error
+
+
+def _execute_on_worker(spec: RunSpec, out_dir: str, evaluate_command, timeout, base_dir: str) -> dict:
+    """A Dask task: :func:`execute_run` with this worker's share of the machine's cores."""
+    from dask.distributed import get_worker
+
+    threads = max(1, (os.cpu_count() or 1) // max(1, get_worker().state.nthreads))
+    command = evaluate_command if evaluate_command is not None else DEFAULT_EVALUATE_COMMAND
+    return execute_run(spec, out_dir, evaluate_command=command, timeout=timeout, threads=threads,
+                       base_dir=base_dir, die_with_parent=True)
+
+
+def _run_on_dask(todo: list[RunSpec], out_dir: Path, scheduler: str, evaluate_command, timeout, report,
+                 echo) -> None:
+    """Submit every run to the cluster; a run whose task failed (its worker died) is submitted once more."""
+    from dask.distributed import as_completed
+
+    client, cluster = dask_client(scheduler)
+    # The default command names this interpreter; on a worker, its own one is used instead.
+    command = None if tuple(evaluate_command) == DEFAULT_EVALUATE_COMMAND else list(evaluate_command)
+    out_dir, base_dir = str(out_dir.resolve()), str(Path.cwd())
+    started = {}
+
+    def submit(spec: RunSpec, attempt: int):
+        started[spec.run_id] = time.perf_counter()
+        return client.submit(_execute_on_worker, spec, out_dir, command, timeout, base_dir,
+                             key=f"{spec.run_id}-attempt{attempt}", pure=False)
+
+    try:
+        echo(f"Dask cluster {client.scheduler.address}: {len(client.scheduler_info()['workers'])} workers.")
+        futures = {submit(spec, 1): (spec, 1) for spec in todo}
+        pending = as_completed(list(futures))
+        for future in pending:
+            spec, attempt = futures.pop(future)
+            try:
+                report(future.result())
+                continue
+            except Exception as error:  # the worker died (KilledWorker) or the task could not run there
+                reason = f"{type(error).__name__}: {error}"
+            if attempt == 1:
+                echo(f"retrying {spec.run_id}: {reason}")
+                retry = submit(spec, 2)
+                futures[retry] = (spec, 2)
+                pending.add(retry)
+            else:
+                report(_write_failure(Path(out_dir) / "runs" / spec.run_id, spec.to_dict(),
+                                      f"failed twice on the Dask cluster: {reason}"[:300], None,
+                                      started[spec.run_id]))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -828,6 +932,9 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--notebook", type=Path, help="run this notebook with papermill instead of evaluate")
     parser.add_argument("--out", type=Path, default=Path("runs") / "reproduce", help="output folder")
     parser.add_argument("--jobs", type=int, default=1, help="runs at the same time (default 1)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run on a Dask cluster: its scheduler address (tcp://host:8786), or local:N "
+                             "for N workers on this machine (instead of --jobs)")
     parser.add_argument("--timeout", type=float, help="seconds after which a run is stopped and counted failed")
     parser.add_argument("--rerun", action="store_true", help="run again even the runs that finished before")
     parser.add_argument("--evaluate-cmd", help="command to use instead of 'iadtutor evaluate' (quoted)")
@@ -890,9 +997,10 @@ def reproduce_command(args: argparse.Namespace) -> int:
                 print(f"{len(specs)} runs.")
                 return 0
             evaluate_command = shlex.split(args.evaluate_cmd) if args.evaluate_cmd else DEFAULT_EVALUATE_COMMAND
-            print(f"{len(specs)} runs into {out_dir} ({args.jobs} at a time).")
+            where = f"on the Dask cluster {args.scheduler}" if args.scheduler else f"{args.jobs} at a time"
+            print(f"{len(specs)} runs into {out_dir} ({where}).")
             run_sweep(specs, out_dir, jobs=args.jobs, evaluate_command=evaluate_command, timeout=args.timeout,
-                      rerun=args.rerun)
+                      rerun=args.rerun, scheduler=args.scheduler)
             run_ids = [spec.run_id for spec in specs]
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Tests for iadtutor.data on tiny datasets written into tmp_path in each of the five layouts."""
+"""Tests for iadtutor.data on tiny datasets written into tmp_path in each of the six layouts."""
 
 from __future__ import annotations
 
@@ -130,10 +130,10 @@ BUILDERS = {
 
 
 def test_every_layout_has_a_fixture():
-    assert set(BUILDERS) == set(LAYOUTS)
+    assert set(BUILDERS) | {"kolektor"} == set(LAYOUTS)  # KolektorSDD has no train/test folders: tested below
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", sorted(BUILDERS))
 def test_find_category_reads_splits_labels_defects_and_masks(tmp_path, layout):
     category, detected, n_train, n_val, expected_test = BUILDERS[layout](tmp_path)
     assert detect_layout(tmp_path / category) == detected
@@ -205,7 +205,7 @@ def test_unknown_layout_is_rejected(tmp_path):
     with pytest.raises(DatasetError, match="Unknown layout 'mvtec'.*mvtec_ad, mvtec_loco, visa, btad, mpdd"):
         find_category(tmp_path, "bottle", layout="mvtec")
     with pytest.raises(DatasetError, match="Unknown layout"):
-        list_categories(tmp_path, layout="kolektor")
+        list_categories(tmp_path, layout="dagm")
 
 
 def test_explicit_layout_that_does_not_match_the_folders(tmp_path):
@@ -528,3 +528,120 @@ def test_anomaly_dataset_items_and_batches(tmp_path):
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=len(dataset))))
     assert batch["image"].shape == (len(dataset), 3, 6, 6)
     assert batch["label"].tolist() == [s.label for s in splits.test]
+
+
+# ----------------------------------------------------------------------------- KolektorSDD
+
+
+KW, KH = 10, 50  # KolektorSDD parts are tall: 500 x 1235..1285 pixels
+
+
+def build_kolektor(root: Path, n_items=4, parts=4, defective=(("kos02", 1), ("kos03", 3)), category="kolektorsdd"):
+    """kosNN/PartN.jpg (grayscale) + PartN_label.bmp with 0 / 1 labels like the real ones; returns the part paths."""
+    normal, bad = [], []
+    for item in range(1, n_items + 1):
+        for part in range(parts):
+            folder = root / category / f"kos{item:02d}"
+            image = write_image(folder / f"Part{part}.jpg", size=(KW, KH + part % 2), mode="L", seed=item * 10 + part)
+            on = 1 if (folder.name, part) in defective else 0
+            write_mask(folder / f"Part{part}_label.bmp", box=(2, 4, 5, 12), size=(KW, KH + part % 2), on=on)
+            (bad if on else normal).append(image)
+    return normal, bad
+
+
+def test_kolektor_is_detected_and_defective_parts_are_those_with_a_non_empty_label(tmp_path):
+    normal, bad = build_kolektor(tmp_path)
+    assert detect_layout(tmp_path / "kolektorsdd") == "kolektor"
+    assert list_categories(tmp_path) == ["kolektorsdd"] == list_categories(tmp_path, layout="kolektor")
+    for layout in ("auto", "kolektor"):
+        splits = find_category(tmp_path, "kolektorsdd", layout=layout)
+        assert splits.layout == "kolektor" and splits.validation == []
+        assert all(s.label == 0 and s.defect_type == "good" and s.mask_paths == () for s in splits.train)
+        test_bad = [s for s in splits.test if s.label == 1]
+        assert [s.image_path for s in test_bad] == sorted(bad)
+        assert all(s.defect_type == "defect" and s.mask_paths == (s.image_path.with_name(
+            s.image_path.stem + "_label.bmp"),) for s in test_bad)
+        test_normal = [s.image_path for s in splits.test if s.label == 0]
+        train = [s.image_path for s in splits.train]
+        assert sorted(train + test_normal) == sorted(normal) and not set(train) & set(test_normal)
+        for split in (splits.train, splits.test):
+            assert [s.image_path for s in split] == sorted(s.image_path for s in split)
+
+
+def test_kolektor_normals_are_split_like_anomalib(tmp_path):
+    normal, _ = build_kolektor(tmp_path, n_items=6)  # 22 normal parts
+    splits = find_category(tmp_path, "kolektorsdd")
+    # anomalib: train_test_split(normals ordered by path, train_size=0.8, random_state=42), i.e. sklearn's
+    # ShuffleSplit: test = the first ceil(0.2 n) of RandomState(42).permutation(n), train = the rest.
+    ordered = sorted(normal, key=str)
+    n_test = int(np.ceil(0.2 * len(ordered)))
+    permutation = np.random.RandomState(42).permutation(len(ordered))
+    assert [s.image_path for s in splits.train] == sorted(ordered[i] for i in permutation[n_test:])
+    assert [s.image_path for s in splits.test if s.label == 0] == sorted(ordered[i] for i in permutation[:n_test])
+    assert len(splits.train) == int(0.8 * len(ordered))
+    other = find_category(tmp_path, "kolektorsdd", split_seed=0)
+    assert [s.image_path for s in other.train] != [s.image_path for s in splits.train]
+    assert len(find_category(tmp_path, "kolektorsdd", train_fraction=0.5).train) == len(ordered) // 2
+    with pytest.raises(ValueError, match="train_fraction"):
+        find_category(tmp_path, "kolektorsdd", train_fraction=1.0)
+
+
+def test_kolektor_part_without_label_and_wrong_layouts_are_named(tmp_path):
+    build_kolektor(tmp_path)
+    build_mvtec_ad(tmp_path)
+    with pytest.raises(DatasetError, match="looks like layout 'mvtec_ad', not 'kolektor'"):
+        find_category(tmp_path, "bottle", layout="kolektor")
+    with pytest.raises(DatasetError, match="looks like layout 'kolektor'"):
+        find_category(tmp_path, "kolektorsdd", layout="mvtec_ad")
+    label = tmp_path / "kolektorsdd/kos02/Part2_label.bmp"
+    label.unlink()
+    with pytest.raises(DatasetError) as info:
+        find_category(tmp_path, "kolektorsdd")
+    assert str(tmp_path / "kolektorsdd/kos02/Part2.jpg") in str(info.value) and str(label) in str(info.value)
+
+
+def test_kolektor_tall_parts_keep_their_aspect_and_masks_follow(tmp_path):
+    build_kolektor(tmp_path)
+    splits = find_category(tmp_path, "kolektorsdd")
+    # heights 50 and 51 (2 % apart, like the real 1235..1285 around 1263) come out in the first part's shape
+    train = load_split(splits.train, image_size=5, keep_aspect=True, progress=False)
+    assert train.images.shape[-2:] == (25, 5)  # first train part: 10 x 50 (or 51) -> 5 x 25
+    test = load_split(splits.test, image_size=5, keep_aspect=True, progress=False, output_shape=(25, 5))
+    assert test.images.shape == (len(splits.test), 3, 25, 5) and test.masks.shape == (len(splits.test), 25, 5)
+    assert test.masks[test.labels == 1].flatten(1).any(1).all() and not test.masks[test.labels == 0].any()
+    # the label marks columns 2..4 of 10, rows 4..11: nearest-exact samples at pixel centres
+    index = int(np.flatnonzero(test.labels.numpy())[0])
+    full = np.zeros((KH + 1, KW), bool) if test.paths[index].endswith(("Part1.jpg", "Part3.jpg")) else np.zeros(
+        (KH, KW), bool)
+    full[4:12, 2:5] = True
+    rows = np.minimum(((np.arange(25) + 0.5) * full.shape[0] / 25).astype(int), full.shape[0] - 1)
+    cols = ((np.arange(5) + 0.5) * KW / 5).astype(int)
+    assert np.array_equal(test.masks[index].numpy(), full[np.ix_(rows, cols)])
+    square = load_split(splits.test, image_size=8, progress=False)
+    assert square.images.shape[-2:] == (8, 8)
+
+
+def test_keep_aspect_tolerates_small_aspect_differences_only(tmp_path):
+    first = write_image(tmp_path / "a.png", size=(100, 250))
+    close = write_image(tmp_path / "b.png", size=(100, 257))  # 2.8 % taller
+    far = write_image(tmp_path / "c.png", size=(100, 260))  # 4 % taller
+    samples = [Sample(first, 0, "good"), Sample(close, 0, "good")]
+    assert load_split(samples, image_size=10, keep_aspect=True, progress=False).images.shape == (2, 3, 25, 10)
+    with pytest.raises(DatasetError, match=f"Image {far} comes out"):
+        load_split(samples + [Sample(far, 0, "good")], image_size=10, keep_aspect=True, progress=False)
+
+
+def test_load_category_gives_train_and_test_one_shape_with_keep_aspect(tmp_path):
+    from iadtutor.experiment import load_category
+
+    build_kolektor(tmp_path, n_items=3)
+    splits = find_category(tmp_path, "kolektorsdd")
+    # parts are 50 or 51 high: at 10 px wide the splits' first images would give different shapes
+    first_train = load_split(splits.train[:1], image_size=10, keep_aspect=True, progress=False)
+    first_test = load_split(splits.test[:1], image_size=10, keep_aspect=True, progress=False)
+    assert first_train.images.shape[-2:] != first_test.images.shape[-2:]
+    category = load_category(tmp_path, "kolektorsdd", image_size=10, keep_aspect=True, progress=False)
+    assert category.layout == "kolektor"
+    assert category.train.images.shape[-2:] == category.test.images.shape[-2:] == first_train.images.shape[-2:]
+    assert category.test.masks.shape[-2:] == first_train.images.shape[-2:]
+    assert int(category.test.labels.sum()) == 2

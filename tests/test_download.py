@@ -359,7 +359,190 @@ def test_make_toy_writes_a_complete_toy_factory(tmp_path, capsys):
                             "--no-progress"])
     output = capsys.readouterr().out
     assert status == 0, output
-    assert "weave                train/good images                    3         3  ok" in output
+    assert f"{'weave':<20} {'train/good images':<34} {3:>9} {3:>9}  ok" in output
     assert f"The toy factory is in {tmp_path / 'toy'}" in output
     assert leftovers(tmp_path) == []
     assert download.main(["make-toy", "--out", str(tmp_path / "toy"), "--no-progress"]) == 1  # not over it
+
+
+# --- verify in detail, and holding out normals --------------------------------------------------------------
+
+
+def _png(path: Path, size=(8, 6), value=None, seed=0, box=None) -> Path:
+    """A real PNG: random pixels (seeded), or a 0/255 mask that is on inside ``box`` = (x0, y0, x1, y1)."""
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if box is None:
+        pixels = np.random.default_rng(seed).integers(0, 256, size=(size[1], size[0]), dtype=np.uint8)
+    else:
+        pixels = np.zeros((size[1], size[0]), np.uint8)
+        x0, y0, x1, y1 = box
+        pixels[y0:y1, x0:x1] = 255 if value is None else value
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _copy_without_test_good(root: Path) -> Path:
+    """An MVTec-layout category like the grid copy: train/good, two defect types with masks, no test/good."""
+    cat = root / "cat"
+    for i in range(6):
+        _png(cat / f"train/good/{i:03d}.png", seed=i)
+    for defect, n in (("crack", 2), ("scratch", 1)):
+        for i in range(n):
+            _png(cat / f"test/{defect}/{i:03d}.png", seed=100 + i + 10 * n)
+            _png(cat / f"ground_truth/{defect}/{i:03d}_mask.png", box=(1, 1, 3, 4))  # 6 of 48 pixels
+    return cat
+
+
+COPY_COUNTS = {"cat": {"train/good": 6, "test/good": 2, "test": 5, "ground_truth": 3, "test/crack": 2}}
+
+
+def _copy_info() -> DatasetInfo:
+    return DatasetInfo(name="copy", title="Copy", homepage="http://example.invalid", licence="CC0",
+                       counts=COPY_COUNTS)
+
+
+def _rows(report) -> dict:
+    return {row["what"]: (row["expected"], row["found"], row["ok"]) for row in report.rows}
+
+
+def test_verify_names_the_missing_test_good_and_reports_defect_types_and_masks(tmp_path):
+    cat = _copy_without_test_good(tmp_path)
+    report = verify_dataset(_copy_info(), tmp_path, progress=False, details=True)
+    rows = _rows(report)
+    assert not report.ok
+    assert rows["test/good images"] == (2, 0, False) and rows["test images"] == (5, 3, False)
+    assert rows["test/crack images"] == (2, 2, True)
+    assert rows["test/scratch images"] == (None, 1, None)  # a defect type without a stored count: reported
+    assert rows["mask sizes (W x H)"] == (None, "8x6", "info")
+    assert rows["defect area % (min/median/max)"] == (None, "12/12/12", "info")  # 6 / 48 pixels
+    assert rows["masks of another size than image"][2] and rows["images identical to another"][2]
+    note = next(n for n in report.notes if "no test/good" in n)
+    assert f"iadtutor data hold-out --source {cat} --out NEW_ROOT/cat --n 2 --seed 0" in note
+    text = report.format()
+    assert "note: cat: no test/good folder" in text and "NOT complete" in text
+    # without details only the stored counts are checked (what download_dataset uses)
+    assert "test/scratch images" not in _rows(verify_dataset(_copy_info(), tmp_path, progress=False))
+
+
+def test_verify_flags_masks_of_another_size_empty_masks_and_identical_files(tmp_path):
+    cat = _copy_without_test_good(tmp_path)
+    _png(cat / "ground_truth/crack/000_mask.png", size=(5, 5), box=(0, 0, 2, 2))
+    _png(cat / "ground_truth/crack/001_mask.png", box=(0, 0, 0, 0))  # nothing on
+    (cat / "train/good/005.png").write_bytes((cat / "train/good/001.png").read_bytes())
+    _png(cat / "test/good/000.png", seed=2)  # the same pixels as train/good/002.png: identical across train/test
+    rows = _rows(verify_dataset(_copy_info(), tmp_path, progress=False, details=True))
+    assert rows["masks of another size than image"] == (0, 1, False)
+    assert rows["defect images with an empty mask"] == (0, 1, False)
+    assert rows["images identical to another"] == (0, 2, False)
+    assert rows["identical pairs across train/test"] == (0, 1, False)
+    assert rows["mask sizes (W x H)"][1] == "8x6 (2), 5x5 (1)"
+
+
+def test_hold_out_normals_makes_a_seeded_split_in_a_new_folder_and_leaves_the_source(tmp_path):
+    import json
+
+    import numpy as np
+
+    source = _copy_without_test_good(tmp_path / "copy")
+    before = {p.relative_to(source): p.read_bytes() for p in source.rglob("*") if p.is_file()}
+    out = download.hold_out_normals(source, tmp_path / "held" / "cat", 2, seed=0)
+    assert {p.relative_to(source): p.read_bytes() for p in source.rglob("*") if p.is_file()} == before
+    names = [f"{i:03d}.png" for i in range(6)]
+    drawn = sorted(names[i] for i in np.random.default_rng(0).choice(6, size=2, replace=False))
+    assert sorted(p.name for p in (out / "test/good").iterdir()) == drawn
+    assert sorted(p.name for p in (out / "train/good").iterdir()) == sorted(set(names) - set(drawn))
+    for name in drawn:
+        assert (out / "test/good" / name).read_bytes() == before[Path("train/good") / name]
+    record = json.loads((out / "holdout.json").read_text())
+    assert record["seed"] == 0 and record["n_held_out"] == 2 and sorted(record["held_out"]) == drawn
+    assert record["source"] == str(source.resolve()) and record["source_test_good"] == 0
+    report = verify_dataset(_copy_info(), out.parent, progress=False, details=True)
+    assert report.ok, report.format()
+    rows = _rows(report)
+    assert rows["train/good images"] == (4, 4, True) and rows["test/good images"] == (2, 2, True)
+    assert any("2 of the training normals were held out" in note for note in report.notes)
+    from iadtutor.data import find_category
+
+    splits = find_category(out.parent, "cat")
+    assert (len(splits.train), sum(s.label == 0 for s in splits.test)) == (4, 2)
+
+    again = download.hold_out_normals(source, tmp_path / "again" / "cat", fraction=1 / 3, seed=0)
+    assert sorted(p.name for p in (again / "test/good").iterdir()) == drawn  # fraction 1/3 of 6 = 2, same seed
+    other = download.hold_out_normals(source, tmp_path / "other" / "cat", 2, seed=3)
+    assert sorted(p.name for p in (other / "test/good").iterdir()) != drawn
+    with pytest.raises(FileExistsError, match="not empty"):
+        download.hold_out_normals(source, out, 2)
+    with pytest.raises(ValueError, match="inside the source"):
+        download.hold_out_normals(source, source / "sub", 2)
+    with pytest.raises(ValueError, match="between 1 and 5"):
+        download.hold_out_normals(source, tmp_path / "x" / "cat", 6)
+    with pytest.raises(FileNotFoundError, match="train"):
+        download.hold_out_normals(source / "test", tmp_path / "y" / "cat", 1)
+    assert leftovers(tmp_path) == [] and not (tmp_path / "x" / "cat").exists()
+
+
+def test_hold_out_command_line(tmp_path, capsys):
+    from iadtutor.cli import main as iadtutor_main
+
+    source = _copy_without_test_good(tmp_path / "copy")
+    status = iadtutor_main(["data", "hold-out", "--source", str(source), "--out", str(tmp_path / "held" / "cat"),
+                            "--n", "2", "--seed", "0"])
+    output = capsys.readouterr().out
+    assert status == 0, output
+    assert f"{source} is unchanged" in output and "2 of the training normals were held out" in output
+    assert download.main(["hold-out", "--source", str(source), "--out", str(tmp_path / "held" / "cat"),
+                          "--n", "2"]) == 1
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_verify_kolektor_counts_parts_defects_and_identical_parts(tmp_path, capsys):
+    from dataclasses import replace
+
+    root = tmp_path / "kolektor"
+    for item in (1, 2):
+        for part in range(4):
+            folder = root / "kolektorsdd" / f"kos{item:02d}"
+            _png(folder / f"Part{part}.png", size=(6, 15), seed=item * 10 + part).rename(folder / f"Part{part}.jpg")
+            box = (1, 1, 4, 6) if (item, part) in ((1, 2), (2, 0)) else (0, 0, 0, 0)  # labels 0 / 1 like the real
+            _png(folder / f"Part{part}.bmp", size=(6, 15), box=box, value=1).rename(folder / f"Part{part}_label.bmp")
+    kos = root / "kolektorsdd"
+    (kos / "kos02/Part3.jpg").write_bytes((kos / "kos02/Part2.jpg").read_bytes())
+    info = replace(download.DATASETS["kolektor"], counts={"kolektorsdd": {"parts": 8, "defective parts": 2}})
+    report = verify_dataset(info, root, progress=False, details=True)
+    rows = _rows(report)
+    assert rows["parts"] == (8, 8, True) and rows["defective parts (non-empty label)"] == (2, 2, True)
+    assert rows["train / test normal parts"] == (None, "4/2", "info")  # 80 % of 6 normal parts, anomalib's rule
+    assert rows["mask sizes (W x H)"] == (None, "6x15", "info")
+    assert rows["images identical to another"] == (0, 1, False)
+    assert download.main(["verify", "--dataset", "kolektor", "--root", str(root)]) == 1  # 8 parts, not 399
+    output = capsys.readouterr().out
+    assert "MISMATCH" in output and "CC BY-NC-SA 4.0" in output and "split like anomalib" in output
+    (kos / "kos01/Part1_label.bmp").unlink()
+    report = verify_dataset(info, root, progress=False)
+    assert not report.ok and any("Part1.jpg has no label image" in note for note in report.notes)
+
+
+def test_real_data_script_arranges_the_grid_copy_into_mvtec_layout(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("real_data", Path(__file__).resolve().parents[1]
+                                                  / "data_scripts" / "real_data.py")
+    real_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real_data)
+    raw = tmp_path / "raw"
+    for name in ("000", "001"):
+        _png(raw / f"Normal/{name}.png")
+    for name in ("000", "001", "100", "402"):  # bent 000, 001; broken 000; thread 002
+        _png(raw / f"Anomalous/IMG/{name}.png")
+        _png(raw / f"Anomalous/GT/{name}_mask.png", box=(0, 0, 2, 2))
+    real_data.arrange_grid(raw, tmp_path / "grid")
+    assert dict(count_images(tmp_path / "grid")) == {
+        "train/good": 2, "test/bent": 2, "test/broken": 1, "test/thread": 1,
+        "ground_truth/bent": 2, "ground_truth/broken": 1, "ground_truth/thread": 1}
+    assert (tmp_path / "grid/test/thread/002.png").is_file()
+    assert (tmp_path / "grid/ground_truth/thread/002_mask.png").is_file()
+    report = verify_dataset("folder", tmp_path, categories=["grid"], progress=False, details=True)
+    assert any("no test/good folder" in note for note in report.notes)

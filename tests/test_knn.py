@@ -184,3 +184,28 @@ def test_make_scorer_builds_each_method():
     assert knn.make_scorer("patchcore", k=9).k == 1
     ld = knn.make_scorer("ldknn", k=7, alpha=0.5)
     assert (ld.density_k, ld.alpha, ld.coreset) == (7, 0.5, 1.0)
+
+
+@pytest.mark.parametrize("k", [1, 4])
+@pytest.mark.parametrize("chunk_bytes", [512 * 2**20, 100_000])  # one block, or 257 queries × 97 bank rows
+def test_knn_distances_match_sklearn_in_blocks(k, chunk_bytes):
+    generator = torch.Generator().manual_seed(16)
+    bank, queries = torch.randn(900, 12, generator=generator), torch.randn(300, 12, generator=generator)
+    distance, index = knn.knn_distances(queries, bank, k, chunk_bytes=chunk_bytes)
+    expected_distance, expected_index = NearestNeighbors(n_neighbors=k).fit(bank.numpy()).kneighbors(queries.numpy())
+    np.testing.assert_allclose(distance.numpy(), expected_distance, atol=1e-5)
+    assert (index.numpy() == expected_index).all()  # random data: no exact ties
+
+
+@pytest.mark.parametrize("k", [1, 5])
+@pytest.mark.parametrize("chunk_bytes", [512 * 2**20, 8 * 200**2])  # one block, or 15 pairs of 200-row blocks
+def test_bank_self_neighbours_match_sklearn(k, chunk_bytes):
+    bank = torch.randn(900, 12, generator=torch.Generator().manual_seed(17))
+    distance, index = knn.knn_distances(bank, bank, k, exclude_self=True, chunk_bytes=chunk_bytes)
+    expected_distance, expected_index = NearestNeighbors(n_neighbors=k + 1).fit(bank.numpy()).kneighbors(bank.numpy())
+    np.testing.assert_allclose(distance.numpy(), expected_distance[:, 1:], atol=1e-5)
+    assert (index.numpy() == expected_index[:, 1:]).all()
+    squared, _ = knn.knn_distances(bank, bank, k, squared=True, exclude_self=True, chunk_bytes=chunk_bytes)
+    np.testing.assert_allclose(squared.numpy(), expected_distance[:, 1:] ** 2, atol=1e-4)
+    with pytest.raises(ValueError, match="exclude_self"):
+        knn.knn_distances(bank[:10], bank, k, exclude_self=True)
