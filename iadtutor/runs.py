@@ -365,7 +365,7 @@ def _command_for(spec: RunSpec, run_dir: Path, evaluate_command, base_dir: Path 
                 command += [flag, str(value)]
         return command, extra_env
     notebook = (base_dir / spec.notebook).resolve()
-    result_path = run_dir / "recorded.json"
+    result_path = (run_dir / "recorded.json").resolve()  # the kernel runs in the notebook's folder
     parameters = {"dataset": spec.dataset, "data_root": data_root, "category": spec.category,
                   **({"method": spec.method} if spec.method else {}), **dict(spec.params),
                   "result_path": str(result_path)}

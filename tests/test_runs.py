@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -383,6 +384,23 @@ def test_notebook_runs_record_their_result(tmp_path):
     assert records["bad"]["error"] == "ValueError: no good images in bad"
     executed = nbformat.read(tmp_path / "out" / "runs" / records["weave"]["run_id"] / "notebook.ipynb", 4)
     assert "injected-parameters" in executed.cells[1].metadata["tags"]
+
+
+def test_notebook_runs_with_a_relative_out_folder(tmp_path, monkeypatch):
+    """The kernel runs in the notebook's folder: a relative --out must still receive the result."""
+    notebook = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell("category = 'weave'\nresult_path = None")
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [parameters, nbformat.v4.new_code_cell(
+        "import iadtutor.runs\niadtutor.runs.record_result({'image_auroc': 0.5}, result_path)")]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (tmp_path / "lessons").mkdir()
+    nbformat.write(notebook, tmp_path / "lessons" / "lesson.ipynb")
+    monkeypatch.chdir(tmp_path)
+    grid = {"notebook": "lessons/lesson.ipynb", "datasets": {"toy": {"data_root": ".", "categories": ["weave"]}}}
+    (record,) = run_sweep(expand_grid(grid), Path("out"), echo=quiet)
+    assert record["status"] == "ok" and record["metrics"] == {"image_auroc": 0.5}
+    assert not (tmp_path / "lessons" / "out").exists()
 
 
 def test_zero_valued_parameters_reach_the_command(tmp_path):
