@@ -91,8 +91,11 @@ def test_a_killed_worker_loses_no_run(tmp_path, fake, cluster):
                         scheduler=cluster.scheduler_address)
     assert sorted(r["status"] for r in records) == ["ok"] * 6
     retried = [m for m in messages if m.startswith("retrying")]
-    assert len(retried) == 1 and "bracket" in retried[0] and "KilledWorker" in retried[0]
-    assert len(fake["log"].read_text().splitlines()) - log_before == 6 + 1  # one run ran twice
+    # The run that kills its worker is retried; a run the scheduler had already queued on that worker is
+    # lost with it and retried too (how many depends on timing). Each is retried once and none is lost.
+    assert any("bracket" in m and "KilledWorker" in m for m in retried)
+    assert len(retried) == len(set(retried)) and 1 <= len(retried) <= 6
+    assert 6 + 1 <= len(fake["log"].read_text().splitlines()) - log_before <= 6 + len(retried)
 
     ours = collect_results(tmp_path / "dask", [s.run_id for s in specs])[METRIC_COLUMNS]
     theirs = collect_results(tmp_path / "local", [s.run_id for s in specs])[METRIC_COLUMNS]
