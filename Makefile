@@ -9,8 +9,8 @@ STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 # One set of CPU kernels on every x86 machine with AVX2 (any from the last decade): torch's own kernels,
-# MKL (conditional numerical reproducibility) and oneDNN all take their AVX2 code paths, so training runs
-# (ULSAD, DefectMaker) give the same numbers on an AVX-512 Intel and an AMD machine. Override from the
+# MKL (conditional numerical reproducibility) and oneDNN all take their AVX2 code paths, so that training runs
+# (ULSAD, DefectMaker) follow the same arithmetic on every such machine (checked on one AMD machine only). Override from the
 # environment to try others (tests/test_notebook_results.py says what then moves; README).
 export ATEN_CPU_CAPABILITY ?= avx2
 export MKL_CBWR ?= AVX2
