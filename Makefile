@@ -47,7 +47,7 @@ execute: setup toy
 	  echo "== $$nb"; \
 	  start=$$(date +%s); \
 	  PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/papermill -k python3 --cwd notebooks "$$nb" "$$nb.tmp.ipynb" || exit 1; \
-	  $(BIN)/python -m iadtutor.notebooks clean "$$nb.tmp.ipynb" && mv "$$nb.tmp.ipynb" "$$nb"; \
+	  $(BIN)/python -m iadtutor.tools.notebooks clean "$$nb.tmp.ipynb" && mv "$$nb.tmp.ipynb" "$$nb"; \
 	  echo "   $$(( $$(date +%s) - start )) s"; \
 	done
 

@@ -36,9 +36,9 @@ from bench_lwinnn import peak_extra_bytes, shifted_slice_loop, synchronize  # no
 from iadtutor import knn  # noqa: E402
 from iadtutor.backbones import load_backbone  # noqa: E402
 from iadtutor.embed import EmbeddingConfig, PatchEmbedder  # noqa: E402
-from iadtutor.experiment import load_category  # noqa: E402
+from iadtutor.pipeline import load_category  # noqa: E402
 from iadtutor.files import write_json_atomic  # noqa: E402
-from iadtutor.toy import make_toy_dataset  # noqa: E402
+from toyfactory import make_toy_dataset  # noqa: E402
 
 REAL_SIZE = {"n_train": 213, "n_test_good": 28, "n_test_per_defect": 18}  # 28 + 4 defect types × 18 = 100
 

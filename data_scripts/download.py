@@ -3,14 +3,14 @@
 
     python data_scripts/download.py --dataset mvtec_ad --out data/mvtec_ad
 
-A thin wrapper over :mod:`iadtutor.download` (also: ``iadtutor data ...``). It prints where the data went
+A thin wrapper over :mod:`iadtutor.tools.download` (also: ``iadtutor data ...``). It prints where the data went
 and which licence applies.
 """
 
 import argparse
 import sys
 
-from iadtutor.download import add_download_arguments, download_command
+from iadtutor.tools.download import add_download_arguments, download_command
 
 
 def main(argv=None) -> int:

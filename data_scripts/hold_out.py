@@ -3,7 +3,7 @@
 
     python data_scripts/hold_out.py --source data/real/grid_copy/grid --out data/real/mvtec_ad/grid --n 21 --seed 0
 
-A thin wrapper over :func:`iadtutor.download.hold_out_normals` (also: ``iadtutor data hold-out``). The
+A thin wrapper over :func:`iadtutor.tools.download.hold_out_normals` (also: ``iadtutor data hold-out``). The
 source folder is never changed; the new folder records the draw in ``holdout.json``. See the datasets
 page of the book ("A copy without normal test images").
 """
@@ -11,7 +11,7 @@ page of the book ("A copy without normal test images").
 import argparse
 import sys
 
-from iadtutor.download import add_hold_out_arguments, hold_out_command
+from iadtutor.tools.download import add_hold_out_arguments, hold_out_command
 
 
 def main(argv=None) -> int:

@@ -3,14 +3,14 @@
 
     python data_scripts/make_toy.py --out data/toy [--categories weave,bracket] [--seed 0]
 
-A thin wrapper over :mod:`iadtutor.download` (also: ``iadtutor data ...``). It prints where the data went
+A thin wrapper over :mod:`iadtutor.tools.download` (also: ``iadtutor data ...``). It prints where the data went
 and which licence applies.
 """
 
 import argparse
 import sys
 
-from iadtutor.download import add_make_toy_arguments, make_toy_command
+from iadtutor.tools.download import add_make_toy_arguments, make_toy_command
 
 
 def main(argv=None) -> int:

@@ -3,14 +3,14 @@
 
     python data_scripts/prepare_visa.py --raw data/visa_raw --out data/visa
 
-A thin wrapper over :mod:`iadtutor.download` (also: ``iadtutor data ...``). It prints where the data went
+A thin wrapper over :mod:`iadtutor.tools.download` (also: ``iadtutor data ...``). It prints where the data went
 and which licence applies.
 """
 
 import argparse
 import sys
 
-from iadtutor.download import add_prepare_visa_arguments, prepare_visa_command
+from iadtutor.tools.download import add_prepare_visa_arguments, prepare_visa_command
 
 
 def main(argv=None) -> int:

@@ -3,14 +3,14 @@
 
     python data_scripts/verify.py --dataset mvtec_ad --root data/mvtec_ad [--archive data/archives/mvtec_anomaly_detection.tar.xz]
 
-A thin wrapper over :mod:`iadtutor.download` (also: ``iadtutor data ...``). It prints where the data went
+A thin wrapper over :mod:`iadtutor.tools.download` (also: ``iadtutor data ...``). It prints where the data went
 and which licence applies.
 """
 
 import argparse
 import sys
 
-from iadtutor.download import add_verify_arguments, verify_command
+from iadtutor.tools.download import add_verify_arguments, verify_command
 
 
 def main(argv=None) -> int:

@@ -412,7 +412,7 @@ def binarize_mask(array: np.ndarray) -> np.ndarray:
     return values > peak / 2
 
 
-def _read_mask(path: Path) -> np.ndarray:
+def read_mask(path: Path) -> np.ndarray:
     mask = _open_image(path, "mask")
     # Bilevel, 8/16/32-bit gray and float masks are read as they are; colour and paletted ones via gray.
     if not (mask.mode in ("1", "L", "F") or mask.mode.startswith("I")):
@@ -432,7 +432,7 @@ def load_mask(sample: Sample, shape_hw: Sequence[int]) -> torch.Tensor:
     image_hw = _image_hw(Path(sample.image_path))
     union = np.zeros(image_hw, dtype=np.bool_)
     for path in sample.mask_paths:
-        mask = _read_mask(Path(path))
+        mask = read_mask(Path(path))
         if mask.shape != image_hw:
             raise DatasetError(
                 f"Mask {path} is {mask.shape[1]}x{mask.shape[0]} pixels but its image {sample.image_path} "

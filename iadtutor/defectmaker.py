@@ -33,9 +33,12 @@ shapes × the two fills. :func:`finetune_backbone` trains a backbone on it; the 
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
+from typing import Callable, Mapping
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
@@ -43,8 +46,12 @@ from scipy import ndimage
 from scipy.special import comb
 from torch import nn
 
-from .backbones import FeatureExtractor, load_backbone, resolve_device
-from .files import atomic_path
+from iadtutor import pipeline
+from iadtutor.backbones import FeatureExtractor, load_backbone, resolve_device
+from iadtutor.embed import EmbeddingConfig, PatchEmbedder
+from iadtutor.files import atomic_path
+from iadtutor.knn import LDKNN, GlobalNN, PatchScorer
+from iadtutor.metrics import METRICS
 
 SHAPES = ("rectangle", "rect_scar", "bezier_scar", "bezier_clump", "bezier_blob")
 FILLS = ("noise", "cutpaste")
@@ -695,3 +702,66 @@ def load_finetuned(path, device="cpu", backbone: FeatureExtractor | None = None)
         backbone = copy.deepcopy(backbone).cpu()
     backbone.load_state_dict(payload["state_dict"])
     return backbone.eval().to(resolve_device(device))
+
+
+# ------------------------------------------------------------------------------------------------ REB
+# REB = DefectMaker fine-tuned features (finetune_backbone) + LDKNN. The paper's table 5 separates the two:
+# the same scorers (vanilla KNN and LDKNN) on different representations (ImageNet weights, weights
+# fine-tuned on synthetic defects). Vanilla KNN is GlobalNN(coreset=1.0, k=k): PatchCore with k
+# neighbours and no coreset. REB's taps are the second and third ResNet stages, "phi_2 + phi_3" (sec. 3.2).
+REB_LAYERS = pipeline.METHODS["ldknn"].layers
+
+
+def reb_scorers(k: int = 5, alpha: float = 1.0, device="cpu") -> dict[str, Callable[[], PatchScorer]]:
+    """The two scorers of REB's table 5 as ``{name: factory}``: ``"KNN"`` (mean distance to the ``k``
+    nearest memory-bank patches) and ``"LDKNN"`` (distance to the nearest minus ``alpha`` times its local
+    density, the mean distance to its ``k`` nearest bank neighbours)."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1; got {k}.")
+    return {"KNN": lambda: GlobalNN(coreset=1.0, k=k, device=device),
+            "LDKNN": lambda: LDKNN(k=k, alpha=alpha, device=device)}
+
+
+def compare_representations(category: "pipeline.Category", backbones: Mapping[str, FeatureExtractor],
+                            scorers: Mapping[str, Callable[[], PatchScorer]] | None = None,
+                            config: EmbeddingConfig | None = None, batch_size: int = 16,
+                            progress: bool = False, keep_results: bool = False):
+    """Every scorer on every representation of ``category``: REB's table 5 for one category.
+
+    ``backbones``: ``{representation name: FeatureExtractor}`` (e.g. ImageNet and DefectMaker weights);
+    ``scorers``: ``{scorer name: function returning a fresh PatchScorer}`` (default :func:`reb_scorers`);
+    ``config``: how images become patch embeddings (default: REB's taps :data:`REB_LAYERS` at the
+    category's image size).
+
+    Returns a DataFrame with one row per (representation, scorer): columns ``representation``,
+    ``scorer``, ``image_auroc``, ``pixel_auroc``, ``aupro`` (fractions) and ``seconds`` (fit + score,
+    embedding excluded). With ``keep_results=True`` returns ``(table, {(representation, scorer):
+    pipeline.ScoreResult})`` so that maps can be shown.
+    """
+    if not backbones:
+        raise ValueError("backbones is empty: give at least one {name: FeatureExtractor}.")
+    scorers = reb_scorers() if scorers is None else scorers
+    if config is None:
+        config = EmbeddingConfig(image_size=int(category.train.images.shape[-1]), layers=REB_LAYERS)
+    rows, results = [], {}
+    for representation, backbone in backbones.items():
+        if not isinstance(backbone, FeatureExtractor):
+            raise ValueError(f"backbones[{representation!r}] must be a FeatureExtractor; got {type(backbone).__name__}.")
+        embedded = pipeline.embed_category(category, PatchEmbedder(backbone, config), batch_size, progress)
+        for name, make in scorers.items():
+            start = time.perf_counter()
+            result = pipeline.score_category(embedded, make())
+            rows.append({"representation": representation, "scorer": name,
+                         **{metric: result.metrics[metric] for metric in METRICS},
+                         "seconds": time.perf_counter() - start})
+            results[representation, name] = result
+    table = pd.DataFrame(rows)
+    return (table, results) if keep_results else table
+
+
+def results_grid(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame:
+    """One metric of :func:`compare_representations` as a representation x scorer grid (table 5's layout)."""
+    if metric not in table.columns:
+        raise ValueError(f"metric must be one of the table's columns {list(table.columns)}; got {metric!r}.")
+    return table.pivot(index="representation", columns="scorer", values=metric).loc[
+        table["representation"].unique(), table["scorer"].unique()]

@@ -31,15 +31,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .knn import LDKNN, knn_distances
-
-
-def flatten_patches(embeddings: torch.Tensor) -> torch.Tensor:
-    """``(M, C, h, w)`` -> ``(M·h·w, C)``: one row per patch, index ``image·h·w + row·w + col``."""
-    if not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 4:
-        shape = tuple(embeddings.shape) if hasattr(embeddings, "shape") else type(embeddings).__name__
-        raise ValueError(f"embeddings must be a tensor of shape (M, C, h, w); got {shape}.")
-    return embeddings.permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1]).float()
+from iadtutor.knn import CHUNK_BYTES, flatten_patches, knn_distances
 
 
 def patch_positions(shape: tuple[int, int, int]) -> pd.DataFrame:
@@ -64,21 +56,6 @@ def local_densities(train_embeddings: torch.Tensor, k: int = 5, squared: bool = 
     bank = flatten_patches(train_embeddings)
     m, _, h, w = train_embeddings.shape
     return neighbour_distances(bank, k, squared).mean(1).view(m, h, w)
-
-
-def densities_of(scorer: LDKNN, train_shape) -> torch.Tensor:
-    """The local densities a fitted :class:`~iadtutor.knn.LDKNN` holds, as ``(M, h, w)`` maps.
-
-    ``train_shape``: the ``(M, C, h, w)`` shape of the train embeddings it was fitted on. Only a scorer
-    whose memory bank is every train patch (``coreset=1.0``) has one density per patch position.
-    """
-    m, _, h, w = train_shape
-    if not hasattr(scorer, "local_density"):
-        raise ValueError("scorer must be a fitted iadtutor.knn.LDKNN.")
-    if len(scorer.local_density) != m * h * w:
-        raise ValueError(f"the scorer's memory bank holds {len(scorer.local_density)} patches, not all {m * h * w} "
-                         "train patches: fit it with coreset=1.0 to map densities back to the images.")
-    return scorer.local_density.cpu().view(m, h, w)
 
 
 def density_table(densities: torch.Tensor, paths=None) -> pd.DataFrame:
@@ -123,22 +100,6 @@ def project_patches(features, seed: int = 0) -> np.ndarray:
     return (pca.transform(array.astype(np.float64)) * signs).astype(np.float32)
 
 
-def ldknn_terms(scorer: LDKNN, test_embeddings: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The two terms of an LDKNN score (eq. 3) for every test patch, as ``(N, h, w)`` maps.
-
-    ``distance``: ``|f - m_j|`` to the nearest bank patch (= KNN with K = 1); ``density``: ``d_j``, the
-    local density of that neighbour; ``score``: ``distance - α·density`` (= ``scorer.score``);
-    ``neighbour``: the bank index ``j`` (long).
-    """
-    if not isinstance(scorer, LDKNN) or not hasattr(scorer, "local_density"):
-        raise ValueError("scorer must be a fitted iadtutor.knn.LDKNN.")
-    distance, index = scorer.nearest(test_embeddings)
-    distance, index = distance[..., 0], index[..., 0]
-    density = scorer.local_density.cpu()[index]
-    return {"distance": distance, "density": density, "score": distance - scorer.alpha * density,
-            "neighbour": index}
-
-
 # ------------------------------------------------------------------------------------ one search, every K
 @dataclass
 class NeighbourSearch:
@@ -148,7 +109,7 @@ class NeighbourSearch:
     ``test_distances`` / ``test_index`` ``(P, k_max)``: each test patch's nearest bank patches. Bank and
     test patches are flattened as in :func:`flatten_patches`; ``train_shape`` / ``test_shape`` are the
     ``(M, C, h, w)`` / ``(N, C, h, w)`` embedding shapes. Every K ≤ ``k_max`` and every α then cost only
-    a mean and a subtraction (what :func:`iadtutor.sweeps.k_alpha_sweep` relies on).
+    a mean and a subtraction (what :func:`iadtutor.pipeline.k_alpha_sweep` relies on).
     """
 
     bank_distances: torch.Tensor
@@ -178,7 +139,7 @@ class NeighbourSearch:
         return self.test_distances[:, :self._check_k(k)].mean(1).view(n, h, w)
 
     def ldknn_terms(self, k: int, alpha: float) -> dict[str, torch.Tensor]:
-        """Like :func:`ldknn_terms` (``distance``, ``density``, ``score``, ``neighbour``), for all test patches."""
+        """Like :meth:`iadtutor.knn.LDKNN.terms` (``distance``, ``density``, ``score``, ``neighbour``), for all test patches."""
         n, _, h, w = self.test_shape
         bank_density = self.bank_distances[:, :self._check_k(k)].mean(1)
         distance, neighbour = self.test_distances[:, 0].view(n, h, w), self.test_index[:, 0].view(n, h, w)
@@ -192,7 +153,7 @@ class NeighbourSearch:
 
 
 def neighbour_search(train_embeddings: torch.Tensor, test_embeddings: torch.Tensor, k_max: int,
-                     squared: bool = False, chunk_bytes: int = 512 * 2**20) -> NeighbourSearch:
+                     squared: bool = False, chunk_bytes: int = CHUNK_BYTES) -> NeighbourSearch:
     """Search once: the bank against itself (``k_max`` nearest others) and the test patches against the bank."""
     bank, test = flatten_patches(train_embeddings), flatten_patches(test_embeddings)
     if test_embeddings.shape[1:] != train_embeddings.shape[1:]:
@@ -213,7 +174,7 @@ def neighbour_density_summary(terms: dict[str, torch.Tensor], masks: torch.Tenso
                               ) -> pd.DataFrame:
     """Who gets forgiven by LDKNN? Mean 1-NN distance and mean density of that neighbour, per kind of patch.
 
-    ``terms``: :meth:`NeighbourSearch.ldknn_terms` (or :func:`ldknn_terms`) for all test images;
+    ``terms``: :meth:`NeighbourSearch.ldknn_terms` (or :meth:`iadtutor.knn.LDKNN.terms`) for all test images;
     ``masks`` ``(N, H, W)``, ``labels`` ``(N,)``. Rows: ``patches of normal images``, ``normal patches of
     anomalous images`` and ``defect patches`` (patches touching the mask); columns ``patches``,
     ``distance`` (mean |f − m_j|) and ``neighbour_density`` (mean d_j).

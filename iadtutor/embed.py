@@ -1,4 +1,4 @@
-"""Image -> patch embedding, the way LWinNN (sec. 3.1) and PatchCore build it.
+"""Image -> patch embedding, the way LWinNN (sec. 3.1) and PatchCore build it (notebook 01).
 
 An image ``(3, H, W)`` goes through a pretrained CNN; the three taps at strides 4, 8 and 16 are
 average-pooled (3×3, stride 1), resized to the size of the first tap and concatenated on the channel
@@ -23,12 +23,18 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .backbones import FeatureExtractor
+from iadtutor.backbones import FeatureExtractor
 
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
-    """How images become patch embeddings (defaults: the LWinNN paper's choices)."""
+    """How images become patch embeddings (notebook 01).
+
+    Defaults: ImageNet normalisation, padded 3×3 average pooling, bilinear resize, taps 0-2 (strides
+    4, 8, 16), square resize to ``image_size``. The LWinNN paper differs in two of them: it keeps the
+    aspect ratio (``keep_aspect=True``, :func:`iadtutor.pipeline.paper_config`) and its code pools
+    without padding (``pool_padding=False``).
+    """
 
     image_size: int = 256
     keep_aspect: bool = False
@@ -103,6 +109,23 @@ class PatchEmbedder:
         size = tuple(pooled[0].shape[-2:])
         resized = [self.resize(p, size) for p in pooled]
         return {"taps": taps, "pooled": pooled, "resized": resized, "embedding": torch.cat(resized, dim=1)}
+
+    @torch.no_grad()
+    def taps(self, images: torch.Tensor, batch_size: int = 16) -> list[torch.Tensor]:
+        """The backbone's chosen taps (before pooling) of ``(N, 3, H, W)`` images, on the CPU."""
+        chunks = [self.steps(images[i:i + batch_size])["taps"] for i in range(0, len(images), batch_size)]
+        return [torch.cat([chunk[t].cpu() for chunk in chunks]) for t in range(len(chunks[0]))]
+
+    @torch.no_grad()
+    def finish(self, taps: list[torch.Tensor]) -> torch.Tensor:
+        """The rest of :meth:`embed` from :meth:`taps`: pool, resize to the first tap, concatenate.
+
+        The backbone pass is the expensive part; the LWinNN ablation runs it once and reuses the taps
+        for the pooling and interpolation switches.
+        """
+        pooled = [self.pool(tap) for tap in taps]
+        size = tuple(pooled[0].shape[-2:])
+        return torch.cat([self.resize(p, size) for p in pooled], dim=1)
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, batch_size: int = 16, progress: bool = True,

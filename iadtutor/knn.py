@@ -24,12 +24,12 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 from tqdm.auto import tqdm
 
-from .backbones import resolve_device
+from iadtutor.backbones import resolve_device
 
-METHODS = ("spade", "lwinnn", "patchcore", "ldknn", "knn")
+CHUNK_BYTES = 512 * 2**20  # memory one block of distance computations may take (bytes)
+DEFAULT_SIGMA = 4.0  # Gaussian blur of the anomaly maps, pixels (LWinNN, PatchCore, ULSAD code)
 
 
 def window_offsets(window: int) -> range:
@@ -42,7 +42,8 @@ def window_offsets(window: int) -> range:
     return range(-(window // 2), window - window // 2)
 
 
-def _check_embeddings(embeddings: torch.Tensor, name: str) -> None:
+def check_embeddings(embeddings: torch.Tensor, name: str = "embeddings") -> None:
+    """Raise one clear sentence unless ``embeddings`` is a non-empty ``(N, C, h, w)`` tensor."""
     if not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 4:
         shape = tuple(embeddings.shape) if hasattr(embeddings, "shape") else type(embeddings).__name__
         raise ValueError(f"{name} must be a tensor of shape (N, C, h, w); got {shape}.")
@@ -50,10 +51,21 @@ def _check_embeddings(embeddings: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} is empty: at least one image is needed.")
 
 
-class PatchScorer:
-    """Base class: ``fit`` on train embeddings, ``score`` test embeddings into ``(N, h, w)`` maps."""
+def flatten_patches(embeddings: torch.Tensor) -> torch.Tensor:
+    """``(M, C, h, w)`` -> ``(M·h·w, C)`` float32: one row per patch, index ``image·h·w + row·w + col``
+    (notebook 04 lays bank values back on the images with this order)."""
+    check_embeddings(embeddings)
+    return embeddings.permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1]).float()
 
-    def __init__(self, device: str | torch.device = "cpu", chunk_bytes: int = 512 * 2**20, progress: bool = False):
+
+class PatchScorer:
+    """Base class: ``fit`` on train embeddings, ``score`` test embeddings into ``(N, h, w)`` maps.
+
+    Like scikit-learn's estimators, a scorer is fitted by ``fit`` (which sets ``channels``); scoring
+    before that raises one clear sentence.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu", chunk_bytes: int = CHUNK_BYTES, progress: bool = False):
         self.device = resolve_device(device)
         self.chunk_bytes = int(chunk_bytes)
         self.progress = progress
@@ -65,7 +77,9 @@ class PatchScorer:
         raise NotImplementedError
 
     def _check_test(self, test_embeddings: torch.Tensor) -> None:
-        _check_embeddings(test_embeddings, "test embeddings")
+        if not hasattr(self, "channels"):
+            raise ValueError(f"this {type(self).__name__} is not fitted yet: call fit(train_embeddings) first.")
+        check_embeddings(test_embeddings, "test embeddings")
         if test_embeddings.shape[1] != self.channels:
             raise ValueError(f"test embeddings have {test_embeddings.shape[1]} channels but the scorer was "
                              f"fitted on {self.channels}.")
@@ -90,7 +104,7 @@ class LocalWindowNN(PatchScorer):
 
     def fit(self, train_embeddings: torch.Tensor) -> "LocalWindowNN":
         """Store ``(M, C, h, w)`` train embeddings in the padded bank layout, with squared norms."""
-        _check_embeddings(train_embeddings, "train embeddings")
+        check_embeddings(train_embeddings, "train embeddings")
         self.n_train, self.channels, self.height, self.width = train_embeddings.shape
         left = -self.offsets.start
         padded_width = self.width + self.window - 1
@@ -154,11 +168,6 @@ class FixedPositionNN(LocalWindowNN):
 
     def __init__(self, **kwargs):
         super().__init__(window=1, **kwargs)
-
-
-def _flatten_patches(embeddings: torch.Tensor) -> torch.Tensor:
-    """``(N, C, h, w)`` -> ``(N·h·w, C)`` patch feature vectors."""
-    return embeddings.permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1])
 
 
 def squared_distances(points: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
@@ -244,7 +253,7 @@ def _merge_smallest(best: tuple[torch.Tensor, torch.Tensor], block: torch.Tensor
 
 
 def knn_distances(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, squared: bool = False,
-                  exclude_self: bool = False, chunk_bytes: int = 512 * 2**20, progress: bool = False,
+                  exclude_self: bool = False, chunk_bytes: int = CHUNK_BYTES, progress: bool = False,
                   description: str = "kNN") -> tuple[torch.Tensor, torch.Tensor]:
     """Distances and indices of the ``k`` nearest rows of ``bank`` ``(B, C)`` for each query ``(Q, C)``.
 
@@ -330,9 +339,10 @@ class GlobalNN(PatchScorer):
         self.coreset, self.k, self.squared, self.seed = coreset, int(k), squared, seed
 
     def fit(self, train_embeddings: torch.Tensor) -> "GlobalNN":
-        _check_embeddings(train_embeddings, "train embeddings")
+        check_embeddings(train_embeddings, "train embeddings")
         self.channels = train_embeddings.shape[1]
-        patches = _flatten_patches(train_embeddings).to(self.device, torch.float32)
+        self.train_grid = (len(train_embeddings), *train_embeddings.shape[-2:])  # (M, h, w)
+        patches = flatten_patches(train_embeddings).to(self.device, torch.float32)
         self.coreset_indices = greedy_coreset(patches, self.coreset, seed=self.seed, progress=self.progress)
         self.bank = patches[self.coreset_indices.to(self.device)].contiguous()
         return self
@@ -342,7 +352,7 @@ class GlobalNN(PatchScorer):
         """``(N, C, h, w)`` -> ``(N, h, w, k)`` distances and memory-bank indices of the k nearest."""
         self._check_test(test_embeddings)
         n, _, h, w = test_embeddings.shape
-        queries = _flatten_patches(test_embeddings).to(self.device, torch.float32)
+        queries = flatten_patches(test_embeddings).to(self.device, torch.float32)
         distance, index = knn_distances(queries, self.bank, self.k, self.squared, chunk_bytes=self.chunk_bytes,
                                         progress=self.progress, description="kNN test patches")
         return distance.view(n, h, w, -1).cpu(), index.view(n, h, w, -1).cpu()
@@ -373,30 +383,33 @@ class LDKNN(GlobalNN):
         self.local_density = neighbour_distances.mean(1)  # (B,) mean distance to the k nearest
         return self
 
-    def score(self, test_embeddings: torch.Tensor) -> torch.Tensor:
+    def terms(self, test_embeddings: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The two terms of the score (eq. 3) for every test patch, as ``(N, h, w)`` maps (notebook 04).
+
+        ``distance``: ``|f - m_j|`` to the nearest bank patch (= KNN with K = 1); ``density``: ``d_j``,
+        the local density of that neighbour; ``score``: ``distance - α·density``; ``neighbour``: ``j``.
+        """
         distance, index = self.nearest(test_embeddings)
-        return distance[..., 0] - self.alpha * self.local_density.cpu()[index[..., 0]]
+        distance, index = distance[..., 0], index[..., 0]
+        density = self.local_density.cpu()[index]
+        return {"distance": distance, "density": density, "score": distance - self.alpha * density,
+                "neighbour": index}
 
+    def score(self, test_embeddings: torch.Tensor) -> torch.Tensor:
+        return self.terms(test_embeddings)["score"]
 
-def make_scorer(method: str, window: int = 7, k: int = 5, alpha: float = 1.0, coreset: float | None = None,
-                squared: bool = False, seed: int = 0, **kwargs) -> PatchScorer:
-    """Build the scorer of one of :data:`METHODS` with the ``iadtutor evaluate`` options.
+    def density_maps(self) -> torch.Tensor:
+        """The local density ``d_i`` of every bank patch put back on the training images: ``(M, h, w)``.
 
-    ``k`` is used by ``ldknn`` (local-density neighbours) and ``knn`` (neighbours averaged); PatchCore
-    always scores with its single nearest neighbour.
-    """
-    if method == "spade":
-        return FixedPositionNN(**kwargs)
-    if method == "lwinnn":
-        return LocalWindowNN(window=window, **kwargs)
-    if method == "patchcore":
-        return GlobalNN(coreset=0.01 if coreset is None else coreset, seed=seed, **kwargs)
-    if method == "knn":  # REB's "vanilla KNN": mean distance to the k nearest patches of the whole bank
-        return GlobalNN(coreset=1.0 if coreset is None else coreset, k=k, squared=squared, seed=seed, **kwargs)
-    if method == "ldknn":
-        return LDKNN(k=k, alpha=alpha, coreset=1.0 if coreset is None else coreset, squared=squared,
-                     seed=seed, **kwargs)
-    raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
+        Only a whole memory bank (``coreset=1.0``) has one density per train patch position.
+        """
+        if not hasattr(self, "local_density"):
+            raise ValueError("this LDKNN is not fitted yet: call fit(train_embeddings) first.")
+        if self.coreset != 1.0:
+            raise ValueError(f"the memory bank is a {self.coreset:g} coreset, not every train patch: fit with "
+                             "coreset=1.0 to map densities back to the images.")
+        m, h, w = self.train_grid
+        return self.local_density.detach().cpu().view(m, h, w)
 
 
 def image_scores(patch_scores: torch.Tensor) -> torch.Tensor:
@@ -404,14 +417,28 @@ def image_scores(patch_scores: torch.Tensor) -> torch.Tensor:
     return patch_scores.flatten(1).amax(1)
 
 
-def anomaly_maps(patch_scores: torch.Tensor, size: tuple[int, int], sigma: float = 4.0) -> np.ndarray:
-    """Patch scores ``(N, h, w)`` -> pixel anomaly maps ``(N, H, W)`` float32 (numpy).
-
-    Bilinear upsampling to the image size, then a Gaussian blur of ``sigma`` pixels
-    (``scipy.ndimage.gaussian_filter``, truncated at 4σ, reflecting at the border).
-    """
-    upsampled = F.interpolate(patch_scores[:, None].float(), size=tuple(size), mode="bilinear",
-                              align_corners=False)[:, 0].numpy()
+def blur_maps(maps: torch.Tensor, sigma: float = DEFAULT_SIGMA) -> torch.Tensor:
+    """Gaussian blur of ``(N, H, W)`` maps, ``sigma`` pixels: the one blur of every anomaly map (kNN
+    methods and ULSAD). Kernel radius ``int(4σ + 0.5)`` and mirrored borders (``a b c | c b a``), the
+    choices of ``scipy.ndimage.gaussian_filter``, computed in torch as two 1-D convolutions."""
     if sigma <= 0:
-        return upsampled
-    return np.stack([ndimage.gaussian_filter(m, sigma=sigma) for m in upsampled]).astype(np.float32)
+        return maps
+    radius = int(4.0 * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(maps.device, torch.float32)
+    out = maps.float()[:, None]
+    for dim, shape in ((3, (1, 1, 1, -1)), (2, (1, 1, -1, 1))):
+        n = out.shape[dim]
+        mirrored = torch.arange(-radius, n + radius, device=maps.device) % (2 * n)  # position in a b c c b a
+        out = F.conv2d(out.index_select(dim, torch.where(mirrored < n, mirrored, 2 * n - 1 - mirrored)),
+                       kernel.view(shape))
+    return out[:, 0]
+
+
+def anomaly_maps(patch_scores: torch.Tensor, size: tuple[int, int], sigma: float = DEFAULT_SIGMA) -> np.ndarray:
+    """Patch scores ``(N, h, w)`` -> pixel anomaly maps ``(N, H, W)`` float32 (numpy): bilinear upsampling
+    to the image size, then :func:`blur_maps` (notebook 02)."""
+    upsampled = F.interpolate(patch_scores[:, None].float(), size=tuple(size), mode="bilinear",
+                              align_corners=False)[:, 0]
+    return blur_maps(upsampled, sigma).numpy()

@@ -38,6 +38,15 @@ from scipy import ndimage
 from scipy.integrate import trapezoid
 from sklearn.metrics import roc_auc_score
 
+# The numbers every table of the course reports (fractions in [0, 1]), and how figures title them.
+METRICS = ("image_auroc", "pixel_auroc", "aupro")
+METRIC_TITLES = {
+    "image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro": "AUPRO",
+    "image_auroc_structural": "image AUROC structural", "image_auroc_logical": "image AUROC logical",
+    "image_auroc_mean_of_kinds": "image AUROC (structural + logical) / 2",
+}
+KIND_METRICS = ("image_auroc_structural", "image_auroc_logical")
+
 # MVTec AD's evaluation groups mask pixels into regions with 8-connectivity (diagonal neighbours touch).
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
@@ -460,6 +469,21 @@ def pixel_auroc_ci(masks, maps, n_boot: int = 1000, confidence: float = 0.95, se
         return float("nan"), float("nan")
     n_items = len(masks)
     return _auroc_interval(masks.reshape(n_items, -1), maps.reshape(n_items, -1), n_boot, confidence, seed)
+
+
+def auroc_by_kind(kinds, labels, scores) -> dict[str, float]:
+    """``image_auroc_logical`` / ``image_auroc_structural``: the good images against only that kind of
+    anomaly (``kinds (N,)`` from :func:`iadtutor.data.anomaly_kind`). Empty unless the test set has both
+    kinds (MVTec LOCO, the toy ``box``; notebook 05)."""
+    kinds = np.asarray(kinds)
+    labels, scores = _check_labels_scores(labels, scores)
+    if not {"logical", "structural"} <= set(kinds):
+        return {}
+    result = {}
+    for kind in ("logical", "structural"):
+        keep = (kinds == "good") | (kinds == kind)
+        result[f"image_auroc_{kind}"] = image_auroc(labels[keep], scores[keep])
+    return result
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .knn import window_offsets
+from iadtutor.knn import window_offsets
 
 
 def _check_cell(row: int, col: int, grid_hw: tuple[int, int]) -> None:

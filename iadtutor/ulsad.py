@@ -835,13 +835,13 @@ def evaluate_ulsad(category, backbone: FeatureExtractor, epochs: int | None = No
                    config: ULSADConfig | None = None) -> dict:
     """Train ULSAD on ``category.train`` and measure it on ``category.test``.
 
-    ``category`` is an :class:`iadtutor.experiment.Category`. The quantiles are fitted on
+    ``category`` is an :class:`iadtutor.pipeline.Category`. The quantiles are fitted on
     ``category.validation`` when the dataset has one (MVTec LOCO), else on a seeded 10 % of the training
     images. ``config`` defaults to the paper's, at the images' size (rounded to a multiple of 32).
-    Returns the metrics of :func:`iadtutor.experiment.evaluate_scores` plus ``train_seconds``,
+    Returns the metrics of :func:`iadtutor.pipeline.evaluate_scores` plus ``train_seconds``,
     ``test_seconds_per_image`` (seconds), ``n_validation``, the ``config`` and the final ``loss``.
     """
-    from .experiment import evaluate_scores
+    from iadtutor.pipeline import evaluate_scores
 
     if config is None:
         size = max(64, 32 * round(max(category.train.images.shape[-2:]) / 32))

@@ -5,4 +5,4 @@
 # into build/npm-cache; later runs need no network.  Exit status 1 when the check finds a problem.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec python -m iadtutor.book build "$@"
+exec python -m iadtutor.tools.book build "$@"

@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from iadtutor import book
+from iadtutor.tools import book
 
 
 def chromium_executable() -> str:

@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from iadtutor import ablation
+from iadtutor import pipeline as ablation
+from iadtutor.metrics import METRICS
 from iadtutor.backbones import FeatureExtractor
-from iadtutor.toy import make_toy_dataset
+from toyfactory import make_toy_dataset
 
 
 def test_one_at_a_time_flips_each_switch_once():
@@ -64,7 +65,7 @@ def test_embedding_from_cached_taps_equals_the_embedder(design_index):
     _, config = ablation.switch_configs(ablation.paper_config(64), design="full")[design_index]
     embedder = PatchEmbedder(tiny_backbone(), config)
     images = torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(design_index))
-    cached = ablation.embed_from_taps(embedder, ablation._raw_taps(embedder, images, batch_size=2))
+    cached = embedder.finish(embedder.taps(images, batch_size=2))
     torch.testing.assert_close(cached, embedder.embed(images, batch_size=3, progress=False))
 
 
@@ -73,10 +74,10 @@ def test_embedding_ablation_end_to_end_on_toy_data(tmp_path):
                      n_test_per_defect=1, progress=False)
     table = ablation.embedding_ablation(tmp_path, "weave", tiny_backbone(), image_size=64, window=3, max_train=3)
     assert len(table) == 5 and table["setting"][0] == "paper's choice"
-    for metric in ablation.METRICS:
+    for metric in METRICS:
         assert table[metric].between(0, 1).all()
     # The toy images are square: keeping the aspect ratio or not gives the very same images and numbers.
-    same = table.set_index("setting").loc[["paper's choice", "aspect ratio: square resize"], list(ablation.METRICS)]
+    same = table.set_index("setting").loc[["paper's choice", "aspect ratio: square resize"], list(METRICS)]
     assert same.iloc[0].tolist() == same.iloc[1].tolist()
     # Pooling changes the embedding, hence the anomaly maps.
     pooled = table.set_index("setting").loc[["paper's choice", "pooling: none"], "pixel_auroc"]

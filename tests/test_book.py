@@ -1,7 +1,7 @@
 """The course website: the Jupyter Book build is clean, every chapter is there, no page shows an error or
 loads anything from another machine, and the notebooks' outputs are ones the book can show.
 
-The book is built once per test session (``python -m iadtutor.book build``, about a minute), or taken
+The book is built once per test session (``python -m iadtutor.tools.book build``, about a minute), or taken
 as it is from ``book/_build`` when ``IADTUTOR_BOOK_BUILT=1`` (e.g. right after ``make book``).
 The checkers themselves are tested first, on small made-up inputs, so that a check that can never fail
 does not go unnoticed.
@@ -14,7 +14,7 @@ import re
 import nbformat
 import pytest
 
-from iadtutor import book
+from iadtutor.tools import book
 
 CHAPTERS = book.chapter_notebooks()
 

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import chromium_context
 
-from iadtutor import book
+from iadtutor.tools import book
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed: "
                                "pip install -e '.[dev]' (it drives the system's Chromium; no browser download).")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from iadtutor.toy import make_toy_dataset
+from toyfactory import make_toy_dataset
 
 CONTRACT_KEYS = {"method", "backbone", "category", "n_train", "n_test", "image_auroc", "pixel_auroc", "aupro",
                  "train_seconds", "test_seconds_per_image"}
@@ -21,7 +21,7 @@ def toy_root(tmp_path_factory):
 
 
 def evaluate(*args):
-    return subprocess.run([sys.executable, "-m", "iadtutor.cli", "evaluate", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "iadtutor.tools.cli", "evaluate", *args], capture_output=True,
                           text=True, timeout=600)
 
 
@@ -59,7 +59,7 @@ def test_missing_category_is_one_clear_error(toy_root):
 
 
 def test_make_toy_command(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "iadtutor.cli", "data", "make-toy", "--out", str(tmp_path / "t"),
+    run = subprocess.run([sys.executable, "-m", "iadtutor.tools.cli", "data", "make-toy", "--out", str(tmp_path / "t"),
                           "--categories", "weave", "--image-size", "64", "--quiet"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "t" / "weave" / "train" / "good").is_dir()

@@ -8,7 +8,7 @@ import torch
 from iadtutor import knn
 from iadtutor.backbones import load_backbone
 from iadtutor.embed import EmbeddingConfig, PatchEmbedder
-from iadtutor.toy import render_sample
+from toyfactory import render_sample
 
 
 def plain_greedy_coreset(features, ratio, projection_dim=128, seed=0):
@@ -44,7 +44,7 @@ def toy_patches():
                           for category in ("bracket", "weave", "pills") for i in range(4)]).float() / 255
     embedder = PatchEmbedder(load_backbone("efficientnet_lite0", verbose=False, download=False),
                              EmbeddingConfig(image_size=96))
-    return knn._flatten_patches(embedder.embed(images, progress=False)).contiguous()
+    return knn.flatten_patches(embedder.embed(images, progress=False)).contiguous()
 
 
 @pytest.mark.parametrize("ratio, seed", [(0.02, 0), (0.1, 1)])

@@ -19,8 +19,8 @@ distributed = pytest.importorskip("distributed")
 import dask  # noqa: E402
 from dask.distributed import LocalCluster  # noqa: E402
 
-from iadtutor import runs  # noqa: E402
-from iadtutor.runs import collect_results, expand_grid, run_sweep  # noqa: E402
+from iadtutor.tools import runs  # noqa: E402
+from iadtutor.tools.runs import collect_results, expand_grid, run_sweep  # noqa: E402
 
 FAKE_EVALUATE = textwrap.dedent('''
     import argparse, json, os, signal, sys, time

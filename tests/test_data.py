@@ -632,7 +632,7 @@ def test_keep_aspect_tolerates_small_aspect_differences_only(tmp_path):
 
 
 def test_load_category_gives_train_and_test_one_shape_with_keep_aspect(tmp_path):
-    from iadtutor.experiment import load_category
+    from iadtutor.pipeline import load_category
 
     build_kolektor(tmp_path, n_items=3)
     splits = find_category(tmp_path, "kolektorsdd")

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+
 from iadtutor import defectmaker as dm
 from iadtutor.backbones import FeatureExtractor, load_backbone
 

@@ -46,9 +46,9 @@ def test_densities_equal_the_ldknn_memory_bank():
     embeddings = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(3))
     scorer = knn.LDKNN(k=3).fit(embeddings)
     torch.testing.assert_close(scorer.local_density.view(2, 4, 4), density.local_densities(embeddings, k=3))
-    torch.testing.assert_close(density.densities_of(scorer, embeddings.shape), density.local_densities(embeddings, k=3))
+    torch.testing.assert_close(scorer.density_maps(), density.local_densities(embeddings, k=3))
     with pytest.raises(ValueError, match="coreset=1.0"):
-        density.densities_of(knn.LDKNN(k=3, coreset=0.5).fit(embeddings), embeddings.shape)
+        knn.LDKNN(k=3, coreset=0.5).fit(embeddings).density_maps()
 
 
 def test_density_table_says_where_each_patch_is():
@@ -94,14 +94,14 @@ def test_ldknn_terms_add_up_to_the_score():
     train = torch.randn(3, 4, 5, 5, generator=torch.Generator().manual_seed(8))
     test = torch.randn(2, 4, 5, 5, generator=torch.Generator().manual_seed(9))
     scorer = knn.LDKNN(k=2, alpha=0.7).fit(train)
-    terms = density.ldknn_terms(scorer, test)
+    terms = scorer.terms(test)
     torch.testing.assert_close(terms["score"], scorer.score(test))
     # the distance term is plain 1-NN over the whole bank; the density is the neighbour's own
     torch.testing.assert_close(terms["distance"], knn.GlobalNN(coreset=1.0).fit(train).score(test))
     densities = density.local_densities(train, k=2).flatten()
     torch.testing.assert_close(terms["density"], densities[terms["neighbour"]])
-    with pytest.raises(ValueError, match="fitted iadtutor.knn.LDKNN"):
-        density.ldknn_terms(knn.GlobalNN(), test)
+    with pytest.raises(ValueError, match="not fitted yet"):
+        knn.LDKNN().terms(test)
 
 
 def test_neighbour_search_equals_the_scorers():
@@ -114,7 +114,7 @@ def test_neighbour_search_equals_the_scorers():
         for alpha in (0.0, 0.5, 2.0):
             torch.testing.assert_close(search.ldknn_scores(k, alpha), knn.LDKNN(k=k, alpha=alpha).fit(train).score(test))
     terms = search.ldknn_terms(3, 1.0)
-    expected = density.ldknn_terms(knn.LDKNN(k=3, alpha=1.0).fit(train), test)
+    expected = knn.LDKNN(k=3, alpha=1.0).fit(train).terms(test)
     for name in ("distance", "density", "score"):
         torch.testing.assert_close(terms[name], expected[name])
     with pytest.raises(ValueError, match="between 1 and 6"):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from iadtutor import download
-from iadtutor.download import (DatasetInfo, DownloadError, count_images, download_dataset, extract_archive, fetch,
+from iadtutor.tools import download
+from iadtutor.tools.download import (DatasetInfo, DownloadError, count_images, download_dataset, extract_archive, fetch,
                                prepare_visa, verify_dataset)
 
 # --- a small HTTP server that understands Range and can drop a connection half-way -------------------------
@@ -353,7 +353,7 @@ def test_every_dataset_names_its_licence_and_a_way_to_get_it():
 
 
 def test_make_toy_writes_a_complete_toy_factory(tmp_path, capsys):
-    pytest.importorskip("iadtutor.toy")
+    pytest.importorskip("toyfactory")
     status = download.main(["make-toy", "--out", str(tmp_path / "toy"), "--categories", "weave", "--image-size",
                             "64", "--n-train", "3", "--n-test-good", "2", "--n-test-per-defect", "1",
                             "--no-progress"])
@@ -485,7 +485,7 @@ def test_hold_out_normals_makes_a_seeded_split_in_a_new_folder_and_leaves_the_so
 
 
 def test_hold_out_command_line(tmp_path, capsys):
-    from iadtutor.cli import main as iadtutor_main
+    from iadtutor.tools.cli import main as iadtutor_main
 
     source = _copy_without_test_good(tmp_path / "copy")
     status = iadtutor_main(["data", "hold-out", "--source", str(source), "--out", str(tmp_path / "held" / "cat"),

@@ -5,7 +5,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from iadtutor.data import anomaly_kind
-from iadtutor.experiment import auroc_by_anomaly_kind, prepare_data_root
+from iadtutor.metrics import auroc_by_kind
+from iadtutor.tools.toy import prepare_data_root
 
 
 @pytest.mark.parametrize("name, kind", [("good", "good"), ("ok", "good"), ("logical_anomalies", "logical"),
@@ -19,10 +20,10 @@ def test_auroc_by_kind_compares_good_with_one_kind_only():
     types = ["good", "good", "good", "logical_missing", "logical_extra", "structural_scratch"]
     labels = np.array([0, 0, 0, 1, 1, 1])
     scores = np.array([0.1, 0.5, 0.3, 0.2, 0.9, 0.8])
-    result = auroc_by_anomaly_kind(types, labels, scores)
+    result = auroc_by_kind([anomaly_kind(t) for t in types], labels, scores)
     assert result["image_auroc_logical"] == pytest.approx(roc_auc_score([0, 0, 0, 1, 1], [0.1, 0.5, 0.3, 0.2, 0.9]))
     assert result["image_auroc_structural"] == 1.0
-    assert auroc_by_anomaly_kind(["good", "scratch"], np.array([0, 1]), np.array([0.0, 1.0])) == {}
+    assert auroc_by_kind(["good", "other"], np.array([0, 1]), np.array([0.0, 1.0])) == {}
 
 
 def test_prepare_data_root_names_missing_real_dataset(tmp_path):

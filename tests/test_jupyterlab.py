@@ -29,7 +29,7 @@ import pytest
 
 from conftest import chromium_context
 
-from iadtutor import book
+from iadtutor.tools import book
 
 pytestmark = pytest.mark.slow
 

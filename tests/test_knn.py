@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from iadtutor import knn
+from iadtutor import knn, pipeline
 
 
 def random_embeddings(n, c=6, h=5, w=7, seed=0):
@@ -170,19 +170,20 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="patches"):
         scorer.score(torch.zeros(1, 6, 4, 7))
     with pytest.raises(ValueError, match="method"):
-        knn.make_scorer("lof")
+        pipeline.make_scorer("lof")
     with pytest.raises(ValueError, match="coreset"):
         knn.GlobalNN(coreset=0)
 
 
 def test_make_scorer_builds_each_method():
-    assert isinstance(knn.make_scorer("spade"), knn.FixedPositionNN)
-    assert knn.make_scorer("lwinnn", window=5).window == 5
-    assert knn.make_scorer("patchcore").coreset == 0.01
-    vanilla = knn.make_scorer("knn", k=3)
+    assert isinstance(pipeline.make_scorer("spade"), knn.FixedPositionNN)
+    assert pipeline.make_scorer("lwinnn", window=5).window == 5
+    assert pipeline.make_scorer("patchcore").coreset == 0.01
+    vanilla = pipeline.make_scorer("knn", k=3)
     assert (vanilla.k, vanilla.coreset) == (3, 1.0)
-    assert knn.make_scorer("patchcore", k=9).k == 1
-    ld = knn.make_scorer("ldknn", k=7, alpha=0.5)
+    with pytest.raises(ValueError, match="'patchcore' has no parameter 'k'; its parameters: coreset"):
+        pipeline.make_scorer("patchcore", k=9)
+    ld = pipeline.make_scorer("ldknn", k=7, alpha=0.5)
     assert (ld.density_k, ld.alpha, ld.coreset) == (7, 0.5, 1.0)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from iadtutor import download
-from iadtutor.papers import (CATEGORY_GROUPS, DATASET_CATEGORIES, group_of, level_of, paper_results)
+from iadtutor.tools import download
+from iadtutor.tools.papers import (CATEGORY_GROUPS, DATASET_CATEGORIES, group_of, level_of, paper_results)
 
 
 @pytest.fixture(scope="module")

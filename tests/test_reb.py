@@ -1,4 +1,4 @@
-"""iadtutor.reb: the KNN / LDKNN x representation table, checked against direct score_category calls
+"""iadtutor.defectmaker: the KNN / LDKNN x representation table, checked against direct score_category calls
 and a brute-force k-nearest-neighbour score on a tiny synthetic category (64 px, a handful of images)."""
 
 import copy
@@ -6,7 +6,9 @@ import copy
 import pytest
 import torch
 
-from iadtutor import experiment, reb
+from iadtutor import knn
+from iadtutor import pipeline as experiment
+from iadtutor import defectmaker as reb
 from iadtutor.backbones import load_backbone
 from iadtutor.data import LoadedSplit
 from iadtutor.embed import EmbeddingConfig, PatchEmbedder
@@ -64,7 +66,7 @@ def test_table_matches_direct_score_category_calls(tiny):
 def test_knn_with_k_neighbours_is_the_mean_of_the_k_smallest_distances(tiny):
     category, backbones = tiny
     embedded = experiment.embed_category(category, PatchEmbedder(backbones["ImageNet"], CONFIG), progress=False)
-    result = reb.score_with(embedded, reb.reb_scorers(k=3)["KNN"]())
+    result = experiment.score_category(embedded, reb.reb_scorers(k=3)["KNN"]())
     bank = embedded.train.permute(0, 2, 3, 1).reshape(-1, embedded.train.shape[1]).double()
     n, c, h, w = embedded.test.shape
     queries = embedded.test.permute(0, 2, 3, 1).reshape(-1, c).double()
@@ -97,8 +99,8 @@ def test_bad_inputs_are_named(tiny):
 def test_local_density_maps_put_each_bank_patch_back_in_place(tiny):
     category, backbones = tiny
     embedded = experiment.embed_category(category, PatchEmbedder(backbones["ImageNet"], CONFIG), progress=False)
-    result = reb.score_with(embedded, reb.reb_scorers(k=2)["LDKNN"]())
-    maps = reb.local_density_maps(result)
+    result = experiment.score_category(embedded, reb.reb_scorers(k=2)["LDKNN"]())
+    maps = result.scorer.density_maps()
     m, c, h, w = embedded.train.shape
     assert maps.shape == (m, h, w)
     # brute force for one patch: mean distance to its 2 nearest other bank patches
@@ -108,5 +110,5 @@ def test_local_density_maps_put_each_bank_patch_back_in_place(tiny):
     distances = torch.cdist(bank[index:index + 1], bank)[0]
     distances[index] = float("inf")
     assert float(maps[image, row, col]) == pytest.approx(float(distances.topk(2, largest=False).values.mean()), rel=1e-4)
-    with pytest.raises(ValueError, match="local densities"):
-        reb.local_density_maps(reb.score_with(embedded, reb.reb_scorers(k=2)["KNN"]()))
+    with pytest.raises(ValueError, match="coreset=1.0"):
+        knn.LDKNN(k=2, coreset=0.5).fit(embedded.train).density_maps()

@@ -1,4 +1,4 @@
-"""Sweep mechanics of iadtutor.runs, driven by a fake, instant ``evaluate`` command (no model, no data)."""
+"""Sweep mechanics of iadtutor.tools.runs, driven by a fake, instant ``evaluate`` command (no model, no data)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from iadtutor import runs
-from iadtutor.runs import (RunSpec, collect_results, compare_with_papers, execute_run, expand_grid,
+from iadtutor.tools import runs
+from iadtutor.tools.runs import (RunSpec, collect_results, compare_with_papers, execute_run, expand_grid,
                            group_averages, grid_from_args, one_line_error, record_result, run_sweep,
                            write_summary, write_text_atomic)
 
@@ -368,8 +368,8 @@ def test_notebook_runs_record_their_result(tmp_path):
     notebook.cells = [
         parameters,
         nbformat.v4.new_code_cell("if category == 'bad':\n    raise ValueError('no good images in bad')"),
-        nbformat.v4.new_code_cell("import iadtutor.runs\n"
-                                  "iadtutor.runs.record_result({'image_auroc': 0.25 * scale}, result_path)"),
+        nbformat.v4.new_code_cell("import iadtutor.tools.runs\n"
+                                  "iadtutor.tools.runs.record_result({'image_auroc': 0.25 * scale}, result_path)"),
     ]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "lesson.ipynb"
@@ -392,7 +392,7 @@ def test_notebook_runs_with_a_relative_out_folder(tmp_path, monkeypatch):
     parameters = nbformat.v4.new_code_cell("category = 'weave'\nresult_path = None")
     parameters.metadata["tags"] = ["parameters"]
     notebook.cells = [parameters, nbformat.v4.new_code_cell(
-        "import iadtutor.runs\niadtutor.runs.record_result({'image_auroc': 0.5}, result_path)")]
+        "import iadtutor.tools.runs\niadtutor.tools.runs.record_result({'image_auroc': 0.5}, result_path)")]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     (tmp_path / "lessons").mkdir()
     nbformat.write(notebook, tmp_path / "lessons" / "lesson.ipynb")
@@ -405,9 +405,9 @@ def test_notebook_runs_with_a_relative_out_folder(tmp_path, monkeypatch):
 
 def test_zero_valued_parameters_reach_the_command(tmp_path):
     """0 == False in Python: a parameter of 0 (bootstrap=0, seed=0) must still be passed on."""
-    from iadtutor.runs import RunSpec, _command_for
+    from iadtutor.tools.runs import RunSpec, command_for
 
     spec = RunSpec(dataset="toy", data_root=str(tmp_path), category="weave", method="spade",
                    params=(("bootstrap", 0), ("seed", 0), ("keep_aspect", False)), runner="evaluate")
-    command, _ = _command_for(spec, tmp_path, ["iadtutor", "evaluate"])
+    command, _ = command_for(spec, tmp_path, ["iadtutor", "evaluate"])
     assert command[-4:] == ["--bootstrap", "0", "--seed", "0"]

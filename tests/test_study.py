@@ -5,7 +5,9 @@ import json
 import pytest
 import torch
 
-from iadtutor import cli, runs, study
+from iadtutor.tools import cli
+from iadtutor.tools import runs
+from iadtutor.tools import study
 
 SETTINGS = dict(translations=[0.0, 0.2], rotations=[], methods=["spade", "lwinnn"], windows=[3],
                 backbone="efficientnet_lite0", image_size=64, n_train=3, n_test_good=2, n_test_per_defect=1,

@@ -8,11 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-from iadtutor import knn, metrics, sweeps, toy
+from iadtutor import knn, metrics
+from iadtutor import pipeline as sweeps
+from iadtutor.tools import study
+import toyfactory as toy
 from iadtutor.backbones import load_backbone
 from iadtutor.data import LoadedSplit
 from iadtutor.embed import EmbeddingConfig, PatchEmbedder
-from iadtutor.experiment import Category, EmbeddedCategory
+from iadtutor.pipeline import Category, EmbeddedCategory
 
 
 def synthetic_category(n_train=6, n_good=3, n_bad=4, c=5, h=6, w=6, size=24, seed=0):
@@ -40,7 +43,7 @@ def embedded():
 
 
 def direct_metrics(embedded, scorer):
-    """What a scorer gives, computed without iadtutor.experiment or iadtutor.sweeps."""
+    """What a scorer gives, computed without iadtutor.pipeline or iadtutor.pipeline."""
     patch_scores = scorer.fit(embedded.train).score(embedded.test)
     maps = knn.anomaly_maps(patch_scores, tuple(embedded.category.test.masks.shape[-2:]), sigma=4)
     test = embedded.category.test
@@ -153,8 +156,8 @@ def test_window_vs_global_equals_a_direct_computation():
 
 # ------------------------------------------------------------------------------------ translation study
 def test_translated_toy_root_is_a_sibling_of_the_default_set(tmp_path):
-    assert sweeps.translated_toy_root(tmp_path / "toy", 0.15) == tmp_path / "toy_translation_0.15"
-    assert sweeps.translated_toy_root("../data/toy", 0) == sweeps.translated_toy_root("../data/toy", 0.0)
+    assert study.translated_toy_root(tmp_path / "toy", 0.15) == tmp_path / "toy_translation_0.15"
+    assert study.translated_toy_root("../data/toy", 0) == study.translated_toy_root("../data/toy", 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +172,7 @@ def test_translation_study_writes_its_own_folders_and_scores_them(tmp_path, smal
     (default / "bracket" / "keep.txt").write_text("the default toy set")
     methods = {"fixed": ("spade", {}), "global": ("patchcore", {"coreset": 0.1})}
     options = dict(image_size=64, n_train=3, n_test_good=2, n_test_per_defect=1)
-    table, coverage = sweeps.translation_study(default, [0.0, 0.2], small_embedder, methods, coverage_windows=[1, 3],
+    table, coverage = study.translation_study(default, [0.0, 0.2], small_embedder, methods, coverage_windows=[1, 3],
                                                coverage_images=2, **options)
 
     assert list(table.columns[:2]) == ["translation", "method"] and len(table) == 4
@@ -192,10 +195,10 @@ def test_translation_study_writes_its_own_folders_and_scores_them(tmp_path, smal
 
 def test_translated_toy_is_reused_or_rewritten(tmp_path):
     options = dict(image_size=64, n_train=2, n_test_good=1, n_test_per_defect=1)
-    root = sweeps.make_translated_toy(tmp_path / "toy", 0.1, **options)
+    root = study.make_translated_toy(tmp_path / "toy", 0.1, **options)
     image = root / "bracket" / "train" / "good" / "000.png"
     stamp = image.stat().st_mtime_ns
-    assert sweeps.make_translated_toy(tmp_path / "toy", 0.1, **options) == root
+    assert study.make_translated_toy(tmp_path / "toy", 0.1, **options) == root
     assert image.stat().st_mtime_ns == stamp  # same settings: nothing written
-    sweeps.make_translated_toy(tmp_path / "toy", 0.1, **dict(options, n_train=3))
+    study.make_translated_toy(tmp_path / "toy", 0.1, **dict(options, n_train=3))
     assert (root / "bracket" / "train" / "good" / "002.png").is_file()  # other settings: written again

@@ -7,13 +7,13 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from iadtutor import toy
-from iadtutor.toy import (
+import toyfactory as toy
+from iadtutor.tools.toy import make_toy
+from toyfactory import (
     DEFECT_TYPES,
     DIFF_THRESHOLD,
     TOY_CATEGORIES,
     contact_sheet,
-    make_toy,
     make_toy_category,
     make_toy_dataset,
     render_defect,

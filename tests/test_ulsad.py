@@ -436,7 +436,7 @@ def test_presets():
 
 def test_evaluate_ulsad_reports_metrics_and_times(backbone, data):
     from iadtutor.data import LoadedSplit
-    from iadtutor.experiment import Category
+    from iadtutor.pipeline import Category
 
     good, bad = data["test"][:2], data["test"][2:].clone()
     bad[:, :, 20:28, 10:50] = 0.0  # a dark bar across the disk

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from iadtutor import viz
+from iadtutor.viz import core as viz
 
 
 @pytest.fixture(autouse=True)

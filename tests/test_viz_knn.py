@@ -8,7 +8,8 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from iadtutor import density, viz_knn
+from iadtutor import density
+from iadtutor.viz import knn as viz_knn
 
 
 def window_table():
@@ -143,7 +144,7 @@ def test_figure_app_draws_default_and_redraws_on_change():
     import ipywidgets as widgets
     import plotly.io as pio
 
-    from iadtutor import viz
+    from iadtutor.viz import core as viz
 
     previous = pio.renderers.default
     viz.setup_notebook(seed=None)

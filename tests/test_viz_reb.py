@@ -1,4 +1,4 @@
-"""iadtutor.viz_reb: notebook 06's figures hold what they claim (one panel per shape x fill x fusion,
+"""iadtutor.viz.reb: notebook 06's figures hold what they claim (one panel per shape x fill x fusion,
 outlines where the defect pixels are, the history's numbers, the comparison table's values)."""
 
 import math
@@ -9,7 +9,8 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from iadtutor import defectmaker, viz_reb
+from iadtutor import defectmaker
+from iadtutor.viz import reb as viz_reb
 
 SIZE = 64
 

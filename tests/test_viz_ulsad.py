@@ -1,4 +1,4 @@
-"""ULSAD figures, tables and the attention explorer (iadtutor.viz_ulsad, iadtutor.widgets_ulsad).
+"""ULSAD figures, tables and the attention explorer (iadtutor.viz.ulsad, iadtutor.viz.ulsad).
 
 A tiny ULSAD (64 px, few channels, 2 epochs) is trained once per module on noisy disk images; the
 numbers in the figures are checked against independent computations (eqs. 7-8 by hand, the model's own
@@ -12,7 +12,10 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torchvision.transforms.v2.functional import gaussian_blur
 
-from iadtutor import metrics, viz, viz_ulsad, widgets_ulsad
+from iadtutor import metrics
+from iadtutor.viz import core as viz
+from iadtutor.viz import ulsad as viz_ulsad
+from iadtutor.viz import ulsad as widgets_ulsad
 from iadtutor.backbones import load_backbone
 from iadtutor.ulsad import ULSAD, ULSADConfig, normalize_map
 

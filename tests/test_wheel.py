@@ -72,12 +72,12 @@ def test_the_wheel_holds_every_module_and_file_of_the_package(installed):
     assert in_repo <= in_wheel, f"missing from the wheel: {sorted(in_repo - in_wheel)}"
     with zipfile.ZipFile(wheel) as archive:
         entry_points = next(n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt"))
-        assert "iadtutor = iadtutor.cli:main" in archive.read(entry_points).decode()
+        assert "iadtutor = iadtutor.tools.cli:main" in archive.read(entry_points).decode()
 
 
 def test_iadtutor_imports_from_the_fresh_environment_not_the_source_tree(installed):
     bin_dir, env, work, _ = installed
-    probe = ("import json, iadtutor, iadtutor.papers as p; "
+    probe = ("import json, iadtutor, iadtutor.tools.papers as p; "
              "print(json.dumps({'file': iadtutor.__file__, 'papers': len(p.paper_results())}))")
     found = json.loads(_run([bin_dir / "python", "-c", probe], cwd=work, env=env).stdout.strip().splitlines()[-1])
     assert Path(found["file"]).is_relative_to(bin_dir.parent), found["file"]

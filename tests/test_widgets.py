@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from iadtutor import knn, patches, viz, widgets
+from iadtutor import knn, patches
+from iadtutor.viz import core as viz
+from iadtutor.viz import knn as widgets
 from iadtutor.backbones import FeatureExtractor
 from iadtutor.embed import EmbeddingConfig, PatchEmbedder
 

@@ -8,7 +8,7 @@ the finished runs, and writes (atomically):
 
 * ``book/real_runs/results.csv``  one row per run: dataset, category, method and its setting, metrics with
   their bootstrap 95 % intervals, fit and score seconds, the wall-clock seconds of the whole run;
-* ``book/real_runs/comparison.csv``  our numbers beside the papers' (``iadtutor.runs.compare_with_papers``);
+* ``book/real_runs/comparison.csv``  our numbers beside the papers' (``iadtutor.tools.runs.compare_with_papers``);
 * ``book/real_runs/tables.md``  the markdown tables and one plotly figure that ``book/real_results.md``
   includes. The figure calls ``Plotly.newPlot`` on the book's own plotly.js (``include_plotlyjs=False``).
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from iadtutor.files import write_text_atomic
-from iadtutor.runs import compare_with_papers
+from iadtutor.tools.runs import compare_with_papers
 
 HERE = Path(__file__).resolve().parent
 CATEGORIES = [("mvtec_ad", "bottle"), ("mvtec_ad", "grid"), ("kolektor", "kolektorsdd"), ("wood_real", "wood")]
@@ -125,7 +125,7 @@ def papers_table(comparison: pd.DataFrame) -> pd.DataFrame:
 def group_table(results: pd.DataFrame) -> pd.DataFrame:
     """LWinNN's table 2 prints MVTec AD only as group averages (ResNet18): put our single category of each
     group beside them (grid is one of 5 textures, bottle one of 10 objects), for the methods it reproduces."""
-    from iadtutor.papers import paper_results
+    from iadtutor.tools.papers import paper_results
 
     papers = paper_results().query("source == 'LWinNN' and dataset == 'mvtec_ad' and level == 'group'")
     rows = []

@@ -13,16 +13,15 @@ import argparse
 import json
 import sys
 
-EVALUATE_METHODS = ("spade", "lwinnn", "patchcore", "ldknn", "knn", "ulsad")
-# Backbone taps (0, 1, 2 = strides 4, 8, 16) of each method with --layers auto: REB's methods use its
-# "phi_2 + phi_3" (strides 8 and 16: a quarter of the patches), the others all three (LWinNN, PatchCore).
-DEFAULT_LAYERS = {"ldknn": (1, 2), "knn": (1, 2)}
+from iadtutor.pipeline import MAX_TRAIN, METHODS
+
+EVALUATE_METHODS = (*METHODS, "ulsad")
 
 
 def parse_layers(text: str, method: str) -> tuple[int, ...]:
-    """``--layers``: ``auto`` (the method's default, :data:`DEFAULT_LAYERS`) or taps such as ``1,2``."""
+    """``--layers``: ``auto`` (the method's taps in :data:`iadtutor.pipeline.METHODS`) or taps such as ``1,2``."""
     if text == "auto":
-        return DEFAULT_LAYERS.get(method, (0, 1, 2))
+        return METHODS[method].layers if method in METHODS else (0, 1, 2)
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
@@ -37,12 +36,13 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=("auto", "resnet18", "wide_resnet50_2", "efficientnet_lite0"))
     parser.add_argument("--weights", default=None, help="checkpoint file for the backbone (sha256-checked)")
     parser.add_argument("--layout", default="auto", help="dataset layout (auto, mvtec_ad, mvtec_loco, visa, btad, mpdd)")
-    parser.add_argument("--window", type=int, default=7, help="LWinNN window size δ")
-    parser.add_argument("--k", type=int, default=5, help="neighbours: LDKNN local density, or averaged by knn")
-    parser.add_argument("--alpha", type=float, default=1.0, help="LDKNN local-density coefficient α")
-    parser.add_argument("--squared", action="store_true", help="LDKNN with squared L2 (REB's code)")
+    parser.add_argument("--window", type=int, default=None, help="LWinNN window size δ (default 7)")
+    parser.add_argument("--k", type=int, default=None,
+                        help="neighbours: LDKNN local density, or averaged by knn (default 5)")
+    parser.add_argument("--alpha", type=float, default=None, help="LDKNN local-density coefficient α (default 1)")
+    parser.add_argument("--squared", action="store_true", default=None, help="knn/LDKNN with squared L2 (REB's code)")
     parser.add_argument("--coreset", type=float, default=None,
-                        help="coreset fraction (default: 0.01 for patchcore, 1.0 = full bank for ldknn)")
+                        help="coreset fraction (default: 0.01 for patchcore, 1.0 = full bank for knn and ldknn)")
     parser.add_argument("--layers", default="auto",
                         help="backbone taps to embed, e.g. 0,1,2 (auto: 1,2 for ldknn and knn as in REB, else 0,1,2)")
     parser.add_argument("--image-size", type=int, default=256)
@@ -51,7 +51,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-pool", action="store_true", help="skip 3x3 average pooling (ablation)")
     parser.add_argument("--unpadded-pool", action="store_true", help="AvgPool2d(3, 1) without padding, like the reference code")
     parser.add_argument("--interpolation", default="bilinear", choices=("bilinear", "nearest"))
-    parser.add_argument("--max-train", type=int, default=750, help="use at most this many train images")
+    parser.add_argument("--max-train", type=int, default=MAX_TRAIN, help="use at most this many train images")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=None, help="ULSAD training epochs")
     parser.add_argument("--ulsad-preset", default="paper", choices=("paper", "small"),
@@ -63,50 +63,57 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def method_arguments(args: argparse.Namespace) -> dict:
+    """The kNN parameters given on the command line that ``args.method`` reads (:data:`METHODS`). Others
+    are accepted and left out, as the DESIGN.md contract lets tools pass ``--window`` / ``--k`` to every
+    method; the JSON record's ``params`` shows what was used."""
+    reads = METHODS[args.method].params if args.method in METHODS else {}
+    return {name: getattr(args, name) for name in reads if getattr(args, name) is not None}
+
+
+def embedding_config(args: argparse.Namespace):
+    """The :class:`iadtutor.embed.EmbeddingConfig` of the ``evaluate`` flags."""
+    from iadtutor.embed import EmbeddingConfig
+
+    return EmbeddingConfig(image_size=args.image_size, keep_aspect=args.keep_aspect,
+                           normalize=not args.no_normalize, pool=not args.no_pool,
+                           pool_padding=not args.unpadded_pool, interpolation=args.interpolation,
+                           layers=parse_layers(args.layers, args.method))
+
+
 def evaluate_command(args: argparse.Namespace) -> int:
     import torch
 
-    from .files import write_json_atomic
-    from .backbones import load_backbone, resolve_device
-    from .embed import EmbeddingConfig, PatchEmbedder
-    from .experiment import embed_category, load_category, score_category
+    from iadtutor import pipeline
+    from iadtutor.backbones import load_backbone, resolve_device
+    from iadtutor.files import write_json_atomic
 
     torch.manual_seed(args.seed)
     device = resolve_device(args.device)
     progress = not args.quiet
-    config = EmbeddingConfig(image_size=args.image_size, keep_aspect=args.keep_aspect,
-                             normalize=not args.no_normalize, pool=not args.no_pool,
-                             pool_padding=not args.unpadded_pool, interpolation=args.interpolation,
-                             layers=parse_layers(args.layers, args.method))
-    category = load_category(args.data_root, args.category, image_size=args.image_size,
-                             keep_aspect=args.keep_aspect, layout=args.layout, max_train=args.max_train,
-                             with_validation=args.method == "ulsad", progress=progress)
+    params, config = method_arguments(args), embedding_config(args)
+    category = pipeline.load_category(args.data_root, args.category, image_size=args.image_size,
+                                      keep_aspect=args.keep_aspect, layout=args.layout, max_train=args.max_train,
+                                      with_validation=args.method == "ulsad", progress=progress)
     backbone = load_backbone(args.backbone, device=device, weights_path=args.weights, verbose=True)
-    result = {"method": args.method, "backbone": backbone.name, "category": args.category,
-              "layout": category.layout, "n_train": len(category.train.labels),
-              "n_test": len(category.test.labels), "image_size": args.image_size, "device": str(device),
-              "seed": args.seed}
     if args.method == "ulsad":
-        from .ulsad import ULSADConfig, evaluate_ulsad
+        from iadtutor.ulsad import ULSADConfig, evaluate_ulsad
 
-        config = None  # the paper's networks at the images' size
+        ulsad_config = None  # the paper's networks at the images' size
         if args.ulsad_preset == "small":
             size = max(64, 32 * round(args.image_size / 32))
-            config = ULSADConfig.small(image_size=size, blur_sigma=4.0 * size / 256)
+            ulsad_config = ULSADConfig.small(image_size=size, blur_sigma=4.0 * size / 256)
+        result = {"method": "ulsad", "backbone": backbone.name, "category": args.category,
+                  "layout": category.layout, "n_train": len(category.train.labels),
+                  "n_test": len(category.test.labels), "image_size": args.image_size, "device": str(device),
+                  "seed": args.seed}
         result.update(evaluate_ulsad(category, backbone, epochs=args.epochs, device=device, seed=args.seed,
-                                     bootstrap=args.bootstrap, progress=progress, config=config))
+                                     bootstrap=args.bootstrap, progress=progress, config=ulsad_config))
         result["ulsad_preset"] = args.ulsad_preset
     else:
-        embedder = PatchEmbedder(backbone, config)
-        embedded = embed_category(category, embedder, batch_size=args.batch_size, progress=progress)
-        params = {"window": args.window, "k": args.k, "alpha": args.alpha, "coreset": args.coreset,
-                  "squared": args.squared}
-        scored = score_category(embedded, args.method, device=device, bootstrap=args.bootstrap,
-                                seed=args.seed, progress=progress, **params)
-        result.update(scored.metrics)
-        result.update({"train_seconds": round(scored.train_seconds, 4),
-                       "test_seconds_per_image": round(scored.test_seconds_per_image, 5),
-                       "embedding": config.as_dict(), "params": params})
+        result = pipeline.evaluate(category, args.method, backbone, config, batch_size=args.batch_size,
+                                   device=device, seed=args.seed, bootstrap=args.bootstrap, progress=progress,
+                                   **params)
     if args.json:
         write_json_atomic(args.json, result)
     print(json.dumps(result))
@@ -114,7 +121,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 
 def make_toy_command(args: argparse.Namespace) -> int:
-    from .toy import make_toy
+    from iadtutor.tools.toy import make_toy
 
     make_toy(args.out, seed=args.seed, categories=args.categories, image_size=args.image_size,
              translation=args.translation, rotation=args.rotation, progress=not args.quiet)
@@ -124,7 +131,7 @@ def make_toy_command(args: argparse.Namespace) -> int:
 def info_command(args: argparse.Namespace) -> int:
     import torch
 
-    from .backbones import resolve_backbone_name, resolve_device
+    from iadtutor.backbones import resolve_backbone_name, resolve_device
 
     print(f"torch {torch.__version__}; device auto -> {resolve_device('auto')}; "
           f"CUDA available: {torch.cuda.is_available()}; CPU threads: {torch.get_num_threads()}")
@@ -161,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(commands, data_commands) -> None:
     """Sub-commands whose modules live beside this one (reproduction runs, dataset downloads)."""
-    from . import download, runs
+    from iadtutor.tools import download, runs
 
     download_parser = data_commands.add_parser("download", help="download and verify a public dataset")
     download.add_download_arguments(download_parser)

@@ -7,19 +7,19 @@ and measures what each kind of nearest-neighbour search makes of it:
 * fixed position (SPADE), local window (LWinNN, a few window sizes δ), global search (PatchCore);
 * a **translation sweep** (rotation 0) and a **rotation sweep** (translation 0) of the ``bracket``.
 
-Everything runs through the reproduction machinery of :mod:`iadtutor.runs`: each toy variant is a
+Everything runs through the reproduction machinery of :mod:`iadtutor.tools.runs`: each toy variant is a
 dataset of a grid, each (variant, method, δ) a run with its own folder, ``result.json`` and run id, and
 a second call skips what finished. On disk, under the study root::
 
     ROOT/variants/rotation_0/toy_translation_0.1/bracket/...   one toy category per knob setting
     ROOT/grid.json                       the grid: ``iadtutor reproduce --grid ROOT/grid.json --out ROOT``
-    ROOT/runs/RUN_ID/result.json ...     as written by iadtutor.runs, plus results.csv and summary.md
+    ROOT/runs/RUN_ID/result.json ...     as written by iadtutor.tools.runs, plus results.csv and summary.md
 
 :func:`run_in_process` is what ``iadtutor reproduce`` does, minus the subprocesses: the runs of one
 variant share one loading and one embedding of the images (a fresh interpreter per run costs far more
 than the run itself at toy size). Every run is still parsed from its ``iadtutor evaluate`` command line,
 so its numbers are the ones ``iadtutor evaluate`` prints. ``run_study(..., in_process=False)`` calls
-:func:`iadtutor.runs.run_sweep` instead.
+:func:`iadtutor.tools.runs.run_sweep` instead.
 
 >>> study = run_study("data/study", translations=[0, 0.1, 0.2], rotations=[0, 30])  # doctest: +SKIP
 >>> print(study.command)         # the same sweep from a shell                       # doctest: +SKIP
@@ -36,14 +36,88 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
-import plotly.graph_objects as go
 
-from . import runs, sweeps, toy
+import json
+from typing import Mapping
 
-METRICS = ("image_auroc", "pixel_auroc", "aupro")
+import torch  # noqa: F401
+
+from iadtutor import pipeline
+from iadtutor.metrics import METRICS, METRIC_TITLES
+import toyfactory as toy
+from iadtutor.tools import runs
+from iadtutor.tools.cli import embedding_config
+
 STUDY_METHODS = ("spade", "lwinnn", "patchcore", "ldknn")  # what run_in_process can run
-KNOBS = {"translation": "translation jitter (fraction of the image side)",
-         "rotation": "rotation jitter (degrees)"}
+
+
+# ------------------------------------------------------------------------------------ translation study
+def translated_toy_root(data_root, translation: float) -> Path:
+    """Where the toy set with pose jitter ``translation`` lives: ``data_root/../toy_translation_<t>``.
+
+    A sibling of the default toy folder, so the default set is never touched.
+    """
+    return Path(data_root).parent / f"toy_translation_{float(translation):g}"
+
+
+def make_translated_toy(data_root, translation: float, category: str = "bracket", rotation: float | None = None,
+                        seed: int = 0, image_size: int = 128, n_train: int = 16, n_test_good: int = 8,
+                        n_test_per_defect: int = 3) -> Path:
+    """Write ``category`` of the toy factory with translation jitter ``translation`` (fraction of the image
+    side) into :func:`translated_toy_root` and return that root; a folder already written with the same
+    settings (its ``toy_factory.json``) is reused, one with other settings is rewritten."""
+    root = translated_toy_root(data_root, translation)
+    if root.resolve() == Path(data_root).resolve():
+        raise ValueError(f"the translated toy set would overwrite data_root {data_root}; pick another data_root.")
+    resolved_rotation = toy.DEFAULT_JITTER[category][1] if rotation is None else float(rotation)
+    wanted = dict(seed=seed, image_size=image_size, translation=float(translation), rotation=resolved_rotation,
+                  n_train=n_train, n_validation=0, n_test_good=n_test_good, n_test_per_defect=n_test_per_defect)
+    info_path = root / category / "toy_factory.json"
+    if info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if all(info.get(key) == value for key, value in wanted.items()):
+            return root
+    toy.make_toy_category(root, category, seed=seed, image_size=image_size, translation=float(translation),
+                          rotation=resolved_rotation, n_train=n_train, n_validation=0, n_test_good=n_test_good,
+                          n_test_per_defect=n_test_per_defect, progress=False)
+    return root
+
+
+def translation_study(data_root, translations: Sequence[float], embedder,
+                      methods: Mapping[str, tuple[str, dict]] | None = None, category: str = "bracket",
+                      rotation: float | None = None, seed: int = 0, image_size: int = 128, n_train: int = 16,
+                      n_test_good: int = 8, n_test_per_defect: int = 3, coverage_windows: Sequence[int] = (),
+                      coverage_images: int = 4, device: str = "cpu", sigma: float = 4.0
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """For each translation jitter: write (or reuse) a toy set, embed it once, score it with each method.
+
+    ``embedder``: a :class:`~iadtutor.embed.PatchEmbedder`. Returns two tables:
+
+    * one row per (translation, method): ``translation``, ``method`` (the label), the three metrics and
+      ``search_seconds_per_image``;
+    * one row per (translation, window) of ``coverage_windows``: :func:`window_vs_global` on the first
+      ``coverage_images`` normal test images (empty when ``coverage_windows`` is empty).
+    """
+    if not translations:
+        raise ValueError("translations must hold at least one value, e.g. [0.0, 0.1, 0.2].")
+    rows, coverage = [], []
+    for translation in translations:
+        root = make_translated_toy(data_root, translation, category, rotation, seed, image_size, n_train,
+                                   n_test_good, n_test_per_defect)
+        loaded = pipeline.load_category(root, category, image_size=image_size, progress=False)
+        embedded = pipeline.embed_category(loaded, embedder, progress=False)
+        table, _ = pipeline.compare_methods(embedded, methods, device=device, sigma=sigma, seed=seed, timing_repeats=1)
+        for label, row in table.iterrows():
+            rows.append({"translation": float(translation), "method": label,
+                         **{name: row[name] for name in METRICS},
+                         "search_seconds_per_image": row["search_seconds_per_image"]})
+        if coverage_windows:
+            normal = embedded.test[loaded.test.labels == 0][:coverage_images]
+            found = pipeline.window_vs_global(embedded.train, normal, coverage_windows, device=device)
+            coverage.append(found.assign(translation=float(translation)))
+    coverage_table = (pd.concat(coverage, ignore_index=True)[["translation", "window", "share_found", "mean_ratio"]]
+                      if coverage else pd.DataFrame(columns=["translation", "window", "share_found", "mean_ratio"]))
+    return pd.DataFrame(rows), coverage_table
 
 
 # ------------------------------------------------------------------------------------------ the variants
@@ -70,8 +144,8 @@ def study_variants(translations: Sequence[float], rotations: Sequence[float]) ->
 
 def variant_root(study_root, translation: float, rotation: float) -> Path:
     """Where the variant ``(translation, rotation)`` lives: ``study_root/variants/rotation_R/toy_translation_T``
-    (the folder name of :func:`iadtutor.sweeps.translated_toy_root`, one folder per rotation)."""
-    return sweeps.translated_toy_root(Path(study_root) / "variants" / f"rotation_{float(rotation):g}" / "toy",
+    (the folder name of :func:`iadtutor.translated_toy_root`, one folder per rotation)."""
+    return translated_toy_root(Path(study_root) / "variants" / f"rotation_{float(rotation):g}" / "toy",
                                       translation)
 
 
@@ -79,14 +153,14 @@ def make_variant(study_root, translation: float, rotation: float, category: str 
                  image_size: int = 128, n_train: int = 16, n_test_good: int = 8,
                  n_test_per_defect: int = 4) -> tuple[Path, bool]:
     """Write the toy ``category`` with pose jitter ``(translation, rotation)`` into :func:`variant_root`
-    with :func:`iadtutor.sweeps.make_translated_toy` (which reuses a folder written with the same settings).
+    with :func:`iadtutor.make_translated_toy` (which reuses a folder written with the same settings).
 
     Returns ``(data_root, written)``; ``written`` is True when the images were (re)generated.
     """
     root = variant_root(study_root, translation, rotation)
     info_path = root / category / "toy_factory.json"
     before = info_path.stat().st_mtime_ns if info_path.is_file() else None
-    sweeps.make_translated_toy(root.parent / "toy", translation, category, rotation=float(rotation), seed=seed,
+    make_translated_toy(root.parent / "toy", translation, category, rotation=float(rotation), seed=seed,
                                image_size=image_size, n_train=n_train, n_test_good=n_test_good,
                                n_test_per_defect=n_test_per_defect)
     return root, info_path.stat().st_mtime_ns != before
@@ -96,7 +170,7 @@ def make_variant(study_root, translation: float, rotation: float, category: str 
 def study_grid(variant_roots: dict[tuple[float, float], Path], category: str = "bracket",
                methods: Sequence[str] = ("spade", "lwinnn", "patchcore"), windows: Sequence[int] = (1, 3, 7),
                backbone: str = "auto", image_size: int = 128, seed: int = 0, coreset: float | None = None) -> dict:
-    """The :mod:`iadtutor.runs` grid of the study: one dataset ``toy_NAME`` per variant, the methods,
+    """The :mod:`iadtutor.tools.runs` grid of the study: one dataset ``toy_NAME`` per variant, the methods,
     and the ``iadtutor evaluate`` parameters (``window`` reaches only lwinnn, ``coreset`` only patchcore).
 
     Bootstrap intervals are switched off (``bootstrap=0``): the study compares curves, and 1000
@@ -109,7 +183,7 @@ def study_grid(variant_roots: dict[tuple[float, float], Path], category: str = "
     windows = [int(w) for w in windows]
     if "lwinnn" in methods and (not windows or min(windows) < 1):
         raise ValueError(f"windows must be a non-empty list of positive integers for lwinnn; got {windows}.")
-    # bootstrap as text: iadtutor.runs drops a parameter whose value is False or None, and 0 == False
+    # bootstrap as text: iadtutor.tools.runs drops a parameter whose value is False or None, and 0 == False
     params = {"backbone": backbone, "image_size": int(image_size), "seed": int(seed), "bootstrap": "0"}
     if "lwinnn" in methods:
         params["window"] = windows
@@ -129,71 +203,50 @@ def reproduce_command(grid_path, out_dir, jobs: int = 1) -> str:
 # ------------------------------------------------------------------------------------ running in-process
 def evaluate_arguments(spec: runs.RunSpec):
     """The ``argparse.Namespace`` that ``iadtutor evaluate`` would see for ``spec`` (defaults included)."""
-    from .cli import build_parser
+    from iadtutor.tools.cli import build_parser  # the cli imports this module's neighbours
 
     if spec.runner != "evaluate":
         raise ValueError(f"run {spec.run_id} uses the {spec.runner!r} runner; only 'evaluate' runs in-process.")
-    command, _ = runs._command_for(spec, Path("."), ["evaluate"])  # the exact flags the sweep would pass
+    command, _ = runs.command_for(spec, Path("."), ["evaluate"])  # the exact flags the sweep would pass
     return build_parser().parse_args(command)
 
 
 def _embedding_key(args) -> tuple:
     """Runs with the same key read and embed the same images the same way."""
     return (str(Path(args.data_root).resolve()), args.category, args.layout, args.backbone, args.weights,
-            args.image_size, args.keep_aspect, args.no_normalize, args.no_pool, args.unpadded_pool,
-            args.interpolation, args.max_train, args.batch_size, args.device)
-
-
-def _embedding_config(args):
-    from .embed import EmbeddingConfig
-
-    return EmbeddingConfig(image_size=args.image_size, keep_aspect=args.keep_aspect, normalize=not args.no_normalize,
-                           pool=not args.no_pool, pool_padding=not args.unpadded_pool,
-                           interpolation=args.interpolation)
+            args.max_train, args.batch_size, args.device, embedding_config(args))
 
 
 def _run_group(specs_args, device_override, backbones: dict) -> list[tuple[runs.RunSpec, dict]]:
-    """Load and embed once, then score every run of the group as ``iadtutor evaluate`` would."""
-    import torch
-
-    from .backbones import load_backbone, resolve_device
-    from .embed import PatchEmbedder
-    from .experiment import embed_category, load_category, score_category
+    """Load and embed once, then score every run of the group with :func:`iadtutor.pipeline.evaluate`."""
+    from iadtutor.backbones import load_backbone, resolve_device
+    from iadtutor.embed import PatchEmbedder
 
     args = specs_args[0][1]
     device = resolve_device(device_override or args.device)
-    category = load_category(args.data_root, args.category, image_size=args.image_size,
-                             keep_aspect=args.keep_aspect, layout=args.layout, max_train=args.max_train,
-                             progress=False)
+    category = pipeline.load_category(args.data_root, args.category, image_size=args.image_size,
+                                      keep_aspect=args.keep_aspect, layout=args.layout, max_train=args.max_train,
+                                      progress=False)
     backbone_key = (args.backbone, args.weights, str(device))
     if backbone_key not in backbones:
         backbones[backbone_key] = load_backbone(args.backbone, device=device, weights_path=args.weights,
                                                 verbose=False)
     backbone = backbones[backbone_key]
-    config = _embedding_config(args)
-    embedded = embed_category(category, PatchEmbedder(backbone, config), batch_size=args.batch_size,
-                              progress=False)
+    config = embedding_config(args)
+    embedded = pipeline.embed_category(category, PatchEmbedder(backbone, config), batch_size=args.batch_size,
+                                       progress=False)
     results = []
     for spec, args in specs_args:
-        torch.manual_seed(args.seed)
-        params = {"window": args.window, "k": args.k, "alpha": args.alpha, "coreset": args.coreset,
-                  "squared": args.squared}
-        scored = score_category(embedded, args.method, device=device, bootstrap=args.bootstrap, seed=args.seed,
-                                **params)
-        result = {"method": args.method, "backbone": backbone.name, "category": args.category,
-                  "layout": category.layout, "n_train": len(category.train.labels),
-                  "n_test": len(category.test.labels), "image_size": args.image_size, "device": str(device),
-                  "seed": args.seed, **scored.metrics,
-                  "train_seconds": round(scored.train_seconds, 4),
-                  "test_seconds_per_image": round(scored.test_seconds_per_image, 5),
-                  "embedding": config.as_dict(), "params": params}
-        results.append((spec, result))
+        params = {name: getattr(args, name) for name in pipeline.METHODS[args.method].params}
+        results.append((spec, pipeline.evaluate(category, args.method, backbone, config, embedded=embedded,
+                                                device=device, seed=args.seed, bootstrap=args.bootstrap,
+                                                **params)))
     return results
 
 
 def run_in_process(specs: Sequence[runs.RunSpec], out_dir, *, device: str | None = None, rerun: bool = False,
                    threads: int | None = 1, echo=print) -> list[dict]:
-    """Like :func:`iadtutor.runs.run_sweep` (same folders, ``result.json`` records and skipping of
+    """Like :func:`iadtutor.tools.runs.run_sweep` (same folders, ``result.json`` records and skipping of
     finished runs), but in this interpreter, embedding each variant once for all its runs.
 
     ``device`` overrides the runs' ``--device`` (a run's identity does not include it). ``threads``: CPU
@@ -216,14 +269,14 @@ def _run_in_process(specs, out_dir: Path, device, rerun: bool, echo) -> list[dic
     runs.write_json_atomic(out_dir / "sweep.json", {"runs": [spec.to_dict() for spec in specs]})
     records, groups = [], {}
     for spec in specs:
-        done = runs._read_json(out_dir / "runs" / spec.run_id / "result.json")
+        done = runs.read_json(out_dir / "runs" / spec.run_id / "result.json")
         if done and not rerun:
             records.append({**done, "status": "skipped"})
             continue
         args = evaluate_arguments(spec)
         if args.method not in STUDY_METHODS:
             raise ValueError(f"run {spec.run_id}: method {args.method!r} cannot run in-process; "
-                             "use iadtutor.runs.run_sweep.")
+                             "use iadtutor.tools.runs.run_sweep.")
         groups.setdefault(_embedding_key(args), []).append((spec, args))
     if records:
         echo(f"{len(records)} of {len(specs)} runs finished before; skipping them.")
@@ -243,7 +296,7 @@ def _run_in_process(specs, out_dir: Path, device, rerun: bool, echo) -> list[dic
             for stale in ("result.json", "error.json"):
                 (run_dir / stale).unlink(missing_ok=True)
             runs.write_json_atomic(run_dir / "run.json", spec.to_dict())
-            command, _ = runs._command_for(spec, run_dir, ["iadtutor", "evaluate"])
+            command, _ = runs.command_for(spec, run_dir, ["iadtutor", "evaluate"])
             record = {**spec.to_dict(), "command": shlex.join(command), "runner_mode": "in-process",
                       "seconds": seconds}
             if error is None:
@@ -264,7 +317,7 @@ def _run_in_process(specs, out_dir: Path, device, rerun: bool, echo) -> list[dic
 @dataclass
 class Study:
     """What :func:`run_study` made: the tidy ``table`` (one row per run), the raw ``results`` of
-    :func:`iadtutor.runs.collect_results`, the grid file, the output folder and the shell ``command``."""
+    :func:`iadtutor.tools.runs.collect_results`, the grid file, the output folder and the shell ``command``."""
 
     table: pd.DataFrame
     results: pd.DataFrame
@@ -283,7 +336,7 @@ def method_label(method: str, window=None) -> str:
 
 
 def tidy_table(results: pd.DataFrame, variants: dict[str, tuple[float, float]]) -> pd.DataFrame:
-    """``results`` of :func:`iadtutor.runs.collect_results` -> one row per run with columns
+    """``results`` of :func:`iadtutor.tools.runs.collect_results` -> one row per run with columns
     ``translation``, ``rotation``, ``method``, ``window``, ``label``, the three metrics, ``status``,
     sorted by knob and then fixed -> local -> global."""
     columns = ["translation", "rotation", "method", "window", "label", *METRICS, "status"]
@@ -312,7 +365,7 @@ def run_study(study_root, translations: Sequence[float] = (0, 0.05, 0.1, 0.2), r
               n_test_good: int = 8, n_test_per_defect: int = 4, seed: int = 0, coreset: float | None = None,
               device: str | None = None, jobs: int = 1, in_process: bool = True, threads: int | None = 1,
               echo=print) -> Study:
-    """Write the toy variants, the grid, run every (variant, method, δ) through :mod:`iadtutor.runs`,
+    """Write the toy variants, the grid, run every (variant, method, δ) through :mod:`iadtutor.tools.runs`,
     write ``results.csv`` / ``summary.md`` and return the :class:`Study`.
 
     Runs that finished before are skipped, unless the variant's images were written after them (other
@@ -356,55 +409,3 @@ def auroc_table(table: pd.DataFrame, metric: str = "image_auroc", digits: int = 
     labels = list(dict.fromkeys(table["label"]))
     view = table.pivot_table(index=["translation", "rotation"], columns="label", values=metric, aggfunc="first")
     return view[labels].round(digits).rename_axis(columns=None)
-
-
-# ------------------------------------------------------------------------------------------------ figures
-_COLOURS = {"spade": "#d62728", "patchcore": "#1f77b4", "ldknn": "#9467bd"}
-_WINDOW_GREENS = ("#98df8a", "#2ca02c", "#17622a", "#0b3d17")
-
-
-def knob_figure(table: pd.DataFrame, knob: str = "translation", metric: str = "image_auroc",
-                title: str | None = None, height: int = 400) -> go.Figure:
-    """``metric`` against one pose knob (the other held at 0): one line per method / δ, with the chance
-    level (0.5) dashed. Fixed position in red, local windows in greens (darker = larger δ), global in blue."""
-    if knob not in KNOBS:
-        raise ValueError(f"knob must be one of {', '.join(KNOBS)}; got {knob!r}.")
-    other = "rotation" if knob == "translation" else "translation"
-    part = table[(table[other] == 0) & (table["status"] == "ok")].sort_values(knob)
-    if part.empty:
-        raise ValueError(f"the table has no finished runs with {other} = 0 to plot against {knob}.")
-    windows = sorted(part.loc[part["method"] == "lwinnn", "window"].dropna().unique())
-    fig = go.Figure()
-    labels = list(dict.fromkeys(part["label"]))
-    # SPADE last, so that its dashed line stays visible on top of LWinNN δ=1 (the same numbers)
-    for rank, label in sorted(enumerate(labels), key=lambda item: part.loc[part["label"] == item[1], "method"]
-                              .iloc[0] == "spade"):
-        rows = part[part["label"] == label]
-        method = rows["method"].iloc[0]
-        if method == "lwinnn":
-            colour = _WINDOW_GREENS[min(windows.index(rows["window"].iloc[0]), len(_WINDOW_GREENS) - 1)]
-            dash = "solid"
-        else:
-            colour, dash = _COLOURS.get(method, "#7f7f7f"), "dash" if method == "spade" else "solid"
-        fig.add_trace(go.Scatter(x=rows[knob].tolist(), y=rows[metric].round(4).tolist(), name=label,
-                                 mode="lines+markers", legendrank=rank + 1,
-                                 line=dict(color=colour, dash=dash, width=2.5)))
-    fig.add_hline(y=0.5, line=dict(color="#999", dash="dot", width=1), annotation_text="chance",
-                  annotation_position="bottom right")
-    axis = KNOBS[knob]
-    fig.update_layout(title=title or f"{runs.METRIC_TITLES.get(metric, metric)} vs {knob}", height=height,
-                      xaxis_title=axis, yaxis_title=runs.METRIC_TITLES.get(metric, metric),
-                      yaxis_range=[0.3, 1.02], hovermode="x unified", legend_title_text="search",
-                      margin=dict(l=60, r=20, t=50, b=50))
-    fig.update_xaxes(tickvals=sorted(part[knob].unique()))
-    return fig
-
-
-def translation_figure(table: pd.DataFrame, metric: str = "image_auroc", **options) -> go.Figure:
-    """``metric`` against the translation jitter (rotation 0)."""
-    return knob_figure(table, "translation", metric, **options)
-
-
-def rotation_figure(table: pd.DataFrame, metric: str = "image_auroc", **options) -> go.Figure:
-    """``metric`` against the rotation jitter (translation 0)."""
-    return knob_figure(table, "rotation", metric, **options)

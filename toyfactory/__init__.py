@@ -35,7 +35,7 @@ does not change the test images.
 
 Example::
 
-    from iadtutor.toy import make_toy_dataset, render_sample
+    from toyfactory import make_toy_dataset, render_sample
     root = make_toy_dataset("data/toy")                        # data/toy/{weave,bracket,pills,box}/...
     sample = render_sample("bracket", "missing_part", rng=3)   # in memory: .image, .mask, .reference
     render_sample("bracket", rng=3, translation=0.2).image     # the same knob make_toy_dataset has
@@ -956,7 +956,7 @@ def _write_category(out_dir, category, seed, image_size, counts, translation, ro
         for split in ("train", "validation", "test"):  # an empty split still gets its folder
             (work / split / "good").mkdir(parents=True, exist_ok=True)
         info = dict(
-            generator="iadtutor.toy",
+            generator="toyfactory",
             category=category,
             seed=seed,
             image_size=image_size,
@@ -1034,19 +1034,6 @@ def make_toy_category(out_dir, category, seed=0, **options) -> Path:
     return make_toy_dataset(out_dir, [category], seed=seed, **options) / category
 
 
-def make_toy(out, seed=0, categories=None, image_size=256, progress=True, **options) -> Path:
-    """What ``iadtutor data make-toy --out DIR`` does: write the dataset and print where it went.
-
-    ``categories``: None (all), a list, or a comma-separated string such as ``"weave,box"``.
-    """
-    if isinstance(categories, str):
-        categories = [c.strip() for c in categories.split(",") if c.strip()]
-    root = make_toy_dataset(out, categories, seed=seed, image_size=image_size, progress=progress, **options)
-    names = categories or list(TOY_CATEGORIES)
-    print(f"toy factory: wrote {', '.join(names)} ({image_size}x{image_size} px, seed {seed}) to {root}")
-    return root
-
-
 def contact_sheet(categories=None, seed=0, image_size=128, translation=None, rotation=None) -> np.ndarray:
     """An overview image ``(H, W, 3)`` uint8: a row per category, a normal image then one per defect type.
 
@@ -1069,3 +1056,4 @@ def contact_sheet(categories=None, seed=0, image_size=128, translation=None, rot
             draw.text((x, y), f"{category}/{defect}", fill=(0, 0, 0))
             sheet.paste(Image.fromarray(tile), (x, y + label_h))
     return np.asarray(sheet)
+

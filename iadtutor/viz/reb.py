@@ -7,7 +7,7 @@
 * :func:`training_curve_figure` — loss and accuracy per epoch of
   :func:`iadtutor.defectmaker.finetune_backbone`, with the chance level of a 7-class guess;
 * :func:`comparison_table` / :func:`comparison_figure` — KNN vs LDKNN on ImageNet vs fine-tuned features
-  (the table of :func:`iadtutor.reb.compare_representations`, laid out like REB's table 5).
+  (the table of :func:`iadtutor.defectmaker.compare_representations`, laid out like REB's table 5).
 
 Generic pieces (the renderer, images with outlines) come from :mod:`iadtutor.viz`.
 """
@@ -22,18 +22,18 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from . import viz
-from .defectmaker import CLASS_NAMES, FILLS, FUSIONS, SHAPES
+from iadtutor.defectmaker import CLASS_NAMES, FILLS, FUSIONS, SHAPES
+from iadtutor.metrics import METRIC_TITLES, METRICS
+from iadtutor.viz import core
 
 FOREGROUND_COLOUR = "#ffd400"  # yellow: the region defects may go; defects themselves are outlined in cyan
-METRIC_TITLES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro": "AUPRO"}
 REPRESENTATION_COLOURS = ("#7f7f7f", "#d62728", "#1f77b4", "#2ca02c")
 
 
 def _shape_preview(image, mask) -> np.ndarray:
     """The image darkened to a third, with the shape's pixels white: ``(H, W, 3)`` uint8."""
-    rgb = viz.to_rgb_uint8(image).astype(np.float32) / 3
-    rgb[viz.to_numpy(mask).astype(bool)] = 255
+    rgb = core.to_rgb_uint8(image).astype(np.float32) / 3
+    rgb[core.to_numpy(mask).astype(bool)] = 255
     return rgb.astype(np.uint8)
 
 
@@ -59,16 +59,16 @@ def gallery_figure(entries: Sequence[Mapping], foreground=None, cell: int = 170,
                         horizontal_spacing=0.015, vertical_spacing=0.04)
     for r, shape in enumerate(shapes, start=1):
         first = by_key[shape, combos[0][0], combos[0][1]]
-        fig.add_trace(viz.image_trace(_shape_preview(first["image"], first["mask"]), f"{shape} shape"),
+        fig.add_trace(core.image_trace(_shape_preview(first["image"], first["mask"]), f"{shape} shape"),
                       row=r, col=1)
-        if foreground is not None and viz.to_numpy(foreground).astype(bool).any():
-            outline = viz.mask_trace(foreground, "foreground", colour=FOREGROUND_COLOUR, width=1.5)
+        if foreground is not None and core.to_numpy(foreground).astype(bool).any():
+            outline = core.mask_trace(foreground, "foreground", colour=FOREGROUND_COLOUR, width=1.5)
             fig.add_trace(outline, row=r, col=1)
         for c, (fill, fusion) in enumerate(combos, start=2):
             entry = by_key[shape, fill, fusion]
-            viz.add_image(fig, entry["image"], mask=entry["mask"], row=r, col=c,
+            core.add_image(fig, entry["image"], mask=entry["mask"], row=r, col=c,
                           image_name=f"{shape}, {fill}, {fusion}")
-    viz._image_axes(fig)
+    core.image_axes(fig)
     fig.update_annotations(font_size=11)
     fig.update_layout(title=title, height=len(shapes) * (cell + 25) + (60 if title else 30),
                       margin=dict(l=10, r=10, t=60 if title else 30, b=10), showlegend=False)
@@ -84,7 +84,7 @@ def task_figure(dataset, image_index: int = 0, cell: int = 190,
         raise ValueError(f"image_index must be in [0, {len(dataset.images)}); got {image_index}.")
     items = [dataset.sample(image_index * n_classes + label) for label in range(n_classes)]
     names = CLASS_NAMES if n_classes == len(CLASS_NAMES) else [str(i) for i in range(n_classes)]
-    return viz.image_grid([image for image, _, _ in items], masks=[mask for _, _, mask in items],
+    return core.image_grid([image for image, _, _ in items], masks=[mask for _, _, mask in items],
                           titles=[f"{label}: {names[label]}" for _, label, _ in items],
                           cols=4, cell=cell, title=title)
 
@@ -119,8 +119,8 @@ def training_curve_figure(history: Mapping[str, Sequence[float]], n_classes: int
     return fig
 
 
-def comparison_table(table: pd.DataFrame, metrics: Sequence[str] = tuple(METRIC_TITLES), digits: int = 3) -> pd.DataFrame:
-    """The table of :func:`iadtutor.reb.compare_representations` laid out like REB's table 5: one row per
+def comparison_table(table: pd.DataFrame, metrics: Sequence[str] = METRICS, digits: int = 3) -> pd.DataFrame:
+    """The table of :func:`iadtutor.defectmaker.compare_representations` laid out like REB's table 5: one row per
     representation, columns ``(metric, scorer)``, values rounded to ``digits`` decimals."""
     missing = [m for m in ("representation", "scorer", *metrics) if m not in table.columns]
     if missing:
@@ -133,7 +133,7 @@ def comparison_table(table: pd.DataFrame, metrics: Sequence[str] = tuple(METRIC_
     return wide.astype(float).round(digits)
 
 
-def comparison_figure(table: pd.DataFrame, metrics: Sequence[str] = tuple(METRIC_TITLES),
+def comparison_figure(table: pd.DataFrame, metrics: Sequence[str] = METRICS,
                       title: str | None = "KNN vs LDKNN on ImageNet vs DefectMaker features",
                       yrange: Sequence[float] | None = None) -> go.Figure:
     """Grouped bars, one panel per metric: scorers on the x axis, one bar colour per representation."""
@@ -180,12 +180,12 @@ def maps_figure(images, masks, maps_by_method: Mapping[str, object], indices: Se
     titles = [f"{label}: {names[i] if names is not None else i}" for label in maps_by_method for i in indices]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.07)
     for r, (label, maps) in enumerate(maps_by_method.items(), start=1):
-        shown = [viz.to_numpy(maps[i]) for i in indices]
+        shown = [core.to_numpy(maps[i]) for i in indices]
         zmin, zmax = float(min(m.min() for m in shown)), float(max(m.max() for m in shown))
         for c, (i, values) in enumerate(zip(indices, shown), start=1):
-            viz.add_image(fig, images[i], values, masks[i], row=r, col=c, overlay_name=f"{label} score",
+            core.add_image(fig, images[i], values, masks[i], row=r, col=c, overlay_name=f"{label} score",
                           opacity=opacity, zmin=zmin, zmax=zmax, max_overlay_side=32)
-    viz._image_axes(fig)
+    core.image_axes(fig)
     fig.update_annotations(font_size=10)
     fig.update_layout(title=title, height=rows * (cell + 25) + (60 if title else 30),
                       margin=dict(l=10, r=10, t=60 if title else 30, b=10), showlegend=False)

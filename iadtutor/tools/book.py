@@ -10,13 +10,13 @@ What a notebook's outputs must be for the book (checked by :func:`notebook_probl
 executed; a plotly figure as one output holding both ``application/vnd.plotly.v1+json`` (JupyterLab
 draws it) and ``text/html`` with a ``<div>`` and an inline ``Plotly.newPlot`` call but no plotly.js, no
 MathJax and no ``<script src=...>`` (the book draws it with its own plotly.js), which is what
-``iadtutor.viz.setup_notebook()`` selects; widgets with their state saved in the notebook metadata.
+``iadtutor.viz.core.setup_notebook()`` selects; widgets with their state saved in the notebook metadata.
 
 Command line::
 
-    python -m iadtutor.book assets    # fill book/_assets/vendor/ (npm registry needed once, then cached)
-    python -m iadtutor.book build     # assets + jupyter-book build -> book/_build/html, then check
-    python -m iadtutor.book check     # only check an existing build (log + HTML)
+    python -m iadtutor.tools.book assets    # fill book/_assets/vendor/ (npm registry needed once, then cached)
+    python -m iadtutor.tools.book build     # assets + jupyter-book build -> book/_build/html, then check
+    python -m iadtutor.tools.book check     # only check an existing build (log + HTML)
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from pathlib import Path
 from iadtutor.files import write_bytes_atomic
 
 # The repository whose book is built; IADTUTOR_BOOK_ROOT points the tests at another checkout.
-REPO_ROOT = Path(os.environ.get("IADTUTOR_BOOK_ROOT") or Path(__file__).resolve().parents[1])
+REPO_ROOT = Path(os.environ.get("IADTUTOR_BOOK_ROOT") or Path(__file__).resolve().parents[2])
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ def built_site(root: Path = REPO_ROOT) -> Path:
     if os.environ.get("IADTUTOR_BOOK_BUILT") == "1":
         if not (html_dir / "index.html").is_file() or not log_path.is_file():
             raise FileNotFoundError(f"IADTUTOR_BOOK_BUILT=1 but {html_dir} or {log_path} is missing; "
-                                    "run `python -m iadtutor.book build` first.")
+                                    "run `python -m iadtutor.tools.book build` first.")
     else:
         build(root)
     return html_dir
@@ -333,7 +333,7 @@ def check(root: Path = REPO_ROOT) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iadtutor.book", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m iadtutor.tools.book", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["assets", "build", "check"])
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="repository root (default: %(default)s)")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Keep executed notebooks stable: strip volatile metadata, never outputs or execution counts.
 
-    python -m iadtutor.notebooks clean notebooks/01_patch_embeddings.ipynb
+    python -m iadtutor.tools.notebooks clean notebooks/01_patch_embeddings.ipynb
 
 papermill stamps start/end times and durations into the notebook and cell metadata; those change on
 every run and would make every commit noisy. nbval needs the outputs *and* the execution counts
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from .files import write_text_atomic
+from iadtutor.files import write_text_atomic
 
 VOLATILE_CELL_KEYS = ("execution",)
 VOLATILE_PAPERMILL_KEYS = ("start_time", "end_time", "duration", "exception", "status")
@@ -47,7 +47,7 @@ def clean_file(path: str | Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) < 2 or argv[0] != "clean":
-        print("usage: python -m iadtutor.notebooks clean NOTEBOOK [NOTEBOOK ...]", file=sys.stderr)
+        print("usage: python -m iadtutor.tools.notebooks clean NOTEBOOK [NOTEBOOK ...]", file=sys.stderr)
         return 2
     for path in argv[1:]:
         clean_file(path)

@@ -5,7 +5,7 @@ the three papers (LWinNN, REB, ULSAD; see ``shared/papers/README.md``) as a perc
 The tables below are kept as plain text blocks, one printed row per line, so that a reader can hold them
 against the paper; :func:`paper_results` turns them into one tidy table::
 
-    >>> from iadtutor.papers import paper_results
+    >>> from iadtutor.tools.papers import paper_results
     >>> table = paper_results()
     >>> row = table.query("source == 'LWinNN' and category == 'capsules' and method == 'lwinnn'")
     >>> row[["metric", "value"]].to_dict("records")
@@ -53,6 +53,8 @@ import re
 
 import pandas as pd
 
+from iadtutor.metrics import KIND_METRICS  # noqa: F401  (the tables of runs group by it)
+
 DATASET_TITLES = {
     "mvtec_ad": "MVTec AD",
     "mvtec_loco": "MVTec LOCO AD",
@@ -97,7 +99,6 @@ CATEGORY_GROUPS = {
 
 # Optional per-kind metrics an evaluate result may carry (LOCO and the toy "box"): AUROC over the good test
 # images plus only the anomalies of that kind.
-KIND_METRICS = ("image_auroc_structural", "image_auroc_logical")
 
 
 def group_of(dataset: str, category: str) -> str:
@@ -394,7 +395,7 @@ METHOD_TITLES = {
     "vt_adl": "VT-ADL", "pyramidflow": "PyramidFlow", "rd++": "RD++", "reconpatch": "ReConPatch",
 }
 
-_REB_LOCO_NOTE = "column order read as alphabetical categories (see iadtutor.papers docstring)"
+_REB_LOCO_NOTE = "column order read as alphabetical categories (see iadtutor.tools.papers docstring)"
 
 
 def _parse_cell(token: str, n_metrics: int, where: str) -> tuple[list[float | None], float | None]:

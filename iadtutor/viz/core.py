@@ -208,7 +208,7 @@ def box_shape(x0: float, x1: float, y0: float, y1: float, colour: str = BOX_COLO
 
 
 # ------------------------------------------------------------------------------------------- figures
-def _image_axes(fig: go.Figure) -> None:
+def image_axes(fig: go.Figure) -> None:
     """Pixel axes on every subplot: y pointing down, square pixels, no grid or tick clutter."""
     fig.update_xaxes(showgrid=False, zeroline=False, showticklabels=False)
     fig.update_yaxes(showgrid=False, zeroline=False, showticklabels=False, autorange="reversed", constrain="domain")
@@ -252,7 +252,7 @@ def image_figure(image, overlay=None, mask=None, title: str | None = None, overl
     fig = go.Figure()
     add_image(fig, image, overlay, mask, overlay_name=overlay_name, opacity=opacity, colorscale=colorscale,
               zmin=zmin, zmax=zmax, showscale=overlay is not None)
-    _image_axes(fig)
+    image_axes(fig)
     fig.update_layout(title=title, height=size + 40,
                       margin=dict(l=10, r=10, t=40 if title else 10, b=10))
     return fig
@@ -299,7 +299,7 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, cols: int 
                   colorscale=colorscale, max_overlay_side=max_overlay_side)
         for box in (boxes[i] or []) if boxes is not None else []:
             fig.add_shape(**box_shape(*box), row=row, col=col)
-    _image_axes(fig)
+    image_axes(fig)
     _small_titles(fig)
     fig.update_layout(title=title, height=rows * (cell + 25) + (50 if title else 20), margin=dict(l=10, r=10, t=50 if title else 30, b=10))
     return fig
@@ -327,7 +327,7 @@ def heatmap_grid(maps: Sequence, titles: Sequence[str] | None = None, cols: int 
     for i, array in enumerate(arrays):
         fig.add_trace(map_trace(array, value_name, colorscale, zmin=zmin, zmax=zmax,
                                 showscale=shared_scale and i == 0), row=i // cols + 1, col=i % cols + 1)
-    _image_axes(fig)
+    image_axes(fig)
     _small_titles(fig)
     fig.update_layout(title=title, height=rows * (cell + 25) + (50 if title else 20), margin=dict(l=10, r=10, t=50 if title else 30, b=10))
     return fig

@@ -11,7 +11,7 @@ stable id derived from what it runs (``toy-weave-lwinnn-window3-1f2e3d4c``), exe
                     notebook.ipynb  the executed notebook (runner "notebook")
     OUT/sweep.json                  the runs of the last sweep
     OUT/results.csv                 one row per run: parameters, metrics, status, error
-    OUT/comparison.csv              our numbers beside the papers' (iadtutor.papers), with the difference
+    OUT/comparison.csv              our numbers beside the papers' (iadtutor.tools.papers), with the difference
     OUT/summary.md, summary.html    per-dataset tables, averages in the papers' groupings, the comparison
 
 Running the same sweep again skips the runs that have a ``result.json`` and retries the failed ones.
@@ -48,7 +48,7 @@ methods, so ``--methods spade,lwinnn --param window=3,7`` makes three runs, not 
 the grid's parameters and ``result_path``. A notebook that wants its numbers collected declares
 ``result_path = None`` in its ``parameters`` cell and ends with::
 
-    iadtutor.runs.record_result({"image_auroc": ..., "pixel_auroc": ..., "aupro": ...}, result_path)
+    iadtutor.tools.runs.record_result({"image_auroc": ..., "pixel_auroc": ..., "aupro": ...}, result_path)
 
 :func:`record_result` writes the dict as JSON to ``result_path`` (or to the path in the environment variable
 ``IADTUTOR_RESULT_PATH``, which the sweep also sets) and does nothing when neither is set, so the same cell is
@@ -86,29 +86,20 @@ import pandas as pd
 
 from iadtutor import files
 from iadtutor.files import write_text_atomic  # noqa: F401  (re-exported: reproduce writes its tables with it)
-
-from iadtutor.papers import (CATEGORY_GROUPS, DATASET_CATEGORIES, DATASET_TITLES, KIND_METRICS, METHOD_TITLES,
+from iadtutor.metrics import METRIC_TITLES, METRICS
+from iadtutor.pipeline import METHODS
+from iadtutor.tools.papers import (CATEGORY_GROUPS, DATASET_CATEGORIES, DATASET_TITLES, KIND_METRICS, METHOD_TITLES,
                              group_of, level_of, paper_results)
 
 RESULT_PATH_ENV = "IADTUTOR_RESULT_PATH"
 
-# Parameter -> the methods that read it. A parameter not listed here goes to every method.
-METHOD_PARAMS = {
-    "window": ["lwinnn"],
-    "k": ["ldknn"],
-    "alpha": ["ldknn"],
-    "coreset": ["patchcore", "ldknn"],
-}
-
-METRICS = ("image_auroc", "pixel_auroc", "aupro")
-METRIC_TITLES = {
-    "image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro": "AUPRO",
-    "image_auroc_structural": "image AUROC structural", "image_auroc_logical": "image AUROC logical",
-    "image_auroc_mean_of_kinds": "image AUROC (structural + logical) / 2",
-}
+# Parameter -> the kNN methods that read it (from iadtutor.pipeline.METHODS). A parameter not listed here
+# (backbone, image_size, ...) goes to every method.
+METHOD_PARAMS = {name: [method for method, entry in METHODS.items() if name in entry.params]
+                 for name in dict.fromkeys(p for entry in METHODS.values() for p in entry.params)}
 
 # Evaluate in a fresh interpreter; works whether or not the console script is on PATH.
-DEFAULT_EVALUATE_COMMAND = (sys.executable, "-c", "import sys; from iadtutor.cli import main; sys.exit(main())",
+DEFAULT_EVALUATE_COMMAND = (sys.executable, "-c", "import sys; from iadtutor.tools.cli import main; sys.exit(main())",
                             "evaluate")
 
 # Grids for the papers' tables. Data roots default to data/DATASET; change them with --data-root.
@@ -164,7 +155,7 @@ def write_json_atomic(path: Path | str, data) -> Path:
     return files.write_json_atomic(path, data, default=_to_builtin)
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -348,7 +339,7 @@ def _kill_group(process: subprocess.Popen) -> None:
         pass
 
 
-def _command_for(spec: RunSpec, run_dir: Path, evaluate_command, base_dir: Path | None = None
+def command_for(spec: RunSpec, run_dir: Path, evaluate_command, base_dir: Path | None = None
                  ) -> tuple[list[str], dict]:
     """The command of one run and its extra environment; relative paths are taken from ``base_dir`` (or cwd)."""
     base_dir = Path(base_dir or Path.cwd())
@@ -377,10 +368,10 @@ def _command_for(spec: RunSpec, run_dir: Path, evaluate_command, base_dir: Path 
 
 def _metrics_from(spec: RunSpec, run_dir: Path, stdout: str) -> dict:
     if spec.runner == "notebook":
-        recorded = _read_json(run_dir / "recorded.json")
+        recorded = read_json(run_dir / "recorded.json")
         if not isinstance(recorded, dict):
             raise ValueError("the notebook ran but recorded no result; end it with "
-                             "iadtutor.runs.record_result(metrics, result_path)")
+                             "iadtutor.tools.runs.record_result(metrics, result_path)")
         return recorded
     lines = [line for line in stdout.splitlines() if line.strip()]
     try:
@@ -407,7 +398,7 @@ def execute_run(spec: RunSpec, out_dir: Path | str, *, evaluate_command=DEFAULT_
     for stale in ("result.json", "error.json", "recorded.json"):
         (run_dir / stale).unlink(missing_ok=True)
     write_json_atomic(run_dir / "run.json", spec.to_dict())
-    command, extra_env = _command_for(spec, run_dir, list(evaluate_command), base_dir)
+    command, extra_env = command_for(spec, run_dir, list(evaluate_command), base_dir)
     env = {**os.environ, **extra_env}
     if threads:  # --jobs N on a small machine: N runs must not each use every core
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -473,7 +464,7 @@ def run_sweep(specs: list[RunSpec], out_dir: Path | str, *, jobs: int = 1,
     write_json_atomic(out_dir / "sweep.json", {"runs": [spec.to_dict() for spec in specs]})
     records, todo = [], []
     for spec in specs:
-        done = _read_json(out_dir / "runs" / spec.run_id / "result.json")
+        done = read_json(out_dir / "runs" / spec.run_id / "result.json")
         if done and not rerun:
             records.append({**done, "status": "skipped"})
         else:
@@ -610,14 +601,14 @@ def collect_results(out_dir: Path | str, run_ids: list[str] | None = None) -> pd
     rows = []
     for run_id in run_ids:
         run_dir = runs_dir / run_id
-        spec_data = _read_json(run_dir / "run.json")
+        spec_data = read_json(run_dir / "run.json")
         if spec_data is None:
             continue
         spec = RunSpec.from_dict(spec_data)
         row = {"run_id": run_id, "status": "not run", "dataset": spec.dataset, "category": spec.category,
                "group": group_of(spec.dataset, spec.category), "method": spec.method, "runner": spec.runner}
         row.update({f"param_{name}": value for name, value in spec.params})
-        result, failure = _read_json(run_dir / "result.json"), _read_json(run_dir / "error.json")
+        result, failure = read_json(run_dir / "result.json"), read_json(run_dir / "error.json")
         if result is not None:
             row.update(status="ok", seconds=result.get("seconds"))
             for name, value in result.get("metrics", {}).items():
@@ -869,7 +860,7 @@ def summary_sections(results: pd.DataFrame, groups: pd.DataFrame, comparison: pd
     methods = sorted(set(comparison["method"])) if not comparison.empty else []
     if methods:
         sections.append((2, "Notes", "Methods compared: " + ", ".join(METHOD_TITLES.get(m, m) for m in methods)
-                         + ". The papers' numbers and how they were transcribed: `iadtutor.papers`."))
+                         + ". The papers' numbers and how they were transcribed: `iadtutor.tools.papers`."))
     return sections
 
 
@@ -920,7 +911,7 @@ def write_summary(out_dir: Path | str, results: pd.DataFrame, papers: pd.DataFra
 
 def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``iadtutor reproduce``."""
-    parser.add_argument("--grid", type=Path, help="YAML or JSON grid file (see iadtutor.runs)")
+    parser.add_argument("--grid", type=Path, help="YAML or JSON grid file (see iadtutor.tools.runs)")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="a stored grid for one of the papers' tables")
     parser.add_argument("--dataset", help="dataset name(s), comma-separated (replaces the grid's datasets)")
     parser.add_argument("--data-root", action="append", default=[], metavar="[NAME=]DIR",
@@ -987,7 +978,7 @@ def reproduce_command(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     try:
         if args.collect_only:
-            sweep = _read_json(out_dir / "sweep.json")
+            sweep = read_json(out_dir / "sweep.json")
             run_ids = [run["run_id"] for run in sweep["runs"]] if sweep else None
         else:
             specs = expand_grid(grid_from_args(args))
@@ -1014,8 +1005,8 @@ def reproduce_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m iadtutor.runs ...``: the same as ``iadtutor reproduce ...``."""
-    parser = argparse.ArgumentParser(prog="python -m iadtutor.runs", description=__doc__.splitlines()[0])
+    """``python -m iadtutor.tools.runs ...``: the same as ``iadtutor reproduce ...``."""
+    parser = argparse.ArgumentParser(prog="python -m iadtutor.tools.runs", description=__doc__.splitlines()[0])
     add_reproduce_arguments(parser)
     return reproduce_command(parser.parse_args(argv))
 

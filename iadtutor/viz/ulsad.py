@@ -26,8 +26,12 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from . import metrics, viz
-from .data import anomaly_kind
+import ipywidgets as widgets
+from IPython.display import display
+
+from iadtutor import metrics
+from iadtutor.data import anomaly_kind
+from iadtutor.viz import core
 
 BRANCHES = ("local", "global", "combined")
 BRANCH_TITLES = {"local": "local (eq. 7)", "global": "global (eq. 8)", "combined": "combined"}
@@ -67,17 +71,17 @@ def branch_outputs(model, images: torch.Tensor) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------------------------- figures
 def add_overlay_panel(fig: go.Figure, image, overlay_trace: go.Heatmap, mask, row: int, col: int) -> None:
     """The image, ``overlay_trace`` (any heatmap) over it and the outline of ``mask`` (if any pixel is set)."""
-    fig.add_trace(viz.image_trace(image), row=row, col=col)
+    fig.add_trace(core.image_trace(image), row=row, col=col)
     fig.add_trace(overlay_trace, row=row, col=col)
-    if mask is not None and viz.to_numpy(mask).any():
-        fig.add_trace(viz.mask_trace(viz.to_numpy(mask)), row=row, col=col)
+    if mask is not None and core.to_numpy(mask).any():
+        fig.add_trace(core.mask_trace(core.to_numpy(mask)), row=row, col=col)
 
 
 def _check_maps(maps: Mapping[str, object], n: int) -> dict[str, np.ndarray]:
     missing = [b for b in BRANCHES if b not in maps]
     if missing:
         raise ValueError(f"maps needs the branches {list(BRANCHES)}; missing {missing}.")
-    arrays = {b: viz.to_numpy(maps[b]) for b in BRANCHES}
+    arrays = {b: core.to_numpy(maps[b]) for b in BRANCHES}
     for name, array in arrays.items():
         if array.ndim != 3 or len(array) != n:
             raise ValueError(f"maps[{name!r}] must be (N, H, W) with one map per image ({n}); got {array.shape}.")
@@ -91,13 +95,13 @@ def reconstruction_figure(image, features, reconstruction, local_map, mask=None,
 
     ``features`` / ``reconstruction``: ``(c*, h*, w*)``; ``local_map``: ``(h*, w*)``; ``mask``: ``(H, W)``.
     ``channels`` default to the ``k`` channels of ``U`` with the largest spatial spread
-    (:func:`iadtutor.viz.strongest_channels`). A channel's two panels share one colour range.
+    (:func:`iadtutor.core.strongest_channels`). A channel's two panels share one colour range.
     """
-    features, reconstruction = viz.to_numpy(features), viz.to_numpy(reconstruction)
+    features, reconstruction = core.to_numpy(features), core.to_numpy(reconstruction)
     if features.ndim != 3 or features.shape != reconstruction.shape:
         raise ValueError(f"features and reconstruction must both be (c*, h*, w*); got {features.shape} and "
                          f"{reconstruction.shape}.")
-    channels = list(channels) if channels is not None else viz.strongest_channels(features, k)
+    channels = list(channels) if channels is not None else core.strongest_channels(features, k)
     titles = [f"U, channel {c}" for c in channels] + ["image"]
     titles += [f"U~' (reconstruction), channel {c}" for c in channels] + ["local map (eq. 7)"]
     cols = len(channels) + 1
@@ -106,12 +110,12 @@ def reconstruction_figure(image, features, reconstruction, local_map, mask=None,
         pair = np.stack([features[channel], reconstruction[channel]])
         limit = float(np.abs(pair).max()) or 1.0
         for row in (1, 2):
-            fig.add_trace(viz.map_trace(pair[row - 1], "standardised activation", FEATURE_COLOURSCALE,
+            fig.add_trace(core.map_trace(pair[row - 1], "standardised activation", FEATURE_COLOURSCALE,
                                         zmin=-limit, zmax=limit, showscale=False), row=row, col=col)
-    viz.add_image(fig, image, mask=mask, row=1, col=cols)
-    viz.add_image(fig, image, overlay=viz.to_numpy(local_map), mask=mask, row=2, col=cols,
+    core.add_image(fig, image, mask=mask, row=1, col=cols)
+    core.add_image(fig, image, overlay=core.to_numpy(local_map), mask=mask, row=2, col=cols,
                   overlay_name="local distance", opacity=0.7)
-    viz._image_axes(fig)
+    core.image_axes(fig)
     fig.update_annotations(font_size=10)
     fig.update_layout(title=title, width=cols * cell + 40, height=2 * (cell + 30) + (50 if title else 20),
                       margin=dict(l=10, r=10, t=60 if title else 30, b=10), showlegend=False)
@@ -133,7 +137,7 @@ def diverse_query_cells(features, k: int = 4, border: int = 2) -> list[tuple[int
     ``box`` the queries land on different parts (a washer, a nut, the bolt, a wall), like the queries of
     the paper's figure 5. Returns ``(row, col)`` pairs on the full grid.
     """
-    array = viz.to_numpy(features).astype(np.float64)
+    array = core.to_numpy(features).astype(np.float64)
     if array.ndim != 3:
         raise ValueError(f"features must be (c*, h*, w*); got {array.shape}.")
     c, h, w = array.shape
@@ -161,7 +165,7 @@ def attention_trace(weights, image_hw: Sequence[int], log_scale: bool = True, zm
     runs from ``zmin`` to ``zmax`` (weights; default: the map's smallest to its largest weight, or 0 to
     the largest on the linear scale).
     """
-    weights = viz.to_numpy(weights).astype(np.float64)
+    weights = core.to_numpy(weights).astype(np.float64)
     high = float(weights.max()) if zmax is None else float(zmax)
     h, w = weights.shape
     dy, dx = image_hw[0] / h, image_hw[1] / w
@@ -200,13 +204,13 @@ def attention_figure(image, attentions: Sequence, query_cells: Sequence[Sequence
     if len(attentions) != len(query_cells) or not attentions:
         raise ValueError(f"need one query cell per attention map; got {len(attentions)} maps and "
                          f"{len(query_cells)} cells.")
-    rgb = viz.to_rgb_uint8(image)
+    rgb = core.to_rgb_uint8(image)
     image_hw = rgb.shape[:2]
-    grid_hw = viz.to_numpy(attentions[0]).shape
+    grid_hw = core.to_numpy(attentions[0]).shape
     names = list(titles) if titles is not None else [f"query {i + 1}" for i in range(len(attentions))]
     fig = make_subplots(rows=1, cols=len(attentions) + 1, subplot_titles=["image and queries", *names],
                         horizontal_spacing=0.01)
-    viz.add_image(fig, rgb, mask=mask, row=1, col=1)
+    core.add_image(fig, rgb, mask=mask, row=1, col=1)
     for i, (attention, query) in enumerate(zip(attentions, query_cells), start=1):
         y, x = cell_centre(query, grid_hw, image_hw)
         fig.add_trace(query_marker(y, x, names[i - 1]), row=1, col=1)
@@ -215,7 +219,7 @@ def attention_figure(image, attentions: Sequence, query_cells: Sequence[Sequence
         add_overlay_panel(fig, rgb, attention_trace(attention, image_hw, log_scale, opacity=opacity), None,
                            row=1, col=i + 1)
         fig.add_trace(query_marker(y, x, names[i - 1]), row=1, col=i + 1)
-    viz._image_axes(fig)
+    core.image_axes(fig)
     fig.update_layout(title=title, width=(len(attentions) + 1) * cell + 40, height=cell + (80 if title else 50),
                       margin=dict(l=10, r=10, t=70 if title else 40, b=10), showlegend=False)
     return fig
@@ -248,16 +252,16 @@ def branch_maps_figure(images, masks, maps: Mapping[str, object], indices: Seque
     fig = make_subplots(rows=len(indices), cols=1 + len(BRANCHES), subplot_titles=titles,
                         horizontal_spacing=0.01, vertical_spacing=0.2 / max(1, len(indices)))
     for r, index in enumerate(indices, start=1):
-        mask = viz.to_numpy(masks[index])
+        mask = core.to_numpy(masks[index])
         height, width = mask.shape
-        viz.add_image(fig, images[index], mask=mask, row=r, col=1)
+        core.add_image(fig, images[index], mask=mask, row=r, col=1)
         for c, branch in enumerate(BRANCHES, start=2):
             values = arrays[branch][index][::display_stride, ::display_stride]
-            trace = viz.map_trace(values, branch, viz.MAP_COLOURSCALE, opacity, 0.0, zmax,
+            trace = core.map_trace(values, branch, core.MAP_COLOURSCALE, opacity, 0.0, zmax,
                                   showscale=(r == 1 and c == 2), dx=width / values.shape[1],
                                   dy=height / values.shape[0])
             add_overlay_panel(fig, images[index], trace, mask, row=r, col=c)
-    viz._image_axes(fig)
+    core.image_axes(fig)
     fig.update_traces(zsmooth="best", selector=dict(type="heatmap"))
     fig.update_traces(colorbar=dict(title="score", len=0.3, y=1, yanchor="top"), selector=dict(type="heatmap",
                                                                                                 showscale=True))
@@ -275,7 +279,7 @@ def loss_curve_figure(history: Mapping[str, Sequence[float]], log_y: bool = True
     if not names or not len(history[names[0]]):
         raise ValueError(f"history holds no loss values; expected the keys {list(LOSS_TITLES)}.")
     epochs = list(range(1, len(history[names[0]]) + 1))
-    fig = viz.line_plot(epochs, {LOSS_TITLES[name]: history[name] for name in names}, title=title,
+    fig = core.line_plot(epochs, {LOSS_TITLES[name]: history[name] for name in names}, title=title,
                         xlabel="epoch", ylabel="mean loss over the training images", markers=False, width=700)
     fig.update_traces(selector=dict(name=LOSS_TITLES["loss"]), line=dict(width=3, color="#222"))
     if log_y:
@@ -301,17 +305,17 @@ def branch_metrics_table(labels, masks, defect_types: Sequence[str], maps: Mappi
     only that kind. Values are fractions rounded to ``digits``.
 
     ``baselines``: ``{name: (maps (N, H, W), image_scores (N,))}`` of other methods on the same test images
-    (e.g. a kNN scorer's :class:`~iadtutor.experiment.ScoreResult` ``.maps`` and ``.image_scores``); each
+    (e.g. a kNN scorer's :class:`~iadtutor.pipeline.ScoreResult` ``.maps`` and ``.image_scores``); each
     adds a row ``name`` to every group, scored with its own image scores.
     """
-    labels, masks = viz.to_numpy(labels).astype(int), viz.to_numpy(masks).astype(bool)
+    labels, masks = core.to_numpy(labels).astype(int), core.to_numpy(masks).astype(bool)
     arrays = _check_maps(maps, len(labels))
     if len(defect_types) != len(labels) or len(masks) != len(labels):
         raise ValueError(f"need one label, mask and defect type per map; got {len(labels)} labels, "
                          f"{len(masks)} masks, {len(defect_types)} defect types.")
     scored = {branch: (arrays[branch], arrays[branch].max(axis=(1, 2))) for branch in BRANCHES}
     for name, (other_maps, other_scores) in (baselines or {}).items():
-        other_maps, other_scores = viz.to_numpy(other_maps), viz.to_numpy(other_scores).ravel()
+        other_maps, other_scores = core.to_numpy(other_maps), core.to_numpy(other_scores).ravel()
         if other_maps.shape != arrays["combined"].shape or len(other_scores) != len(labels):
             raise ValueError(f"baseline {name!r} needs maps {arrays['combined'].shape} and {len(labels)} image "
                              f"scores; got {other_maps.shape} and {len(other_scores)}.")
@@ -337,3 +341,143 @@ def kind_counts(defect_types: Sequence[str]) -> dict[str, int]:
     """How many test images of each kind (``good``, ``structural``, ``logical``, ``other``) there are."""
     kinds = list(kinds_of(defect_types))
     return {kind: kinds.count(kind) for kind in ("good", *KINDS) if kind in kinds}
+
+
+# ------------------------------------------------------------------------------------------ interactive
+def attention_difference(self_attention, cross_attention) -> float:
+    """Total-variation distance ``0.5 * sum_p |W[p, q] - W^c[p, q]|`` between two attention maps of one
+    query: 0 when the global branch attends exactly like the features, 1 when they share no key."""
+    a, b = core.to_numpy(self_attention).astype(np.float64), core.to_numpy(cross_attention).astype(np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"the two attention maps must have one shape; got {a.shape} and {b.shape}.")
+    return float(0.5 * np.abs(a - b).sum())
+
+
+class AttentionExplorer:
+    """Self- vs cross-attention of a trained ULSAD for a query location you pick.
+
+    ``model``: a fitted :class:`iadtutor.ulsad.ULSAD`; ``images (N, 3, H, W)`` in [0, 1]; ``masks (N, H, W)``
+    (optional, outlined); ``names``: a label per image. Controls: the image, the query cell's ``row``
+    / ``col`` on the ``h* x w*`` grid (default: the cell where the global map, eq. 8, of image ``index``
+    is highest), and whether the attention weights are shown on a log scale
+    (:func:`iadtutor.viz.ulsad.attention_trace`; both maps share one colour range). Panels: the image
+    with the query marked, the self-attention (eq. 3), the cross-attention (eq. 4), the global anomaly
+    map. :meth:`state` gives the numbers behind the figure.
+    """
+
+    def __init__(self, model, images: torch.Tensor, masks: torch.Tensor | None = None,
+                 names: Sequence[str] | None = None, index: int = 0, row: int | None = None,
+                 col: int | None = None, log_scale: bool = True, cell: int = 250):
+        if not isinstance(images, torch.Tensor) or images.ndim != 4:
+            raise ValueError(f"images must be a tensor (N, 3, H, W); got {getattr(images, 'shape', type(images))}.")
+        if masks is not None and len(masks) != len(images):
+            raise ValueError(f"masks has {len(masks)} masks for {len(images)} images.")
+        if names is not None and len(names) != len(images):
+            raise ValueError(f"names has {len(names)} entries for {len(images)} images.")
+        if not 0 <= index < len(images):
+            raise ValueError(f"index {index} is outside the {len(images)} images.")
+        self.model, self.images, self.masks, self.cell = model, images, masks, cell
+        self.image_hw = tuple(images.shape[-2:])
+        self._global_maps = model.predict(images)["global"]
+        first = model.attention_maps(images[index], (0, 0))
+        self.grid_hw = tuple(first["self_attention"].shape)
+        self._cache: dict[tuple[int, int, int], dict] = {}
+
+        names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
+        self.image_picker = widgets.Dropdown(options=[(f"{i}: {n}", i) for i, n in enumerate(names)], value=index,
+                                             description="image")
+        if row is None or col is None:
+            row, col = self.strongest_cell(index)
+        self.row = widgets.IntSlider(value=row, min=0, max=self.grid_hw[0] - 1, description="query row",
+                                     continuous_update=False)
+        self.col = widgets.IntSlider(value=col, min=0, max=self.grid_hw[1] - 1, description="query col",
+                                     continuous_update=False)
+        self.log_scale = widgets.Checkbox(value=log_scale, description="log scale (attention)")
+        self.status = widgets.HTML()
+        self.output = widgets.Output()
+        for control in (self.image_picker, self.row, self.col, self.log_scale):
+            control.observe(self.update, names="value")
+        self.app = widgets.VBox([widgets.HBox([self.image_picker, self.log_scale]), widgets.HBox([self.row, self.col]),
+                                 self.status, self.output])
+        self.figure: go.Figure | None = None
+        self.update()
+
+    # ------------------------------------------------------------------------------------ computing
+    def strongest_cell(self, index: int) -> tuple[int, int]:
+        """The ``(row, col)`` feature cell holding the highest value of image ``index``'s global map."""
+        h, w = self.grid_hw
+        cells = torch.nn.functional.adaptive_avg_pool2d(self._global_maps[index][None, None], (h, w))[0, 0]
+        row, col = divmod(int(torch.argmax(cells)), w)
+        return row, col
+
+    def state(self, index: int, row: int, col: int) -> dict:
+        """``self_attention`` / ``cross_attention`` ``(h*, w*)`` for query cell ``(row, col)`` of image
+        ``index``, their ``difference`` (:func:`attention_difference`), the query's pixel centre ``query_yx``
+        and the ``global_map`` ``(H, W)`` of the image (cached)."""
+        key = (index, row, col)
+        if key not in self._cache:
+            query_yx = cell_centre((row, col), self.grid_hw, self.image_hw)
+            maps = self.model.attention_maps(self.images[index], query_yx)
+            if tuple(maps["query_cell"]) != (row, col):
+                raise RuntimeError(f"query cell {(row, col)} mapped to {maps['query_cell']}.")
+            self._cache[key] = dict(self_attention=maps["self_attention"], cross_attention=maps["cross_attention"],
+                                    difference=attention_difference(maps["self_attention"], maps["cross_attention"]),
+                                    query_yx=query_yx, global_map=self._global_maps[index])
+        return self._cache[key]
+
+    # -------------------------------------------------------------------------------------- drawing
+    def figure_for(self, index: int, row: int, col: int) -> go.Figure:
+        """The explorer's figure for one state (no widgets involved)."""
+        found = self.state(index, row, col)
+        titles = ["image and query", "self-attention W[:, q] (eq. 3)", "cross-attention W^c[:, q] (eq. 4)",
+                  "global anomaly map (eq. 8)"]
+        fig = make_subplots(rows=1, cols=4, subplot_titles=titles, horizontal_spacing=0.012)
+        image = self.images[index]
+        mask = None if self.masks is None else self.masks[index]
+        y, x = found["query_yx"]
+        core.add_image(fig, image, mask=mask, row=1, col=1)
+        # Both attention maps share one colour range, so heights compare as well as patterns.
+        log_scale = self.log_scale.value
+        both = torch.stack([found["self_attention"], found["cross_attention"]])
+        low, top = (float(both.min()) if log_scale else 0.0), float(both.max())
+        for c, name in ((2, "self_attention"), (3, "cross_attention")):
+            trace = attention_trace(found[name], self.image_hw, log_scale, zmin=low, zmax=top, showscale=(c == 3))
+            add_overlay_panel(fig, image, trace, None, row=1, col=c)
+        global_map = core.to_numpy(found["global_map"])[::4, ::4]
+        height, width = self.image_hw
+        zmax = max(0.1, float(core.to_numpy(self._global_maps).max()))
+        add_overlay_panel(fig, image, core.map_trace(global_map, "global score", opacity=0.65, zmin=0.0, zmax=zmax,
+                                                     showscale=False, dx=width / global_map.shape[1],
+                                                     dy=height / global_map.shape[0]), mask, row=1, col=4)
+        for c in range(1, 5):
+            fig.add_trace(query_marker(y, x), row=1, col=c)
+        fig.update_traces(zsmooth="best", selector=dict(type="heatmap", name="global score"))
+        core.image_axes(fig)
+        fig.update_traces(colorbar=dict(len=0.8, x=1.0), selector=dict(type="heatmap", showscale=True))
+        fig.update_annotations(font_size=11)
+        fig.update_layout(width=4 * self.cell + 120, height=self.cell + 60, margin=dict(l=10, r=10, t=40, b=10),
+                          showlegend=False)
+        return fig
+
+    def describe(self, index: int, row: int, col: int) -> str:
+        found = self.state(index, row, col)
+        h, w = self.grid_hw
+        peaks = []
+        for name in ("self_attention", "cross_attention"):
+            flat = int(torch.argmax(found[name]))
+            peaks.append(f"{name.replace('_', '-')} peaks at cell {divmod(flat, w)} ({float(found[name].max()):.3f})")
+        return (f"query cell ({row}, {col}) of {h}×{w}: " + "; ".join(peaks)
+                + f"; difference ½Σ|W − W^c| = {found['difference']:.3f}")
+
+    def update(self, change=None) -> None:
+        """Redraw :attr:`figure` from the controls' values (called by every control)."""
+        state = (self.image_picker.value, self.row.value, self.col.value)
+        self.figure = self.figure_for(*state)
+        self.status.value = f"<code>{self.describe(*state)}</code>"
+        # Written into the Output widget's state, so that a saved notebook holds the figure even when no
+        # browser ran it (see iadtutor.viz.knn).
+        bundle = self.figure._repr_mimebundle_()
+        self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
+
+    def _ipython_display_(self):
+        display(self.app)

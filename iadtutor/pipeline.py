@@ -1,0 +1,440 @@
+"""One evaluation path: image -> patch embedding -> patch scores -> anomaly map -> metrics.
+
+Every kNN number of the course goes through :func:`score_category` (notebooks 02-07, ``iadtutor evaluate``,
+``iadtutor reproduce``, the translation study and REB's comparison)::
+
+    category = load_category(data_root, "bracket", image_size=128)            # iadtutor.data
+    embedded = embed_category(category, PatchEmbedder(backbone, config))      # iadtutor.embed
+    result = score_category(embedded, "lwinnn", window=7)                     # iadtutor.knn + iadtutor.metrics
+    result.metrics   # {'image_auroc': ..., 'pixel_auroc': ..., 'aupro': ...}
+
+:data:`METHODS` names every kNN method with its scorer class, its parameters and their defaults, and the
+backbone taps it embeds; the CLI, ``reproduce`` and the notebooks read it. :func:`evaluate` is the whole
+path from a loaded category to the JSON record ``iadtutor evaluate`` prints.
+
+The sweeps of the chapters are loops over that path: :func:`compare_methods` and :func:`window_sweep`
+(notebooks 02-03), :func:`window_vs_global` (03), :func:`k_alpha_sweep` (04), :func:`embedding_ablation`
+(01, LWinNN table 3).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from iadtutor import data, metrics
+from iadtutor.density import NeighbourSearch, neighbour_search
+from iadtutor.embed import EmbeddingConfig, PatchEmbedder
+from iadtutor.knn import (DEFAULT_SIGMA, LDKNN, FixedPositionNN, GlobalNN, LocalWindowNN, PatchScorer,
+                          anomaly_maps, image_scores)
+
+MAX_TRAIN = 750  # LWinNN's code keeps the first 750 training images of a category
+
+
+# ------------------------------------------------------------------------------------------- the methods
+@dataclass(frozen=True)
+class Method:
+    """One kNN method: its scorer class, the parameters it reads (with defaults), the taps it embeds."""
+
+    title: str
+    scorer: type
+    params: dict
+    layers: tuple[int, ...] = (0, 1, 2)
+    fixed: dict = field(default_factory=dict)  # arguments always given to the scorer class
+    chapter: str = ""
+
+
+METHODS = {
+    "spade": Method("SPADE (fixed position)", FixedPositionNN, {}, chapter="02_local_windows"),
+    "lwinnn": Method("LWinNN (local window)", LocalWindowNN, {"window": 7}, chapter="02_local_windows"),
+    "patchcore": Method("PatchCore (global, coreset)", GlobalNN, {"coreset": 0.01}, chapter="03_local_vs_global"),
+    # REB's "vanilla KNN" and LDKNN embed its "phi_2 + phi_3" taps (strides 8 and 16, REB sec. 3.2).
+    "knn": Method("KNN (REB's vanilla kNN)", GlobalNN, {"k": 5, "coreset": 1.0, "squared": False},
+                  layers=(1, 2), chapter="04_ldknn_density"),
+    "ldknn": Method("LDKNN (REB)", LDKNN, {"k": 5, "alpha": 1.0, "coreset": 1.0, "squared": False},
+                    layers=(1, 2), chapter="04_ldknn_density"),
+}
+
+
+def method_params(method: str, **params) -> dict:
+    """The parameters of ``method`` with its defaults filled in; ``None`` means the default.
+
+    A parameter the method does not read is an error that names the method's parameters.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
+    defaults = METHODS[method].params
+    unknown = [name for name, value in params.items() if name not in defaults and value is not None]
+    if unknown:
+        raise ValueError(f"method {method!r} has no parameter {unknown[0]!r}; its parameters: "
+                         f"{', '.join(defaults) or 'none'}.")
+    return {name: default if params.get(name) is None else type(default)(params[name])
+            for name, default in defaults.items()}
+
+
+def make_scorer(method: str, device="cpu", seed: int = 0, progress: bool = False, **params) -> PatchScorer:
+    """A fresh scorer of one of :data:`METHODS` (``params``: see :func:`method_params`)."""
+    entry = METHODS.get(method)
+    resolved = method_params(method, **params)
+    extra = {"seed": seed} if issubclass(entry.scorer, GlobalNN) else {}
+    return entry.scorer(**resolved, **entry.fixed, **extra, device=device, progress=progress)
+
+
+# ------------------------------------------------------------------------------------------- the data
+@dataclass
+class Category:
+    """A category's images in memory: ``train`` / ``test`` are :class:`iadtutor.data.LoadedSplit`."""
+
+    name: str
+    layout: str
+    train: "data.LoadedSplit"
+    test: "data.LoadedSplit"
+    validation: "data.LoadedSplit | None" = None
+
+
+def load_category(data_root, category: str, image_size: int = 256, keep_aspect: bool = False,
+                  layout: str = "auto", max_train: int | None = MAX_TRAIN, max_test: int | None = None,
+                  with_validation: bool = False, progress: bool = True) -> Category:
+    """Read one category from disk into a :class:`Category` (notebook 00)."""
+    splits = data.find_category(data_root, category, layout=layout)
+    load = dict(image_size=image_size, keep_aspect=keep_aspect, progress=progress)
+    train = data.load_split(splits.train, max_images=max_train, **load)
+    load["output_shape"] = tuple(train.images.shape[-2:])  # one shape for every split (keep_aspect, KolektorSDD)
+    test = data.load_split(splits.test, max_images=max_test, **load)
+    validation = None
+    if with_validation and splits.validation:
+        validation = data.load_split(splits.validation, **load)
+    return Category(category, splits.layout, train, test, validation)
+
+
+@dataclass
+class EmbeddedCategory:
+    """Patch embeddings of a category: ``train`` ``(M, C, h, w)``, ``test`` ``(N, C, h, w)``; seconds."""
+
+    category: Category
+    train: torch.Tensor
+    test: torch.Tensor
+    embed_train_seconds: float = 0.0
+    embed_test_seconds: float = 0.0
+
+
+def embed_category(category: Category, embedder: PatchEmbedder, batch_size: int = 16,
+                   progress: bool = True) -> EmbeddedCategory:
+    """Embed the train and test images of ``category``; times each split (notebook 01)."""
+    start = time.perf_counter()
+    train = embedder.embed(category.train.images, batch_size, progress, description="embed train")
+    middle = time.perf_counter()
+    test = embedder.embed(category.test.images, batch_size, progress, description="embed test")
+    end = time.perf_counter()
+    return EmbeddedCategory(category, train, test, middle - start, end - middle)
+
+
+# ------------------------------------------------------------------------------------------- the path
+@dataclass
+class ScoreResult:
+    """What one method produced on one category (:func:`score_category`)."""
+
+    method: str
+    params: dict
+    patch_scores: torch.Tensor          # (N, h, w)
+    maps: np.ndarray                    # (N, H, W) pixel anomaly maps
+    image_scores: np.ndarray            # (N,)
+    metrics: dict
+    train_seconds: float
+    test_seconds_per_image: float
+    scorer: object = field(repr=False, default=None)
+
+
+def evaluate_scores(test: "data.LoadedSplit", scores: np.ndarray, maps: np.ndarray,
+                    bootstrap: int = 0, seed: int = 0) -> dict:
+    """Image AUROC, pixel AUROC and AUPRO (fractions), the AUROC per anomaly kind where the test set has
+    both (MVTec LOCO, the toy ``box``), and 95 % bootstrap intervals if ``bootstrap`` (resamples)."""
+    labels, masks = test.labels.numpy(), test.masks.numpy()
+    result = metrics.evaluate_maps(labels, scores, masks, maps)
+    result.update(metrics.auroc_by_kind([data.anomaly_kind(t) for t in test.defect_types], labels, scores))
+    if bootstrap:
+        result["image_auroc_ci"] = list(metrics.image_auroc_ci(labels, scores, n_boot=bootstrap, seed=seed))
+        result["pixel_auroc_ci"] = list(metrics.pixel_auroc_ci(masks, maps, n_boot=bootstrap, seed=seed))
+    return {key: (float(value) if np.isscalar(value) else value) for key, value in result.items()}
+
+
+def score_category(embedded: EmbeddedCategory, method: str | PatchScorer, device="cpu",
+                   sigma: float = DEFAULT_SIGMA, bootstrap: int = 0, seed: int = 0, progress: bool = False,
+                   **params) -> ScoreResult:
+    """Fit ``method`` (a name of :data:`METHODS` with its ``params``, or an unfitted scorer object) on the
+    train embeddings, score the test set, build the anomaly maps (``sigma`` px blur) and measure them.
+
+    ``train_seconds`` counts embedding the train images plus fitting; ``test_seconds_per_image`` counts
+    embedding, scoring and building the anomaly maps of the test images, divided by their number.
+    """
+    if isinstance(method, PatchScorer):
+        scorer, name, params = method, type(method).__name__, {}
+    else:
+        params = method_params(method, **params)
+        scorer, name = make_scorer(method, device=device, seed=seed, progress=progress, **params), method
+    start = time.perf_counter()
+    scorer.fit(embedded.train)
+    fitted = time.perf_counter()
+    patch_scores = scorer.score(embedded.test)
+    maps = anomaly_maps(patch_scores, tuple(embedded.category.test.masks.shape[-2:]), sigma=sigma)
+    scored = time.perf_counter()
+    scores = image_scores(patch_scores).numpy()
+    return ScoreResult(
+        method=name, params=params, patch_scores=patch_scores, maps=maps, image_scores=scores,
+        metrics=evaluate_scores(embedded.category.test, scores, maps, bootstrap=bootstrap, seed=seed),
+        train_seconds=embedded.embed_train_seconds + (fitted - start),
+        test_seconds_per_image=(embedded.embed_test_seconds + scored - fitted) / len(embedded.test),
+        scorer=scorer,
+    )
+
+
+def evaluate(category: Category, method: str, backbone, config: EmbeddingConfig | None = None, *,
+             embedded: EmbeddedCategory | None = None, batch_size: int = 16, device="cpu", seed: int = 0,
+             bootstrap: int = 0, progress: bool = False, **params) -> dict:
+    """The whole path for one kNN method on a loaded category, as the JSON record ``iadtutor evaluate``
+    prints: embed (unless ``embedded`` is given, e.g. shared by several runs), fit, score, map, measure.
+
+    ``config`` defaults to the method's taps (:data:`METHODS`) at the category's image size.
+    """
+    method_params(method, **params)  # bad input fails before any embedding
+    if config is None:
+        config = EmbeddingConfig(image_size=int(category.train.images.shape[-1]), layers=METHODS[method].layers)
+    if embedded is None:
+        torch.manual_seed(seed)
+        embedded = embed_category(category, PatchEmbedder(backbone, config), batch_size, progress)
+    scored = score_category(embedded, method, device=device, bootstrap=bootstrap, seed=seed, progress=progress,
+                            **params)
+    return {"method": method, "backbone": backbone.name, "category": category.name, "layout": category.layout,
+            "n_train": len(category.train.labels), "n_test": len(category.test.labels),
+            "image_size": config.image_size, "device": str(device), "seed": seed, **scored.metrics,
+            "train_seconds": round(scored.train_seconds, 4),
+            "test_seconds_per_image": round(scored.test_seconds_per_image, 5),
+            "embedding": config.as_dict(), "params": scored.params}
+
+
+# ------------------------------------------------------------------------------------------- the sweeps
+def search_seconds_per_image(scorer, test_embeddings: torch.Tensor, repeats: int = 3) -> float:
+    """Seconds per test image of ``scorer.score(test_embeddings)`` (the search alone), the fastest of
+    ``repeats`` runs: on a busy machine the fastest run is the least disturbed one."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1; got {repeats}.")
+    fastest = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        scorer.score(test_embeddings)
+        fastest = min(fastest, time.perf_counter() - start)
+    return fastest / len(test_embeddings)
+
+
+def standard_methods(window: int = 7, coreset: float = 0.01) -> dict[str, tuple[str, dict]]:
+    """The three families of search, ``{label: (method, params)}``: fixed position, local window δ,
+    global with a coreset (notebook 03)."""
+    return {
+        "SPADE (fixed position)": ("spade", {}),
+        f"LWinNN (δ = {window})": ("lwinnn", {"window": int(window)}),
+        f"PatchCore (global, {coreset:.0%} coreset)": ("patchcore", {"coreset": float(coreset)}),
+    }
+
+
+def compare_methods(embedded: EmbeddedCategory, methods: Mapping[str, tuple[str, dict]] | None = None,
+                    device="cpu", sigma: float = DEFAULT_SIGMA, seed: int = 0, timing_repeats: int = 3
+                    ) -> tuple[pd.DataFrame, dict[str, ScoreResult]]:
+    """Score the same embeddings with each of ``methods`` (``{label: (method, params)}``, default
+    :func:`standard_methods`) (notebook 03).
+
+    Returns a table indexed by label with the metrics, ``fit_seconds`` (e.g. building the coreset),
+    ``search_seconds_per_image`` and ``test_seconds_per_image`` (embedding, search and map), and the
+    :class:`ScoreResult` of each label.
+    """
+    methods = standard_methods() if methods is None else methods
+    if not methods:
+        raise ValueError("methods must name at least one scorer, e.g. {'SPADE': ('spade', {})}.")
+    rows, results = [], {}
+    for label, (method, params) in methods.items():
+        result = score_category(embedded, method, device=device, sigma=sigma, seed=seed, **params)
+        results[label] = result
+        rows.append({"method": label, **{name: result.metrics[name] for name in metrics.METRICS},
+                     "fit_seconds": result.train_seconds - embedded.embed_train_seconds,
+                     "search_seconds_per_image": search_seconds_per_image(result.scorer, embedded.test, timing_repeats),
+                     "test_seconds_per_image": result.test_seconds_per_image})
+    return pd.DataFrame(rows).set_index("method"), results
+
+
+def _check_windows(windows: Sequence[int]) -> list[int]:
+    windows = [int(w) for w in windows]
+    if not windows or any(w < 1 for w in windows):
+        raise ValueError(f"windows must be a non-empty list of positive integers; got {windows}.")
+    return windows
+
+
+def window_sweep(embedded: EmbeddedCategory, windows: Sequence[int] = (1, 3, 5, 7, 9), device="cpu",
+                 sigma: float = DEFAULT_SIGMA, timing_repeats: int = 3) -> pd.DataFrame:
+    """LWinNN for each window size δ (LWinNN fig. 5; notebooks 02-03): one row per δ, in the order given.
+
+    Columns: ``window``, the metrics, ``search_seconds_per_image`` (the part δ changes; fastest of
+    ``timing_repeats`` runs) and ``test_seconds_per_image`` (with embedding and map). δ = 1 is SPADE.
+    """
+    rows = []
+    for window in _check_windows(windows):
+        result = score_category(embedded, "lwinnn", device=device, sigma=sigma, window=window)
+        rows.append({"window": window, **{name: result.metrics[name] for name in metrics.METRICS},
+                     "search_seconds_per_image": search_seconds_per_image(result.scorer, embedded.test, timing_repeats),
+                     "test_seconds_per_image": result.test_seconds_per_image})
+    return pd.DataFrame(rows)
+
+
+def window_vs_global(train_embeddings: torch.Tensor, test_embeddings: torch.Tensor,
+                     windows: Sequence[int] = (1, 3, 5, 7, 9, 15, 31), tolerance: float = 0.05,
+                     device="cpu") -> pd.DataFrame:
+    """How large must the window be to find a match as good as a search of the whole memory bank?
+    (notebook 03)
+
+    For each test patch ``(N, C, h, w)`` compare its LWinNN distance with window δ, ``d_δ``, with its
+    global nearest-neighbour distance ``d_global`` (≤ ``d_δ``). One row per δ: ``window``,
+    ``share_found`` (fraction with ``d_δ ≤ (1 + tolerance)·d_global``) and ``mean_ratio`` (mean
+    ``d_δ / d_global``; 1 = the window loses nothing).
+    """
+    windows = _check_windows(windows)
+    global_distance = GlobalNN(coreset=1.0, device=device).fit(train_embeddings).score(test_embeddings)
+    floor = global_distance.clamp_min(1e-12)  # a test patch identical to a train patch has distance 0
+    rows = []
+    for window in windows:
+        local = LocalWindowNN(window=window, device=device).fit(train_embeddings).score(test_embeddings)
+        ratio = torch.where(global_distance > 0, local / floor, torch.where(local > 0, torch.inf, 1.0))
+        rows.append({"window": window, "share_found": float((ratio <= 1 + tolerance).float().mean()),
+                     "mean_ratio": float(ratio.mean())})
+    return pd.DataFrame(rows)
+
+
+def k_alpha_sweep(embedded: EmbeddedCategory, ks: Sequence[int] = (1, 3, 5, 10),
+                  alphas: Sequence[float] = (0.5, 1.0, 2.0), squared: bool = False, sigma: float = DEFAULT_SIGMA,
+                  search: NeighbourSearch | None = None) -> pd.DataFrame:
+    """KNN and LDKNN on the whole memory bank for every ``K`` (and every ``α`` for LDKNN) (REB fig. 5;
+    notebook 04), from two neighbour searches done once for the largest K
+    (:func:`iadtutor.density.neighbour_search`; pass ``search`` to reuse one).
+
+    Returns rows ``method`` (``"KNN"`` / ``"LDKNN"``), ``k``, ``alpha`` (NaN for KNN) and the metrics.
+    """
+    ks = sorted({int(k) for k in ks})
+    alphas = [float(a) for a in alphas]
+    if not ks or ks[0] < 1:
+        raise ValueError(f"ks must be a non-empty list of positive integers; got {ks}.")
+    if search is None:
+        search = neighbour_search(embedded.train, embedded.test, ks[-1], squared)
+    elif search.k_max < ks[-1] or search.test_shape != tuple(embedded.test.shape) or search.squared != squared:
+        raise ValueError(f"search must come from these embeddings with squared={squared} and at least "
+                         f"{ks[-1]} neighbours; it has {search.k_max}.")
+    test = embedded.category.test
+
+    def measure(patch_scores: torch.Tensor) -> dict:
+        maps = anomaly_maps(patch_scores, tuple(test.masks.shape[-2:]), sigma=sigma)
+        found = evaluate_scores(test, image_scores(patch_scores).numpy(), maps)
+        return {name: found[name] for name in metrics.METRICS}
+
+    rows = [{"method": "KNN", "k": k, "alpha": float("nan"), **measure(search.knn_scores(k))} for k in ks]
+    rows += [{"method": "LDKNN", "k": k, "alpha": alpha, **measure(search.ldknn_scores(k, alpha))}
+             for k in ks for alpha in alphas]
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------- the embedding ablation (LWinNN table 3)
+# switch name -> (EmbeddingConfig field, the paper's choice, the alternative, how to say each)
+SWITCHES = {
+    "normalisation": ("normalize", True, False, ("ImageNet mean/std", "none")),
+    "aspect ratio": ("keep_aspect", True, False, ("kept", "square resize")),
+    "pooling": ("pool", True, False, ("3×3 average", "none")),
+    "interpolation": ("interpolation", "bilinear", "nearest", ("bilinear", "nearest")),
+}
+
+
+def paper_config(image_size: int = 256) -> EmbeddingConfig:
+    """The LWinNN paper's preprocessing of table 3: normalised, aspect kept, pooled, bilinear."""
+    return EmbeddingConfig(image_size=image_size, **{field: on for field, on, _, _ in SWITCHES.values()})
+
+
+def switch_configs(base: EmbeddingConfig, design: str = "one_at_a_time") -> list[tuple[str, EmbeddingConfig]]:
+    """``(label, config)`` pairs to run (notebook 01).
+
+    ``"one_at_a_time"``: ``base`` first (``"paper's choice"``), then ``base`` with one switch flipped
+    (``"<switch>: <alternative>"``). ``"full"``: all 16 combinations, labelled by the switches that
+    differ from the paper's choice.
+    """
+    if design == "one_at_a_time":
+        runs = [("paper's choice", base)]
+        for name, (field_name, on, off, (on_text, off_text)) in SWITCHES.items():
+            flipped = getattr(base, field_name) == on
+            runs.append((f"{name}: {off_text if flipped else on_text}",
+                         replace(base, **{field_name: off if flipped else on})))
+        return runs
+    if design == "full":
+        runs = []
+        for choices in itertools.product((True, False), repeat=len(SWITCHES)):
+            settings = {f: (on if keep else off) for keep, (f, on, off, _) in zip(choices, SWITCHES.values())}
+            flipped = [f"{name}: {texts[1]}" for keep, (name, (_, _, _, texts)) in zip(choices, SWITCHES.items())
+                       if not keep]
+            runs.append((", ".join(flipped) or "paper's choice", replace(base, **settings)))
+        return runs
+    raise ValueError(f"design must be 'one_at_a_time' or 'full'; got {design!r}.")
+
+
+def embedding_ablation(data_root, category: str, backbone, image_size: int = 256, window: int = 5,
+                       max_train: int | None = MAX_TRAIN, design: str = "one_at_a_time", device="cpu",
+                       base: EmbeddingConfig | None = None, progress: bool = False) -> pd.DataFrame:
+    """LWinNN (window ``δ``) on one category under each config of :func:`switch_configs` (notebook 01).
+
+    The category is read once per aspect setting and the backbone runs once per distinct (images,
+    normalisation, taps): pooling and interpolation reuse its taps (:meth:`PatchEmbedder.finish`). One row
+    per config: ``setting``, the four switch values, the metrics and ``seconds`` (embedding + scoring;
+    a reused backbone pass counts for the first config only).
+    """
+    base = replace(base or paper_config(image_size), image_size=image_size)
+    loaded, taps, rows = {}, {}, []
+    for label, config in switch_configs(base, design):
+        start = time.perf_counter()
+        if config.keep_aspect not in loaded:
+            loaded[config.keep_aspect] = load_category(data_root, category, image_size=image_size,
+                                                       keep_aspect=config.keep_aspect, max_train=max_train,
+                                                       progress=progress)
+            other = loaded.get(not config.keep_aspect)
+            if other is not None and _same_images(other, loaded[config.keep_aspect]):
+                loaded[config.keep_aspect] = other  # square images: keeping the aspect changes nothing
+        images = loaded[config.keep_aspect]
+        embedder = PatchEmbedder(backbone, config)
+        key = (id(images), config.normalize, config.layers)
+        if key not in taps:
+            taps[key] = (embedder.taps(images.train.images), embedder.taps(images.test.images))
+        embedded = EmbeddedCategory(images, *(embedder.finish(split_taps) for split_taps in taps[key]))
+        result = score_category(embedded, "lwinnn", device=device, window=window)
+        rows.append({"setting": label, **{name: getattr(config, f) for name, (f, *_rest) in SWITCHES.items()},
+                     **{metric: result.metrics[metric] for metric in metrics.METRICS},
+                     "seconds": time.perf_counter() - start})
+    return pd.DataFrame(rows)
+
+
+def _same_images(a: Category, b: Category) -> bool:
+    return all(x.images.shape == y.images.shape and torch.equal(x.images, y.images)
+               for x, y in ((a.train, b.train), (a.test, b.test)))
+
+
+def table3(results: pd.DataFrame) -> pd.DataFrame:
+    """Average a ``design="full"`` ablation per switch and choice like LWinNN's table 3: one row per
+    (switch, choice) with the mean and standard deviation of each metric over the runs."""
+    rows = []
+    for name, (_, on, off, texts) in SWITCHES.items():
+        for value, text in ((on, texts[0]), (off, texts[1])):
+            subset = results[results[name] == value]
+            if subset.empty:
+                continue
+            row = {"switch": name, "choice": text, "runs": len(subset)}
+            for metric in metrics.METRICS:
+                row[metric] = subset[metric].mean()
+                row[f"{metric}_std"] = subset[metric].std(ddof=0)
+            rows.append(row)
+    return pd.DataFrame(rows)

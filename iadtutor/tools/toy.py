@@ -1,0 +1,52 @@
+"""The toy factory's front-end: the one ``make-toy`` (``iadtutor data make-toy``, ``data_scripts/make_toy.py``)
+and the data folder of a notebook's first cell. The generator itself is the package :mod:`toyfactory`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from toyfactory import TOY_CATEGORIES, make_toy_dataset
+
+
+def make_toy(out, seed: int = 0, categories=None, image_size: int = 256, progress: bool = True, **options) -> Path:
+    """Write the toy factory to ``out`` (all or nothing) and print where it went.
+
+    ``categories``: None (all), a list, or a comma-separated string such as ``"weave,box"``; ``options``
+    as :func:`toyfactory.make_toy_dataset` takes them. A non-empty ``out`` is refused.
+    """
+    if isinstance(categories, str):
+        categories = [c.strip() for c in categories.split(",") if c.strip()]
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} already exists and is not empty; remove it or choose another folder.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.making-", dir=out.parent))
+    try:
+        make_toy_dataset(scratch, categories, seed=seed, image_size=image_size, progress=progress, **options)
+        if out.exists():
+            out.rmdir()
+        os.replace(scratch, out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    names = categories or list(TOY_CATEGORIES)
+    print(f"toy factory: wrote {', '.join(names)} ({image_size}x{image_size} px, seed {seed}) to {out}")
+    return out
+
+
+def prepare_data_root(dataset: str, data_root, seed: int = 0) -> Path:
+    """The data folder a notebook reads (its first cell): for ``dataset="toy"`` write the toy factory
+    there if a category is missing. Any other dataset must already be on disk (see ``data_scripts/``);
+    a missing folder is an error that names it."""
+    root = Path(data_root)
+    if dataset == "toy":
+        missing = [c for c in TOY_CATEGORIES if not (root / c / "train").is_dir()]
+        if missing:
+            make_toy_dataset(root, categories=missing, seed=seed, progress=False)
+        return root
+    if not root.is_dir():
+        raise FileNotFoundError(f"data_root {root} does not exist: download {dataset} first "
+                                f"(python data_scripts/download.py --dataset {dataset} --out {root}).")
+    return root
