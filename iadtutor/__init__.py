@@ -1,16 +1,27 @@
-"""iadtutor — the helper package of an interactive course on industrial anomaly detection.
+"""iadtutor — the package under an interactive course on industrial anomaly detection.
 
-One module per idea of the course:
+Three parts. ``iadtutor/`` holds the course's ideas, one module per idea, in the order the notebooks teach
+them (d2l-style: every public name's docstring names its notebook):
 
-* :mod:`iadtutor.data` — datasets on disk (MVTec AD, LOCO, VisA, BTAD, MPDD layouts)
-* :mod:`toyfactory` — the toy factory, a deterministic synthetic dataset (its own package)
-* :mod:`iadtutor.backbones` — pretrained feature extractors and their weights
-* :mod:`iadtutor.embed` — image -> patch embedding
-* :mod:`iadtutor.knn` — nearest-neighbour scoring: SPADE, LWinNN, PatchCore, LDKNN
-* :mod:`iadtutor.metrics` — image / pixel AUROC, AUPRO, bootstrap intervals
-* :mod:`iadtutor.ulsad`, :mod:`iadtutor.defectmaker` — the two trained methods
-* :mod:`iadtutor.viz`, :mod:`iadtutor.viz.knn` — figures and interactive apps for the notebooks
-* :mod:`iadtutor.pipeline`, :mod:`iadtutor.tools.runs`, :mod:`iadtutor.tools.cli` — evaluations, sweeps, the command
+======================  ===================================================================  ==========
+module                  idea                                                                 notebook
+======================  ===================================================================  ==========
+:mod:`~iadtutor.data`   datasets on disk (MVTec AD / LOCO, VisA, BTAD, MPDD, KolektorSDD2)   00
+``backbones``           pretrained CNNs and their weights (ResNet18, EfficientNet-Lite0)     01
+``embed``               image -> patch embedding (taps, 3×3 pooling, resize, concatenate)    01
+``patches``             where a patch sits in the image: cells, windows, receptive fields    01-02
+``knn``                 kNN scorers: SPADE, LWinNN, PatchCore (+ coreset), KNN, LDKNN        02-04
+``density``             the memory bank's local densities and one search for every K         04
+``metrics``             image / pixel AUROC, AUPRO, sPRO, bootstrap intervals                01-07
+``pipeline``            the one evaluation path and the METHODS table; the chapters' sweeps  02-07
+``ulsad``               ULSAD: local reconstruction + global attention branch                05
+``defectmaker``         DefectMaker synthetic defects, fine-tuning, REB's comparison         06
+======================  ===================================================================  ==========
+
+:mod:`iadtutor.viz` draws them (one module per chapter group, on one shared core); :mod:`iadtutor.tools` is
+everything that is not course material (the command line, reproduction runs, downloads, the papers' numbers,
+the book). Layers point down only: the ideas never import ``viz`` or ``tools``; ``viz`` never imports
+``tools``. The toy factory's generator is its own package, :mod:`toyfactory`.
 """
 
 __version__ = "0.1.0"

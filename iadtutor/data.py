@@ -84,12 +84,12 @@ KOLEKTOR_SPLIT_SEED = 42
 
 
 class DatasetError(ValueError):
-    """A dataset on disk is missing a file, has an unreadable file, or does not match its layout."""
+    """A dataset on disk is missing a file, has an unreadable file, or does not match its layout (notebook 00)."""
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One image of a dataset: where it is, whether it is anomalous, and where its mask files are."""
+    """One image of a dataset: where it is, whether it is anomalous, and where its mask files are (notebook 00)."""
 
     image_path: Path
     label: int  # 0 normal, 1 anomalous
@@ -99,7 +99,7 @@ class Sample:
 
 @dataclass
 class CategorySplits:
-    """The samples of one category. ``root`` is the data root; the category is ``root / category``."""
+    """The samples of one category. ``root`` is the data root; the category is ``root / category`` (notebook 00)."""
 
     root: Path
     category: str
@@ -141,7 +141,7 @@ def _check_layout_name(layout: str, allow_auto: bool = True) -> None:
 
 
 def detect_layout(category_dir: str | os.PathLike) -> str:
-    """Guess the layout of a category folder from the folders and files in it.
+    """Guess the layout of a category folder from the folders and files in it (notebook 00).
 
     ``train/ok`` means BTAD; a ``test/logical_anomalies`` or ``test/structural_anomalies`` folder means
     MVTec LOCO; a ``test/bad`` folder whose masks have no ``_mask`` suffix means VisA; anything else
@@ -172,7 +172,8 @@ def detect_layout(category_dir: str | os.PathLike) -> str:
 
 
 def list_categories(data_root: str | os.PathLike, layout: str = "auto") -> list[str]:
-    """Names of the sub-folders of ``data_root`` that are categories (of ``layout`` unless ``"auto"``), sorted."""
+    """Names of the sub-folders of ``data_root`` that are categories (of ``layout`` unless ``"auto"``), sorted.
+    (Notebook 00.)"""
     _check_layout_name(layout)
     data_root = Path(data_root)
     if not data_root.is_dir():
@@ -231,7 +232,7 @@ def _test_samples(category_dir: Path, layout: str) -> list[Sample]:
 def find_category(data_root: str | os.PathLike, category: str, layout: str = "auto", *,
                   split_seed: int = KOLEKTOR_SPLIT_SEED,
                   train_fraction: float = KOLEKTOR_TRAIN_FRACTION) -> CategorySplits:
-    """List the train / test / validation samples of ``data_root / category``, each sorted by path.
+    """List the train / test / validation samples of ``data_root / category``, each sorted by path (notebook 00).
 
     ``layout="auto"`` detects it with :func:`detect_layout`; an explicit layout must match what is on
     disk (``"mpdd"`` and ``"mvtec_ad"`` are interchangeable). Raises :class:`DatasetError` for a missing
@@ -292,7 +293,7 @@ def _label_is_empty(path: Path) -> bool:
 
 def split_normals(samples: Sequence[Sample], train_fraction: float = KOLEKTOR_TRAIN_FRACTION,
                   seed: int = KOLEKTOR_SPLIT_SEED) -> tuple[list[Sample], list[Sample]]:
-    """Split normal samples at random into ``(train, test)``, both sorted by path.
+    """Split normal samples at random into ``(train, test)``, both sorted by path (notebook 00).
 
     The samples are ordered by their path as text and split with scikit-learn's
     ``train_test_split(train_size=train_fraction, random_state=seed)``: with the defaults that is
@@ -339,7 +340,7 @@ def _find_kolektor(data_root: Path, category: str, seed: int, train_fraction: fl
 
 def resize_shape(original_hw: Sequence[int], image_size: int, keep_aspect: bool) -> tuple[int, int]:
     """Output ``(H, W)``: ``(image_size, image_size)``, or with ``keep_aspect`` the shorter side scaled to
-    ``image_size`` and the longer one in proportion, rounded down as torchvision's ``Resize(int)`` does.
+    ``image_size`` and the longer one in proportion, rounded down as torchvision's ``Resize(int)`` does (notebook 00).
 
     >>> resize_shape((200, 300), 100, keep_aspect=True)
     (100, 150)
@@ -378,7 +379,7 @@ def _image_hw(path: Path) -> tuple[int, int]:
 def load_image(path: str | os.PathLike, image_size: int, keep_aspect: bool = False,
                shape: Sequence[int] | None = None) -> torch.Tensor:
     """Read an image as RGB floats in [0, 1], shape ``(3, H, W)`` with ``(H, W)`` from :func:`resize_shape`
-    (or exactly ``shape`` when given).
+    (or exactly ``shape`` when given) (notebook 00).
 
     Grayscale images are repeated over the 3 channels. Resizing is bilinear with antialiasing (as PIL's
     and torchvision's resize), so shrinking a large image averages pixels instead of skipping them.
@@ -396,7 +397,7 @@ def load_image(path: str | os.PathLike, image_size: int, keep_aspect: bool = Fal
 
 
 def binarize_mask(array: np.ndarray) -> np.ndarray:
-    """Boolean mask: pixels above half the mask's maximum value; all False when the maximum is 0 or less.
+    """Boolean mask: pixels above half the mask's maximum value; all False when the maximum is 0 or less (notebook 00).
 
     Works for masks stored as 0/255, 0/254, 0/1, booleans and anti-aliased (soft-edged) masks.
     An ``(H, W, C)`` array counts a pixel as on when any channel is on.
@@ -422,7 +423,7 @@ def read_mask(path: Path) -> np.ndarray:
 
 def load_mask(sample: Sample, shape_hw: Sequence[int]) -> torch.Tensor:
     """The sample's mask as a ``(H, W)`` bool tensor of size ``shape_hw``: the union of its mask files,
-    resized with nearest neighbour; all False for a normal sample.
+    resized with nearest neighbour; all False for a normal sample (notebook 00).
 
     Each mask file must have the same size as the sample's image (checked from the image header).
     """
@@ -449,7 +450,7 @@ def load_mask(sample: Sample, shape_hw: Sequence[int]) -> torch.Tensor:
 
 class AnomalyDataset(torch.utils.data.Dataset):
     """Samples read on demand: ``dataset[i]`` is a dict with ``image`` ``(3, H, W)`` float in [0, 1],
-    ``mask`` ``(H, W)`` bool, ``label`` int, ``defect_type`` str and ``path`` str.
+    ``mask`` ``(H, W)`` bool, ``label`` int, ``defect_type`` str and ``path`` str (notebook 00).
 
     With ``keep_aspect=True`` images of different original shapes come out in different shapes and
     cannot be batched together by a ``DataLoader``.
@@ -480,7 +481,7 @@ class AnomalyDataset(torch.utils.data.Dataset):
 @dataclass
 class LoadedSplit:
     """A split read into memory: ``images (N, 3, H, W)`` float32 in [0, 1], ``masks (N, H, W)`` bool,
-    ``labels (N,)`` long (1 = anomalous), and per image its defect type and file path."""
+    ``labels (N,)`` long (1 = anomalous), and per image its defect type and file path (notebook 00)."""
 
     images: torch.Tensor
     masks: torch.Tensor
@@ -505,7 +506,7 @@ def load_split(
     max_images: int | None = None,
     output_shape: Sequence[int] | None = None,
 ) -> LoadedSplit:
-    """Read samples into tensors (see :class:`LoadedSplit`), in the order given.
+    """Read samples into tensors (see :class:`LoadedSplit`), in the order given (notebook 00).
 
     ``max_images`` keeps only the first ``max_images`` samples (the LWinNN paper caps training sets at
     750 images this way). Every image comes out in one shape ``(H, W)``: ``output_shape`` when given
@@ -555,7 +556,7 @@ def load_split(
 
 
 def anomaly_kind(defect_type: str) -> str:
-    """``"good"``, ``"logical"`` or ``"structural"`` (or ``"other"``) for a defect-type folder name.
+    """``"good"``, ``"logical"`` or ``"structural"`` (or ``"other"``) for a defect-type folder name (notebook 05).
 
     Works for MVTec LOCO (``logical_anomalies``, ``structural_anomalies``) and the toy ``box``
     (``logical_missing``, ``structural_scratch``, ...).

@@ -78,7 +78,7 @@ REFERENCE_SIZE = 256
 # ----------------------------------------------------------------------------------------------------
 
 def bezier_curve(control_points, n_points: int = 100) -> np.ndarray:
-    """Points ``(n_points, 2)`` of the Bézier curve with ``control_points`` ``(K, 2)``.
+    """Points ``(n_points, 2)`` of the Bézier curve with ``control_points`` ``(K, 2)`` (notebook 06).
 
     Bernstein form: ``B(t) = sum_i C(K-1, i) t^i (1-t)^(K-1-i) P_i`` at ``n_points`` equally spaced
     ``t`` in ``[0, 1]``. The curve starts at the first control point, ends at the last and stays inside
@@ -95,7 +95,7 @@ def bezier_curve(control_points, n_points: int = 100) -> np.ndarray:
 
 
 def closed_bezier_contour(points, k: float = 0.3, n_per_segment: int = 50) -> np.ndarray:
-    """A smooth closed curve ``(M * (n_per_segment - 1), 2)`` through ``points`` ``(M, 2)``.
+    """A smooth closed curve ``(M * (n_per_segment - 1), 2)`` through ``points`` ``(M, 2)`` (notebook 06).
 
     One cubic Bézier per pair of neighbours; its two inner control points follow the chord of the
     neighbours' neighbours (Catmull-Rom tangents), scaled by ``k``: small ``k`` gives corners,
@@ -302,7 +302,7 @@ def _cutpaste_fill(image: torch.Tensor, patch_h: int, patch_w: int, foreground: 
 
 def fuse(image: torch.Tensor, fill: torch.Tensor, region: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """Mix ``fill`` into ``image`` (both ``(3, H, W)``) where ``region`` ``(H, W)`` is True:
-    ``alpha * fill + (1 - alpha) * image`` there (``alpha = 1`` pastes), ``image`` unchanged elsewhere."""
+    ``alpha * fill + (1 - alpha) * image`` there (``alpha = 1`` pastes), ``image`` unchanged elsewhere (notebook 06)."""
     return torch.where(region, alpha * fill + (1.0 - alpha) * image, image)
 
 
@@ -312,7 +312,7 @@ def fuse(image: torch.Tensor, fill: torch.Tensor, region: torch.Tensor, alpha: f
 
 def otsu_threshold(values, bins: int = 256) -> float:
     """Otsu's threshold of ``values``: the cut between histogram bins that maximises the between-class
-    variance. The upper class is ``values >= threshold``."""
+    variance. The upper class is ``values >= threshold`` (notebook 06)."""
     values = np.asarray(values, dtype=np.float64).ravel()
     counts, edges = np.histogram(values, bins=bins)
     centres = 0.5 * (edges[:-1] + edges[1:])
@@ -328,7 +328,7 @@ def otsu_threshold(values, bins: int = 256) -> float:
 
 
 def foreground_mask(image: torch.Tensor, is_texture: bool = False, min_fraction: float = 0.01) -> torch.Tensor:
-    """Unsupervised foreground ``(H, W)`` bool of an image ``(3, H, W)`` in ``[0, 1]``.
+    """Unsupervised foreground ``(H, W)`` bool of an image ``(3, H, W)`` in ``[0, 1]`` (notebook 06).
 
     The border (a frame 1/16 of the image wide) is taken as background: each pixel's colour distance
     from the border's mean, in units of the border's per-channel spread (at least 0.02), is smoothed
@@ -409,7 +409,7 @@ def _check_choice(value: str, choices: tuple[str, ...], name: str) -> None:
 
 def make_defect(image: torch.Tensor, shape: str, fill: str, fusion: str, rng=None, foreground=None,
                 alpha: float | None = None, max_tries: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
-    """One synthetic defect in a copy of ``image``.
+    """One synthetic defect in a copy of ``image`` (notebook 06).
 
     ``image``: ``(3, H, W)`` float tensor in ``[0, 1]``; ``shape`` in :data:`SHAPES`, ``fill`` in
     :data:`FILLS`, ``fusion`` in :data:`FUSIONS`; ``rng``: numpy Generator or int seed;
@@ -455,7 +455,7 @@ def make_defect(image: torch.Tensor, shape: str, fill: str, fusion: str, rng=Non
 
 def gallery(image: torch.Tensor, rng=None, foreground="auto", is_texture: bool = False) -> list[dict]:
     """Every shape x fill x fusion on ``image`` ``(3, H, W)``: a list of dicts with keys ``shape``,
-    ``fill``, ``fusion``, ``image`` ``(3, H, W)`` and ``mask`` ``(H, W)``.
+    ``fill``, ``fusion``, ``image`` ``(3, H, W)`` and ``mask`` ``(H, W)`` (notebook 06).
 
     One seed per shape, so each shape appears at the same place with both fills and both fusions.
     ``foreground="auto"`` uses :func:`foreground_mask` (``is_texture`` passed on); ``None`` = whole image.
@@ -489,7 +489,7 @@ def _check_images(images) -> torch.Tensor:
 
 
 class DefectMakerDataset(torch.utils.data.Dataset):
-    """Normal images and their synthetic-defect versions, labelled for the 7-class task.
+    """Normal images and their synthetic-defect versions, labelled for the 7-class task (notebook 06).
 
     Item ``i`` is ``(image (3, H, W) float in [0, 1], label)`` with ``label = i % n_classes`` (7 by
     default; 0 = normal, ``k`` = ``classes[k - 1]``, by default :data:`DEFECT_CLASSES`) made from normal
@@ -570,7 +570,7 @@ def _random_flip(image: torch.Tensor, mask: torch.Tensor, rng: np.random.Generat
 
 class ClassifierHead(nn.Module):
     """Global average pooling of the last tap ``(N, C, h, w)`` -> BatchNorm1d -> linear layer ->
-    ``(N, n_classes)`` logits.
+    ``(N, n_classes)`` logits (notebook 06).
 
     The BatchNorm matters: pooled channels differ in scale by orders of magnitude (EfficientNet's
     stride-16 tap is a linear projection) and without per-channel standardisation SGD sits at chance
@@ -595,7 +595,7 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
                       weight_decay: float = 3e-5, classes=DEFECT_CLASSES, augment: bool = True,
                       freeze_bn: bool = True, max_grad_norm: float | None = 5.0,
                       backbone_lr_factor: float = 0.1) -> tuple[FeatureExtractor, dict]:
-    """Fine-tune a copy of ``backbone`` on the DefectMaker task; ``backbone`` itself is left unchanged.
+    """Fine-tune a copy of ``backbone`` on the DefectMaker task; ``backbone`` itself is left unchanged (notebook 06).
 
     ``images``: ``(N, 3, H, W)`` normal images in ``[0, 1]`` (resize them first; the paper uses 256 px).
     A :class:`ClassifierHead` on the global-pooled last tap is trained jointly with all backbone
@@ -673,7 +673,7 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
 # ----------------------------------------------------------------------------------------------------
 
 def save_finetuned(backbone: FeatureExtractor, path) -> Path:
-    """Write ``{"backbone": name, "state_dict": ...}`` to ``path`` atomically (temp file + rename)."""
+    """Write ``{"backbone": name, "state_dict": ...}`` to ``path`` atomically (temp file + rename) (notebook 06)."""
     path = Path(path)
     payload = {"backbone": backbone.name,
                "state_dict": {key: value.detach().cpu() for key, value in backbone.state_dict().items()}}
@@ -683,7 +683,7 @@ def save_finetuned(backbone: FeatureExtractor, path) -> Path:
 
 
 def load_finetuned(path, device="cpu", backbone: FeatureExtractor | None = None) -> FeatureExtractor:
-    """Load weights written by :func:`save_finetuned` (``torch.load(weights_only=True)``).
+    """Load weights written by :func:`save_finetuned` (``torch.load(weights_only=True)``) (notebook 06).
 
     They go into a copy of ``backbone`` when given (its name must match), otherwise into a fresh
     ``load_backbone(name)``. Returns a ``FeatureExtractor`` in eval mode on ``device``.
@@ -715,7 +715,7 @@ REB_LAYERS = pipeline.METHODS["ldknn"].layers
 def reb_scorers(k: int = 5, alpha: float = 1.0, device="cpu") -> dict[str, Callable[[], PatchScorer]]:
     """The two scorers of REB's table 5 as ``{name: factory}``: ``"KNN"`` (mean distance to the ``k``
     nearest memory-bank patches) and ``"LDKNN"`` (distance to the nearest minus ``alpha`` times its local
-    density, the mean distance to its ``k`` nearest bank neighbours)."""
+    density, the mean distance to its ``k`` nearest bank neighbours) (notebook 06)."""
     if k < 1:
         raise ValueError(f"k must be at least 1; got {k}.")
     return {"KNN": lambda: GlobalNN(coreset=1.0, k=k, device=device),
@@ -726,7 +726,7 @@ def compare_representations(category: "pipeline.Category", backbones: Mapping[st
                             scorers: Mapping[str, Callable[[], PatchScorer]] | None = None,
                             config: EmbeddingConfig | None = None, batch_size: int = 16,
                             progress: bool = False, keep_results: bool = False):
-    """Every scorer on every representation of ``category``: REB's table 5 for one category.
+    """Every scorer on every representation of ``category``: REB's table 5 for one category (notebook 06).
 
     ``backbones``: ``{representation name: FeatureExtractor}`` (e.g. ImageNet and DefectMaker weights);
     ``scorers``: ``{scorer name: function returning a fresh PatchScorer}`` (default :func:`reb_scorers`);
@@ -760,7 +760,8 @@ def compare_representations(category: "pipeline.Category", backbones: Mapping[st
 
 
 def results_grid(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame:
-    """One metric of :func:`compare_representations` as a representation x scorer grid (table 5's layout)."""
+    """One metric of :func:`compare_representations` as a representation x scorer grid (table 5's layout).
+    (Notebook 06.)"""
     if metric not in table.columns:
         raise ValueError(f"metric must be one of the table's columns {list(table.columns)}; got {metric!r}.")
     return table.pivot(index="representation", columns="scorer", values=metric).loc[

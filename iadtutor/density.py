@@ -35,14 +35,16 @@ from iadtutor.knn import CHUNK_BYTES, flatten_patches, knn_distances
 
 
 def patch_positions(shape: tuple[int, int, int]) -> pd.DataFrame:
-    """Where each flattened patch comes from: columns ``image``, ``row``, ``col`` for ``shape = (M, h, w)``."""
+    """Where each flattened patch comes from: columns ``image``, ``row``, ``col`` for ``shape = (M, h, w)``.
+    (Notebook 04.)"""
     m, h, w = shape
     image, row, col = np.unravel_index(np.arange(m * h * w), (m, h, w))
     return pd.DataFrame({"image": image, "row": row, "col": col})
 
 
 def neighbour_distances(bank: torch.Tensor, k_max: int, squared: bool = False) -> torch.Tensor:
-    """Distances ``(B, k_max)`` of every bank row ``(B, C)`` to its ``k_max`` nearest *other* rows, ascending."""
+    """Distances ``(B, k_max)`` of every bank row ``(B, C)`` to its ``k_max`` nearest *other* rows, ascending.
+    (Notebook 04.)"""
     if k_max < 1 or k_max >= len(bank):
         raise ValueError(f"k_max must be between 1 and the number of bank patches minus one ({len(bank) - 1}); "
                          f"got {k_max}.")
@@ -52,7 +54,7 @@ def neighbour_distances(bank: torch.Tensor, k_max: int, squared: bool = False) -
 
 def local_densities(train_embeddings: torch.Tensor, k: int = 5, squared: bool = False) -> torch.Tensor:
     """REB eq. 2 for every train patch: ``(M, C, h, w)`` -> ``(M, h, w)`` mean distance to its ``k`` nearest
-    other patches of the whole memory bank (all images, all positions). Small = dense."""
+    other patches of the whole memory bank (all images, all positions). Small = dense (notebook 04)."""
     bank = flatten_patches(train_embeddings)
     m, _, h, w = train_embeddings.shape
     return neighbour_distances(bank, k, squared).mean(1).view(m, h, w)
@@ -60,6 +62,7 @@ def local_densities(train_embeddings: torch.Tensor, k: int = 5, squared: bool = 
 
 def density_table(densities: torch.Tensor, paths=None) -> pd.DataFrame:
     """One row per bank patch: ``image``, ``row``, ``col``, ``density`` (and ``path`` if ``paths`` is given).
+    (Notebook 04.)
 
     ``densities``: ``(M, h, w)``. Sort it to find the densest and sparsest patches and where they are.
     """
@@ -75,7 +78,7 @@ def density_table(densities: torch.Tensor, paths=None) -> pd.DataFrame:
 
 
 def sample_patches(n_patches: int, n: int, seed: int = 0) -> np.ndarray:
-    """``min(n, n_patches)`` distinct patch indices, drawn with a seeded generator and sorted."""
+    """``min(n, n_patches)`` distinct patch indices, drawn with a seeded generator and sorted (notebook 04)."""
     if n < 1:
         raise ValueError(f"n must be at least 1; got {n}.")
     if n >= n_patches:
@@ -84,7 +87,7 @@ def sample_patches(n_patches: int, n: int, seed: int = 0) -> np.ndarray:
 
 
 def project_patches(features, seed: int = 0) -> np.ndarray:
-    """Patch features ``(P, C)`` -> ``(P, 2)``: their first two principal components, for a scatter plot.
+    """Patch features ``(P, C)`` -> ``(P, 2)``: their first two principal components, for a scatter plot (notebook 04).
 
     scikit-learn ``PCA`` with an exact SVD, so the result is deterministic; each axis's sign is fixed so
     that its largest-magnitude loading is positive (the projection does not depend on the points' order).
@@ -103,7 +106,7 @@ def project_patches(features, seed: int = 0) -> np.ndarray:
 # ------------------------------------------------------------------------------------ one search, every K
 @dataclass
 class NeighbourSearch:
-    """The two nearest-neighbour searches behind KNN and LDKNN, done once for the largest K.
+    """The two nearest-neighbour searches behind KNN and LDKNN, done once for the largest K (notebook 04).
 
     ``bank_distances`` ``(B, k_max)``: each bank patch's distances to its nearest other bank patches;
     ``test_distances`` / ``test_index`` ``(P, k_max)``: each test patch's nearest bank patches. Bank and
@@ -139,7 +142,8 @@ class NeighbourSearch:
         return self.test_distances[:, :self._check_k(k)].mean(1).view(n, h, w)
 
     def ldknn_terms(self, k: int, alpha: float) -> dict[str, torch.Tensor]:
-        """Like :meth:`iadtutor.knn.LDKNN.terms` (``distance``, ``density``, ``score``, ``neighbour``), for all test patches."""
+        """Like :meth:`iadtutor.knn.LDKNN.terms` (``distance``, ``density``, ``score``, ``neighbour``), for every
+        test patch."""
         n, _, h, w = self.test_shape
         bank_density = self.bank_distances[:, :self._check_k(k)].mean(1)
         distance, neighbour = self.test_distances[:, 0].view(n, h, w), self.test_index[:, 0].view(n, h, w)
@@ -154,7 +158,8 @@ class NeighbourSearch:
 
 def neighbour_search(train_embeddings: torch.Tensor, test_embeddings: torch.Tensor, k_max: int,
                      squared: bool = False, chunk_bytes: int = CHUNK_BYTES) -> NeighbourSearch:
-    """Search once: the bank against itself (``k_max`` nearest others) and the test patches against the bank."""
+    """Search once: the bank against itself (``k_max`` nearest others) and the test patches against the bank.
+    (Notebook 04.)"""
     bank, test = flatten_patches(train_embeddings), flatten_patches(test_embeddings)
     if test_embeddings.shape[1:] != train_embeddings.shape[1:]:
         raise ValueError(f"test embeddings {tuple(test_embeddings.shape)} and train embeddings "
@@ -166,13 +171,14 @@ def neighbour_search(train_embeddings: torch.Tensor, test_embeddings: torch.Tens
 
 
 def patch_masks(masks: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
-    """``(N, H, W)`` pixel masks -> ``(N, h, w)`` bool: a patch is True when any of its pixels is."""
+    """``(N, H, W)`` pixel masks -> ``(N, h, w)`` bool: a patch is True when any of its pixels is (notebook 04)."""
     return F.adaptive_max_pool2d(masks[:, None].float(), tuple(grid_hw))[:, 0] > 0
 
 
 def neighbour_density_summary(terms: dict[str, torch.Tensor], masks: torch.Tensor, labels: torch.Tensor
                               ) -> pd.DataFrame:
     """Who gets forgiven by LDKNN? Mean 1-NN distance and mean density of that neighbour, per kind of patch.
+    (Notebook 04.)
 
     ``terms``: :meth:`NeighbourSearch.ldknn_terms` (or :meth:`iadtutor.knn.LDKNN.terms`) for all test images;
     ``masks`` ``(N, H, W)``, ``labels`` ``(N,)``. Rows: ``patches of normal images``, ``normal patches of

@@ -57,7 +57,7 @@ class EmbeddingConfig:
 
 
 class PatchEmbedder:
-    """Turn batches of images into patch embeddings with a frozen :class:`FeatureExtractor`.
+    """Turn batches of images into patch embeddings with a frozen :class:`FeatureExtractor` (notebook 01).
 
     >>> embedder = PatchEmbedder(load_backbone("efficientnet_lite0"), EmbeddingConfig())  # doctest: +SKIP
     >>> embedder.embed(images).shape   # images (N, 3, 256, 256) in [0, 1]          # doctest: +SKIP

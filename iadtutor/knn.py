@@ -30,10 +30,11 @@ from iadtutor.backbones import resolve_device
 
 CHUNK_BYTES = 512 * 2**20  # memory one block of distance computations may take (bytes)
 DEFAULT_SIGMA = 4.0  # Gaussian blur of the anomaly maps, pixels (LWinNN, PatchCore, ULSAD code)
+CORESET_RATIO = 0.01  # PatchCore keeps 1 % of the train patches (its code's default for MVTec AD)
 
 
 def window_offsets(window: int) -> range:
-    """Offsets ``a - h`` covered by a window of size δ (eq. 2): ``-⌊δ/2⌋ … ⌈δ/2⌉ - 1``, δ values in all.
+    """Offsets ``a - h`` covered by a window of size δ (eq. 2): ``-⌊δ/2⌋ … ⌈δ/2⌉ - 1``, δ values in all (notebook 02).
 
     For odd δ this is the symmetric ``-(δ-1)/2 … (δ-1)/2``; δ = 1 is the fixed position of SPADE.
     """
@@ -43,7 +44,7 @@ def window_offsets(window: int) -> range:
 
 
 def check_embeddings(embeddings: torch.Tensor, name: str = "embeddings") -> None:
-    """Raise one clear sentence unless ``embeddings`` is a non-empty ``(N, C, h, w)`` tensor."""
+    """Raise one clear sentence unless ``embeddings`` is a non-empty ``(N, C, h, w)`` tensor (notebook 02)."""
     if not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 4:
         shape = tuple(embeddings.shape) if hasattr(embeddings, "shape") else type(embeddings).__name__
         raise ValueError(f"{name} must be a tensor of shape (N, C, h, w); got {shape}.")
@@ -59,7 +60,7 @@ def flatten_patches(embeddings: torch.Tensor) -> torch.Tensor:
 
 
 class PatchScorer:
-    """Base class: ``fit`` on train embeddings, ``score`` test embeddings into ``(N, h, w)`` maps.
+    """Base class: ``fit`` on train embeddings, ``score`` test embeddings into ``(N, h, w)`` maps (notebook 02).
 
     Like scikit-learn's estimators, a scorer is fitted by ``fit`` (which sets ``channels``); scoring
     before that raises one clear sentence.
@@ -86,7 +87,7 @@ class PatchScorer:
 
 
 class LocalWindowNN(PatchScorer):
-    """LWinNN (eq. 2): distance to the nearest train patch inside a δ×δ window, across all train images.
+    """LWinNN (eq. 2): distance to the nearest train patch inside a δ×δ window, across all train images (notebook 02).
 
     The memory bank is kept as ``(h, C, w + δ - 1, M)``: rows, channels, columns padded by the window,
     train images. For one vertical offset ``dy`` and one row of test patches, the candidates of test
@@ -164,14 +165,14 @@ class LocalWindowNN(PatchScorer):
 
 
 class FixedPositionNN(LocalWindowNN):
-    """SPADE-style scoring (LWinNN eq. 1): nearest train patch at exactly the same position (δ = 1)."""
+    """SPADE-style scoring (LWinNN eq. 1): nearest train patch at exactly the same position (δ = 1) (notebook 02)."""
 
     def __init__(self, **kwargs):
         super().__init__(window=1, **kwargs)
 
 
 def squared_distances(points: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
-    """``|x - c|²`` of every row of ``points`` ``(P, D)`` to one ``centre`` ``(D,)``: ``(P,)``.
+    """``|x - c|²`` of every row of ``points`` ``(P, D)`` to one ``centre`` ``(D,)``: ``(P,)`` (notebook 03).
 
     This is the coreset's definition of distance, computed as ``(x - c)²`` summed over ``D`` (not with
     the norm trick, whose rounding differs), so that every implementation gives the same bits.
@@ -181,7 +182,7 @@ def squared_distances(points: torch.Tensor, centre: torch.Tensor) -> torch.Tenso
 
 def greedy_coreset(features: torch.Tensor, ratio: float, projection_dim: int | None = 128, seed: int = 0,
                    progress: bool = False, chunk_rows: int = 16384) -> torch.Tensor:
-    """Indices of a greedy k-center coreset (PatchCore): repeatedly add the point farthest from the set.
+    """Indices of a greedy k-center coreset (PatchCore): repeatedly add the point farthest from the set (notebook 03).
 
     ``features``: ``(P, C)``. Distances (:func:`squared_distances`) are measured after a seeded Gaussian
     random projection to ``projection_dim`` dimensions (as PatchCore does, for speed); ``None`` keeps the
@@ -256,6 +257,7 @@ def knn_distances(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, squared
                   exclude_self: bool = False, chunk_bytes: int = CHUNK_BYTES, progress: bool = False,
                   description: str = "kNN") -> tuple[torch.Tensor, torch.Tensor]:
     """Distances and indices of the ``k`` nearest rows of ``bank`` ``(B, C)`` for each query ``(Q, C)``.
+    (Notebooks 03-04.)
 
     Returns ``(Q, k)`` distances (L2, or squared L2 with ``squared=True``) sorted ascending, and indices.
     ``exclude_self=True`` (``queries`` *is* the bank) skips each point's own row.
@@ -326,13 +328,13 @@ def _bank_neighbours(queries, bank, bank_sq, k, chunk_bytes, progress, descripti
 
 
 class GlobalNN(PatchScorer):
-    """PatchCore-style scoring: mean distance to the ``k`` nearest patches anywhere in a coreset.
+    """PatchCore-style scoring: mean distance to the ``k`` nearest patches anywhere in a coreset (notebook 03).
 
     ``coreset`` is the fraction of all train patches kept by :func:`greedy_coreset` (1.0 keeps all).
     With ``k = 1`` (default) this is PatchCore's patch score; ``k > 1`` is REB's "vanilla KNN".
     """
 
-    def __init__(self, coreset: float = 0.01, k: int = 1, squared: bool = False, seed: int = 0, **kwargs):
+    def __init__(self, coreset: float = CORESET_RATIO, k: int = 1, squared: bool = False, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if not 0 < coreset <= 1:
             raise ValueError(f"coreset must be a fraction in (0, 1]; got {coreset}.")
@@ -362,7 +364,7 @@ class GlobalNN(PatchScorer):
 
 
 class LDKNN(GlobalNN):
-    """REB's local-density kNN (Algorithm 1).
+    """REB's local-density kNN (Algorithm 1) (notebook 04).
 
     Fit: for each memory-bank patch ``m_i``, its local density ``d_i`` = mean distance to its ``k``
     nearest other bank patches (eq. 2; small ``d_i`` = dense region). Score: with ``m_j`` the nearest
@@ -413,14 +415,14 @@ class LDKNN(GlobalNN):
 
 
 def image_scores(patch_scores: torch.Tensor) -> torch.Tensor:
-    """Image anomaly score = maximum patch score (LWinNN eq. 4): ``(N, h, w)`` -> ``(N,)``."""
+    """Image anomaly score = maximum patch score (LWinNN eq. 4): ``(N, h, w)`` -> ``(N,)`` (notebook 02)."""
     return patch_scores.flatten(1).amax(1)
 
 
 def blur_maps(maps: torch.Tensor, sigma: float = DEFAULT_SIGMA) -> torch.Tensor:
     """Gaussian blur of ``(N, H, W)`` maps, ``sigma`` pixels: the one blur of every anomaly map (kNN
     methods and ULSAD). Kernel radius ``int(4σ + 0.5)`` and mirrored borders (``a b c | c b a``), the
-    choices of ``scipy.ndimage.gaussian_filter``, computed in torch as two 1-D convolutions."""
+    choices of ``scipy.ndimage.gaussian_filter``, computed in torch as two 1-D convolutions (notebook 02)."""
     if sigma <= 0:
         return maps
     radius = int(4.0 * sigma + 0.5)

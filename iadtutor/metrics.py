@@ -132,7 +132,8 @@ def _pixel_metric_undefined(masks: np.ndarray, metric_name: str) -> bool:
 # AUROC
 # ----------------------------------------------------------------------------------------------------
 def image_auroc(labels, scores) -> float:
-    """Image-level AUROC of ``scores (N,)`` against ``labels (N,)`` (0 normal, 1 anomalous)."""
+    """Image-level AUROC of ``scores (N,)`` against ``labels (N,)`` (0 normal, 1 anomalous).
+    (Used from notebook 01 on.)"""
     labels, scores = _check_labels_scores(labels, scores)
     if labels.all() or not labels.any():
         raise ValueError(
@@ -144,6 +145,7 @@ def image_auroc(labels, scores) -> float:
 
 def pixel_auroc(masks, maps) -> float:
     """Pixel-level AUROC: all pixels of all images pooled, ``masks (N, H, W)`` vs ``maps (N, H, W)``.
+    (Used from notebook 01 on.)
 
     Returns nan (with a warning) when the masks hold no anomalous pixels or no normal pixels.
     """
@@ -157,7 +159,7 @@ def pixel_auroc(masks, maps) -> float:
 # PRO curve and AUPRO
 # ----------------------------------------------------------------------------------------------------
 def label_regions(masks) -> tuple[np.ndarray, int]:
-    """Connected defect regions of each mask: ``(N, H, W)`` int labels (0 = normal) and their count.
+    """Connected defect regions of each mask: ``(N, H, W)`` int labels (0 = normal) and their count (notebook 02).
 
     Regions are 8-connected inside one image and never span two images; labels run 1..count over
     the whole stack.
@@ -184,7 +186,7 @@ def _cut_curve_at(fpr: np.ndarray, pro: np.ndarray, fpr_limit: float) -> tuple[n
 
 
 def pro_curve(masks, maps, fpr_limit: float = 0.3, n_thresholds: int | None = None):
-    """Per-region-overlap curve of anomaly ``maps (N, H, W)`` against ``masks (N, H, W)``.
+    """Per-region-overlap curve of anomaly ``maps (N, H, W)`` against ``masks (N, H, W)`` (notebook 02).
 
     A pixel is called anomalous when its score is >= the threshold. For each threshold,
     ``fpr`` = called normal pixels / all normal pixels (over all images) and ``pro`` = mean over all
@@ -245,6 +247,7 @@ def pro_curve(masks, maps, fpr_limit: float = 0.3, n_thresholds: int | None = No
 
 def aupro(masks, maps, fpr_limit: float = 0.3, n_thresholds: int | None = None) -> float:
     """Area under the PRO curve for FPR in [0, fpr_limit], divided by ``fpr_limit`` (a value in [0, 1]).
+    (Used from notebook 01 on.)
 
     ``masks (N, H, W)`` bool, ``maps (N, H, W)`` float; see :func:`pro_curve`. Returns nan (with a
     warning) when the masks hold no anomalous pixels or no normal pixels.
@@ -262,6 +265,7 @@ def aupro(masks, maps, fpr_limit: float = 0.3, n_thresholds: int | None = None) 
 # ----------------------------------------------------------------------------------------------------
 def saturation_area(region_area, saturation_threshold: float, relative_saturation: bool) -> np.ndarray:
     """Pixels of a defect region that must be called for its overlap to saturate at 1 (MVTec LOCO).
+    (MVTec LOCO, notebook 05.)
 
     ``relative_saturation``: ``saturation_threshold`` is a fraction of the region's area; otherwise it is
     a number of pixels, capped at the region's area. Values come from the category's
@@ -276,6 +280,7 @@ def saturation_area(region_area, saturation_threshold: float, relative_saturatio
 def spro_curve(region_masks, region_images, saturation, maps, fpr_limit: float = 0.05,
                good_images_only: bool = False):
     """Saturated per-region-overlap curve (MVTec LOCO AD's official metric) of ``maps (N, H, W)``.
+    (MVTec LOCO, notebook 05.)
 
     ``region_masks (R, H, W)`` bool: one ground-truth *file* per defect (a LOCO region may consist of
     several blobs, and regions of one image may overlap); ``region_images (R,)``: the index into ``maps``
@@ -339,7 +344,7 @@ def spro_curve(region_masks, region_images, saturation, maps, fpr_limit: float =
 def spro(region_masks, region_images, saturation, maps, fpr_limit: float = 0.05,
          good_images_only: bool = False) -> float:
     """Area under the sPRO curve for FPR in [0, ``fpr_limit``], divided by ``fpr_limit`` (MVTec LOCO AD
-    reports 0.05; see :func:`spro_curve` for the arguments). 1 is perfect."""
+    reports 0.05; see :func:`spro_curve` for the arguments). 1 is perfect (MVTec LOCO, notebook 05)."""
     fpr, overlap = spro_curve(region_masks, region_images, saturation, maps, fpr_limit, good_images_only)
     return float(trapezoid(overlap, fpr) / fpr_limit)
 
@@ -379,7 +384,7 @@ def _check_confidence(confidence: float) -> None:
 
 
 def bootstrap_ci(metric, *arrays, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0):
-    """Percentile bootstrap interval ``(low, high)`` of ``metric(*arrays)``, resampling images.
+    """Percentile bootstrap interval ``(low, high)`` of ``metric(*arrays)``, resampling images (notebook 03).
 
     Each of the ``n_boot`` resamples draws N images with replacement (the same images from every
     array, along axis 0) and calls ``metric`` on them as numpy arrays. The first array must hold the
@@ -453,7 +458,7 @@ def _auroc_interval(truth, scores, n_boot, confidence, seed) -> tuple[float, flo
 
 def image_auroc_ci(labels, scores, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0):
     """Bootstrap interval ``(low, high)`` of :func:`image_auroc`; same numbers as
-    ``bootstrap_ci(image_auroc, labels, scores, ...)``, computed without re-sorting per resample."""
+    ``bootstrap_ci(image_auroc, labels, scores, ...)``, computed without re-sorting per resample (notebook 03)."""
     _check_confidence(confidence)
     labels, scores = _check_labels_scores(labels, scores)
     image_auroc(labels, scores)  # raises the clear error when labels hold a single class
@@ -462,7 +467,7 @@ def image_auroc_ci(labels, scores, n_boot: int = 1000, confidence: float = 0.95,
 
 def pixel_auroc_ci(masks, maps, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0):
     """Bootstrap interval ``(low, high)`` of :func:`pixel_auroc`, resampling whole images; same numbers
-    as ``bootstrap_ci(pixel_auroc, masks, maps, ...)``. ``(nan, nan)`` with a warning when undefined."""
+    as ``bootstrap_ci(pixel_auroc, masks, maps, ...)``. ``(nan, nan)`` with a warning when undefined (notebook 03)."""
     _check_confidence(confidence)
     masks, maps = _check_masks_maps(masks, maps)
     if _pixel_metric_undefined(masks, "pixel_auroc_ci"):
@@ -490,7 +495,7 @@ def auroc_by_kind(kinds, labels, scores) -> dict[str, float]:
 # Everything at once
 # ----------------------------------------------------------------------------------------------------
 def evaluate_maps(labels, image_scores, masks, maps, fpr_limit: float = 0.3) -> dict[str, float]:
-    """The three standard numbers of an IAD paper for one category.
+    """The three standard numbers of an IAD paper for one category (used from notebook 01 on).
 
     ``labels (N,)``, ``image_scores (N,)``, ``masks (N, H, W)``, ``maps (N, H, W)``. Returns
     ``{"image_auroc": ..., "pixel_auroc": ..., "aupro": ...}`` as fractions in [0, 1].

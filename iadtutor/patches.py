@@ -25,20 +25,22 @@ def _check_cell(row: int, col: int, grid_hw: tuple[int, int]) -> None:
 
 def cells_to_pixels(r0: int, r1: int, c0: int, c1: int, grid_hw: tuple[int, int],
                     image_hw: tuple[int, int]) -> tuple[float, float, float, float]:
-    """Pixel box ``(x0, x1, y0, y1)`` covered by patch rows ``r0 … r1`` and columns ``c0 … c1`` (inclusive)."""
+    """Pixel box ``(x0, x1, y0, y1)`` covered by patch rows ``r0 … r1`` and columns ``c0 … c1`` (inclusive).
+    (Notebook 02.)"""
     scale_y, scale_x = image_hw[0] / grid_hw[0], image_hw[1] / grid_hw[1]
     return c0 * scale_x - 0.5, (c1 + 1) * scale_x - 0.5, r0 * scale_y - 0.5, (r1 + 1) * scale_y - 0.5
 
 
 def patch_pixels(row: int, col: int, grid_hw: tuple[int, int], image_hw: tuple[int, int]):
-    """Pixel box ``(x0, x1, y0, y1)`` of patch ``(row, col)`` of an ``h × w`` grid over an ``H × W`` image."""
+    """Pixel box ``(x0, x1, y0, y1)`` of patch ``(row, col)`` of an ``h × w`` grid over an ``H × W`` image.
+    (Notebook 01.)"""
     _check_cell(row, col, grid_hw)
     return cells_to_pixels(row, row, col, col, grid_hw, image_hw)
 
 
 def window_cells(row: int, col: int, window: int, grid_hw: tuple[int, int]) -> tuple[int, int, int, int]:
     """Patch rows ``r0 … r1`` and columns ``c0 … c1`` (inclusive) of the δ×δ window of eq. 2 around
-    ``(row, col)``, clipped to the grid (a border patch has a smaller window)."""
+    ``(row, col)``, clipped to the grid (a border patch has a smaller window) (notebook 02)."""
     _check_cell(row, col, grid_hw)
     offsets = window_offsets(window)
     h, w = grid_hw
@@ -47,12 +49,12 @@ def window_cells(row: int, col: int, window: int, grid_hw: tuple[int, int]) -> t
 
 
 def window_pixels(row: int, col: int, window: int, grid_hw: tuple[int, int], image_hw: tuple[int, int]):
-    """Pixel box ``(x0, x1, y0, y1)`` of the (clipped) δ×δ window around patch ``(row, col)``."""
+    """Pixel box ``(x0, x1, y0, y1)`` of the (clipped) δ×δ window around patch ``(row, col)`` (notebook 02)."""
     return cells_to_pixels(*window_cells(row, col, window, grid_hw), grid_hw, image_hw)
 
 
 def offset_of(offset_index: int, window: int) -> tuple[int, int]:
-    """``(dy, dx)`` of an ``offset_index`` as returned by :meth:`iadtutor.knn.LocalWindowNN.nearest`."""
+    """``(dy, dx)`` of an ``offset_index`` as returned by :meth:`iadtutor.knn.LocalWindowNN.nearest` (notebook 02)."""
     offsets = window_offsets(window)
     if not 0 <= offset_index < len(offsets) ** 2:
         raise ValueError(f"offset_index must be in [0, {len(offsets) ** 2}) for δ = {window}; got {offset_index}.")
@@ -62,7 +64,7 @@ def offset_of(offset_index: int, window: int) -> tuple[int, int]:
 def window_distances(test_embedding: torch.Tensor, train_embeddings: torch.Tensor, row: int, col: int,
                      window: int) -> torch.Tensor:
     """Eq. 2 spelled out for one test patch: the L2 distance from patch ``(row, col)`` of
-    ``test_embedding`` ``(C, h, w)`` to every train patch in its δ×δ window.
+    ``test_embedding`` ``(C, h, w)`` to every train patch in its δ×δ window (notebook 02).
 
     Returns ``(M, δ, δ)`` for ``train_embeddings`` ``(M, C, h, w)``: entry ``[m, i, j]`` compares with train
     image ``m`` at ``(row + dy, col + dx)``, ``dy, dx = window_offsets(δ)[i], [j]``; cells that fall outside
@@ -84,7 +86,7 @@ def window_distances(test_embedding: torch.Tensor, train_embeddings: torch.Tenso
 
 
 def receptive_field(embedder, image: torch.Tensor, tap: int, row: int, col: int, pooled: bool = False) -> torch.Tensor:
-    """How much each input pixel moves the feature vector of cell ``(row, col)`` of tap ``tap``.
+    """How much each input pixel moves the feature vector of cell ``(row, col)`` of tap ``tap`` (notebook 01).
 
     ``embedder``: a :class:`iadtutor.embed.PatchEmbedder` (its backbone and normalisation are used);
     ``image``: ``(3, H, W)`` in [0, 1]; ``tap``: 0, 1, 2 (strides 4, 8, 16), ``(row, col)`` on that tap's
@@ -106,7 +108,7 @@ def receptive_field(embedder, image: torch.Tensor, tap: int, row: int, col: int,
 
 def receptive_fields(embedder, image: torch.Tensor, y: int, x: int, pooled: bool = False) -> list[torch.Tensor]:
     """:func:`receptive_field` of the cell holding pixel ``(y, x)``, for each tap of the embedder's
-    config (``(H, W)`` maps, shallowest tap first)."""
+    config (``(H, W)`` maps, shallowest tap first) (notebook 01)."""
     with torch.no_grad():
         taps = embedder.backbone(embedder.normalise(image[None].to(embedder.device)))
     fields = []
@@ -117,7 +119,7 @@ def receptive_fields(embedder, image: torch.Tensor, y: int, x: int, pooled: bool
 
 
 def support_box(gradient: torch.Tensor) -> tuple[float, float, float, float]:
-    """Pixel box ``(x0, x1, y0, y1)`` around the non-zero entries of an ``(H, W)`` map."""
+    """Pixel box ``(x0, x1, y0, y1)`` around the non-zero entries of an ``(H, W)`` map (notebook 01)."""
     rows = torch.nonzero(gradient.abs().sum(1) > 0).flatten()
     cols = torch.nonzero(gradient.abs().sum(0) > 0).flatten()
     if len(rows) == 0:
@@ -126,7 +128,8 @@ def support_box(gradient: torch.Tensor) -> tuple[float, float, float, float]:
 
 
 def cell_at(y: float, x: float, grid_hw: tuple[int, int], image_hw: tuple[int, int]) -> tuple[int, int]:
-    """The grid cell ``(row, col)`` of an ``h × w`` grid over an ``H × W`` image that holds pixel ``(y, x)``."""
+    """The grid cell ``(row, col)`` of an ``h × w`` grid over an ``H × W`` image that holds pixel ``(y, x)``.
+    (Notebook 01.)"""
     row = int(y * grid_hw[0] // image_hw[0])
     col = int(x * grid_hw[1] // image_hw[1])
     _check_cell(row, col, grid_hw)

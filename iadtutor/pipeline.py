@@ -32,7 +32,7 @@ import torch
 from iadtutor import data, metrics
 from iadtutor.density import NeighbourSearch, neighbour_search
 from iadtutor.embed import EmbeddingConfig, PatchEmbedder
-from iadtutor.knn import (DEFAULT_SIGMA, LDKNN, FixedPositionNN, GlobalNN, LocalWindowNN, PatchScorer,
+from iadtutor.knn import (CORESET_RATIO, DEFAULT_SIGMA, LDKNN, FixedPositionNN, GlobalNN, LocalWindowNN, PatchScorer,
                           anomaly_maps, image_scores)
 
 MAX_TRAIN = 750  # LWinNN's code keeps the first 750 training images of a category
@@ -41,7 +41,7 @@ MAX_TRAIN = 750  # LWinNN's code keeps the first 750 training images of a catego
 # ------------------------------------------------------------------------------------------- the methods
 @dataclass(frozen=True)
 class Method:
-    """One kNN method: its scorer class, the parameters it reads (with defaults), the taps it embeds."""
+    """One kNN method: its scorer class, the parameters it reads (with defaults), the taps it embeds (notebook 03)."""
 
     title: str
     scorer: type
@@ -54,7 +54,8 @@ class Method:
 METHODS = {
     "spade": Method("SPADE (fixed position)", FixedPositionNN, {}, chapter="02_local_windows"),
     "lwinnn": Method("LWinNN (local window)", LocalWindowNN, {"window": 7}, chapter="02_local_windows"),
-    "patchcore": Method("PatchCore (global, coreset)", GlobalNN, {"coreset": 0.01}, chapter="03_local_vs_global"),
+    "patchcore": Method("PatchCore (global, coreset)", GlobalNN, {"coreset": CORESET_RATIO},
+                        chapter="03_local_vs_global"),
     # REB's "vanilla KNN" and LDKNN embed its "phi_2 + phi_3" taps (strides 8 and 16, REB sec. 3.2).
     "knn": Method("KNN (REB's vanilla kNN)", GlobalNN, {"k": 5, "coreset": 1.0, "squared": False},
                   layers=(1, 2), chapter="04_ldknn_density"),
@@ -64,7 +65,7 @@ METHODS = {
 
 
 def method_params(method: str, **params) -> dict:
-    """The parameters of ``method`` with its defaults filled in; ``None`` means the default.
+    """The parameters of ``method`` with its defaults filled in; ``None`` means the default (notebook 03).
 
     A parameter the method does not read is an error that names the method's parameters.
     """
@@ -80,7 +81,7 @@ def method_params(method: str, **params) -> dict:
 
 
 def make_scorer(method: str, device="cpu", seed: int = 0, progress: bool = False, **params) -> PatchScorer:
-    """A fresh scorer of one of :data:`METHODS` (``params``: see :func:`method_params`)."""
+    """A fresh scorer of one of :data:`METHODS` (``params``: see :func:`method_params`) (notebook 03)."""
     entry = METHODS.get(method)
     resolved = method_params(method, **params)
     extra = {"seed": seed} if issubclass(entry.scorer, GlobalNN) else {}
@@ -90,7 +91,7 @@ def make_scorer(method: str, device="cpu", seed: int = 0, progress: bool = False
 # ------------------------------------------------------------------------------------------- the data
 @dataclass
 class Category:
-    """A category's images in memory: ``train`` / ``test`` are :class:`iadtutor.data.LoadedSplit`."""
+    """A category's images in memory: ``train`` / ``test`` are :class:`iadtutor.data.LoadedSplit` (notebook 00)."""
 
     name: str
     layout: str
@@ -116,7 +117,7 @@ def load_category(data_root, category: str, image_size: int = 256, keep_aspect: 
 
 @dataclass
 class EmbeddedCategory:
-    """Patch embeddings of a category: ``train`` ``(M, C, h, w)``, ``test`` ``(N, C, h, w)``; seconds."""
+    """Patch embeddings of a category: ``train`` ``(M, C, h, w)``, ``test`` ``(N, C, h, w)``; seconds (notebook 01)."""
 
     category: Category
     train: torch.Tensor
@@ -139,7 +140,7 @@ def embed_category(category: Category, embedder: PatchEmbedder, batch_size: int 
 # ------------------------------------------------------------------------------------------- the path
 @dataclass
 class ScoreResult:
-    """What one method produced on one category (:func:`score_category`)."""
+    """What one method produced on one category (:func:`score_category`) (notebook 02)."""
 
     method: str
     params: dict
@@ -155,7 +156,7 @@ class ScoreResult:
 def evaluate_scores(test: "data.LoadedSplit", scores: np.ndarray, maps: np.ndarray,
                     bootstrap: int = 0, seed: int = 0) -> dict:
     """Image AUROC, pixel AUROC and AUPRO (fractions), the AUROC per anomaly kind where the test set has
-    both (MVTec LOCO, the toy ``box``), and 95 % bootstrap intervals if ``bootstrap`` (resamples)."""
+    both (MVTec LOCO, the toy ``box``), and 95 % bootstrap intervals if ``bootstrap`` (resamples) (notebook 02)."""
     labels, masks = test.labels.numpy(), test.masks.numpy()
     result = metrics.evaluate_maps(labels, scores, masks, maps)
     result.update(metrics.auroc_by_kind([data.anomaly_kind(t) for t in test.defect_types], labels, scores))
@@ -169,7 +170,7 @@ def score_category(embedded: EmbeddedCategory, method: str | PatchScorer, device
                    sigma: float = DEFAULT_SIGMA, bootstrap: int = 0, seed: int = 0, progress: bool = False,
                    **params) -> ScoreResult:
     """Fit ``method`` (a name of :data:`METHODS` with its ``params``, or an unfitted scorer object) on the
-    train embeddings, score the test set, build the anomaly maps (``sigma`` px blur) and measure them.
+    train embeddings, score the test set, build the anomaly maps (``sigma`` px blur) and measure them (notebook 02).
 
     ``train_seconds`` counts embedding the train images plus fitting; ``test_seconds_per_image`` counts
     embedding, scoring and building the anomaly maps of the test images, divided by their number.
@@ -200,6 +201,7 @@ def evaluate(category: Category, method: str, backbone, config: EmbeddingConfig 
              bootstrap: int = 0, progress: bool = False, **params) -> dict:
     """The whole path for one kNN method on a loaded category, as the JSON record ``iadtutor evaluate``
     prints: embed (unless ``embedded`` is given, e.g. shared by several runs), fit, score, map, measure.
+    (Notebook 07, `iadtutor evaluate`.)
 
     ``config`` defaults to the method's taps (:data:`METHODS`) at the category's image size.
     """
@@ -222,7 +224,7 @@ def evaluate(category: Category, method: str, backbone, config: EmbeddingConfig 
 # ------------------------------------------------------------------------------------------- the sweeps
 def search_seconds_per_image(scorer, test_embeddings: torch.Tensor, repeats: int = 3) -> float:
     """Seconds per test image of ``scorer.score(test_embeddings)`` (the search alone), the fastest of
-    ``repeats`` runs: on a busy machine the fastest run is the least disturbed one."""
+    ``repeats`` runs: on a busy machine the fastest run is the least disturbed one (notebook 02)."""
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1; got {repeats}.")
     fastest = math.inf
@@ -233,7 +235,7 @@ def search_seconds_per_image(scorer, test_embeddings: torch.Tensor, repeats: int
     return fastest / len(test_embeddings)
 
 
-def standard_methods(window: int = 7, coreset: float = 0.01) -> dict[str, tuple[str, dict]]:
+def standard_methods(window: int = 7, coreset: float = CORESET_RATIO) -> dict[str, tuple[str, dict]]:
     """The three families of search, ``{label: (method, params)}``: fixed position, local window δ,
     global with a coreset (notebook 03)."""
     return {
@@ -355,7 +357,7 @@ SWITCHES = {
 
 
 def paper_config(image_size: int = 256) -> EmbeddingConfig:
-    """The LWinNN paper's preprocessing of table 3: normalised, aspect kept, pooled, bilinear."""
+    """The LWinNN paper's preprocessing of table 3: normalised, aspect kept, pooled, bilinear (notebook 01)."""
     return EmbeddingConfig(image_size=image_size, **{field: on for field, on, _, _ in SWITCHES.values()})
 
 
@@ -425,7 +427,7 @@ def _same_images(a: Category, b: Category) -> bool:
 
 def table3(results: pd.DataFrame) -> pd.DataFrame:
     """Average a ``design="full"`` ablation per switch and choice like LWinNN's table 3: one row per
-    (switch, choice) with the mean and standard deviation of each metric over the runs."""
+    (switch, choice) with the mean and standard deviation of each metric over the runs (notebook 01)."""
     rows = []
     for name, (_, on, off, texts) in SWITCHES.items():
         for value, text in ((on, texts[0]), (off, texts[1])):

@@ -80,11 +80,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.transforms.v2.functional import gaussian_blur
 from tqdm.auto import tqdm
 
 from iadtutor.backbones import FeatureExtractor, load_backbone, resolve_device
 from iadtutor.files import atomic_path
+from iadtutor.knn import DEFAULT_SIGMA, blur_maps
 
 #: The backbone taps ULSAD uses: indices into ``FeatureExtractor.forward``'s list (strides 8 and 16).
 TAPS = (1, 2)
@@ -115,7 +115,7 @@ PAPER_TEXT = {
 @dataclass
 class ULSADConfig:
     """Everything that defines a ULSAD model and its training. Defaults are the paper's (sec. 4.1, app. A)
-    where its text and the authors' code agree, else the code's (module docstring; :data:`PAPER_TEXT`).
+    where its text and the authors' code agree, else the code's (module docstring; :data:`PAPER_TEXT`) (notebook 05).
 
     Architecture: ``feature_channels`` is ``c*`` (None keeps all concatenated backbone channels);
     ``frn_encoder_channels`` / ``frn_decoder_channels`` are the kernels of table 5 (the last decoder
@@ -154,7 +154,7 @@ class ULSADConfig:
     magnitude: str = "mean"
     alpha: float = 0.9
     beta: float = 0.995
-    blur_sigma: float = 4.0
+    blur_sigma: float = DEFAULT_SIGMA
     epochs: int = 200
     batch_size: int = 8
     learning_rate: float = 2e-4
@@ -218,18 +218,20 @@ def magnitude_distance(a: Tensor, b: Tensor, magnitude: str = "mean") -> Tensor:
     """``l_v`` of eq. 2 at every location, ``(N, C, h, w)`` -> ``(N, h, w)``: the mean of ``(a - b)^2`` over
     the channels, as the authors' code computes it; ``magnitude="sum"`` gives eq. 2's ``||a - b||^2``
     (``C`` times larger, so that it swamps the cosine term ``l_d``, which lies in [0, 2]).
-    """
+
+    (Notebook 05.)"""
     squared = (a - b).pow(2)
     return squared.sum(dim=1) if magnitude == "sum" else squared.mean(dim=1)
 
 
 def direction_distance(a: Tensor, b: Tensor) -> Tensor:
-    """``l_d`` of eq. 2 at every location: ``1 - cos(a, b)`` over channels. ``(N, C, h, w)`` -> ``(N, h, w)``."""
+    """``l_d`` of eq. 2 at every location: ``1 - cos(a, b)`` over channels. ``(N, C, h, w)`` -> ``(N, h, w)``.
+    (Notebook 05.)"""
     return 1.0 - F.cosine_similarity(a, b, dim=1, eps=1e-8)
 
 
 def distance_map(predicted: Tensor, target: Tensor, lam: float, magnitude: str = "mean") -> Tensor:
-    """``l_v + lam * l_d`` at every location, ``(N, C, h, w)`` -> ``(N, h, w)``.
+    """``l_v + lam * l_d`` at every location, ``(N, C, h, w)`` -> ``(N, h, w)`` (notebook 05).
 
     This is the summand of eqs. 1, 5, 6 and the anomaly maps of eqs. 7 and 8.
     """
@@ -237,12 +239,13 @@ def distance_map(predicted: Tensor, target: Tensor, lam: float, magnitude: str =
 
 
 def local_loss(reconstruction: Tensor, features: Tensor, lambda_local: float, magnitude: str = "mean") -> Tensor:
-    """``L_pl`` of eq. 1: mean over locations (and images) of ``l_v + lambda_l l_d`` between ``U~'`` and ``U``."""
+    """``L_pl`` of eq. 1: mean over locations (and images) of ``l_v + lambda_l l_d`` between ``U~'`` and ``U``.
+    (Notebook 05.)"""
     return distance_map(reconstruction, features, lambda_local, magnitude).mean()
 
 
 def attention_weights(keys: Tensor, queries: Tensor) -> Tensor:
-    """Attention weights of eqs. 3-4: ``W[p, q] = softmax_p(k_p . q_q / sqrt(c))``.
+    """Attention weights of eqs. 3-4: ``W[p, q] = softmax_p(k_p . q_q / sqrt(c))`` (notebook 05).
 
     ``keys`` and ``queries`` are ``(N, c, h, w)``; the result is ``(N, k, k)`` with ``k = h * w``, indexed
     ``[image, key p, query q]``; every column (fixed query ``q``) sums to 1 over the keys ``p``.
@@ -253,17 +256,17 @@ def attention_weights(keys: Tensor, queries: Tensor) -> Tensor:
 
 
 def self_attention_weights(features: Tensor) -> Tensor:
-    """``W`` of eq. 3: keys and queries are both the standardised features ``U``. ``(N, k, k)``."""
+    """``W`` of eq. 3: keys and queries are both the standardised features ``U``. ``(N, k, k)`` (notebook 05)."""
     return attention_weights(features, features)
 
 
 def cross_attention_weights(features: Tensor, global_output: Tensor) -> Tensor:
-    """``W^c`` of eq. 4: keys are ``U``, queries the global autoencoder's output ``U^``. ``(N, k, k)``."""
+    """``W^c`` of eq. 4: keys are ``U``, queries the global autoencoder's output ``U^``. ``(N, k, k)`` (notebook 05)."""
     return attention_weights(features, global_output)
 
 
 def attend(features: Tensor, weights: Tensor) -> Tensor:
-    """``A = Z W``: every location ``q`` becomes the ``W[:, q]``-weighted mean of the features.
+    """``A = Z W``: every location ``q`` becomes the ``W[:, q]``-weighted mean of the features (notebook 05).
 
     ``features (N, c, h, w)``, ``weights (N, k, k)`` -> ``(N, c, h, w)``.
     """
@@ -274,6 +277,7 @@ def attend(features: Tensor, weights: Tensor) -> Tensor:
 def consistency_loss(features: Tensor, global_output: Tensor, lambda_global: float,
                      magnitude: str = "mean") -> Tensor:
     """``L_pg`` of eq. 5 between the cross-attention map ``A^`` (eq. 4) and the self-attention map ``A`` (eq. 3).
+    (Notebook 05.)
 
     ``features`` is ``U`` (a fixed target: no gradient flows into the frozen backbone), ``global_output``
     is ``U^``; both ``(N, c, h, w)``.
@@ -285,7 +289,8 @@ def consistency_loss(features: Tensor, global_output: Tensor, lambda_global: flo
 
 def local_global_loss(local_global: Tensor, global_output: Tensor, lambda_global: float,
                       magnitude: str = "mean") -> Tensor:
-    """``L_lg`` of eq. 6 between the FRN's second half ``U~''`` and the global output ``U^`` (both trained)."""
+    """``L_lg`` of eq. 6 between the FRN's second half ``U~''`` and the global output ``U^`` (both trained).
+    (Notebook 05.)"""
     return distance_map(local_global, global_output, lambda_global, magnitude).mean()
 
 
@@ -293,7 +298,7 @@ def local_global_loss(local_global: Tensor, global_output: Tensor, lambda_global
 # Quantile normalisation (sec. 3.5)
 # ----------------------------------------------------------------------------------------------------------
 def fit_quantiles(maps: Tensor | np.ndarray, alpha: float = 0.9, beta: float = 0.995) -> tuple[float, float]:
-    """Empirical ``alpha`` and ``beta`` quantiles of all pixel values of ``maps`` pooled together.
+    """Empirical ``alpha`` and ``beta`` quantiles of all pixel values of ``maps`` pooled together (notebook 05).
 
     numpy's default (linear) interpolation; numpy rather than ``torch.quantile``, which refuses more than
     2**24 values (a few hundred 256 px maps).
@@ -304,7 +309,8 @@ def fit_quantiles(maps: Tensor | np.ndarray, alpha: float = 0.9, beta: float = 0
 
 
 def normalize_map(maps: Tensor, q_alpha: float, q_beta: float) -> Tensor:
-    """``t(M) = 0.1 (M - q_alpha) / (q_beta - q_alpha)``: ``q_alpha`` -> 0, ``q_beta`` -> 0.1 (sec. 3.5)."""
+    """``t(M) = 0.1 (M - q_alpha) / (q_beta - q_alpha)``: ``q_alpha`` -> 0, ``q_beta`` -> 0.1 (sec. 3.5).
+    (Notebook 05.)"""
     return 0.1 * (maps - q_alpha) / max(q_beta - q_alpha, 1e-12)
 
 
@@ -313,6 +319,7 @@ def normalize_map(maps: Tensor, q_alpha: float, q_beta: float) -> Tensor:
 # ----------------------------------------------------------------------------------------------------------
 def aggregate_features(taps: list[Tensor], feature_channels: int | None = None) -> Tensor:
     """The feature aggregator: taps ``TAPS`` rescaled to the finer one, concatenated -> ``U (N, c*, h*, w*)``.
+    (Notebook 05.)
 
     The stride-16 tap is bilinearly upsampled to the stride-8 tap's size. If ``feature_channels`` is
     smaller than the concatenated channels, neighbouring channels are averaged down to that many (the
@@ -329,7 +336,7 @@ def aggregate_features(taps: list[Tensor], feature_channels: int | None = None) 
 
 
 def feature_channels_for(backbone_channels: tuple[int, ...], feature_channels: int | None) -> int:
-    """``c*`` for a backbone: the concatenated tap channels, capped at ``feature_channels``."""
+    """``c*`` for a backbone: the concatenated tap channels, capped at ``feature_channels`` (notebook 05)."""
     total = sum(backbone_channels[i] for i in TAPS)
     return total if feature_channels is None else min(total, feature_channels)
 
@@ -341,7 +348,7 @@ def conv_block(conv: nn.Module, layer_order: str = "conv-bn-relu", relu: bool = 
                batchnorm: dict | None = None) -> nn.Sequential:
     """One convolution row of tables 5-6 with its BatchNorm row: ``conv -> BN -> ReLU`` (the authors' code)
     or ``conv -> ReLU -> BN`` (the tables' order). ``relu=False`` leaves the ReLU out; ``batchnorm``:
-    keyword arguments of :class:`torch.nn.BatchNorm2d`."""
+    keyword arguments of :class:`torch.nn.BatchNorm2d` (notebook 05)."""
     norm = nn.BatchNorm2d(conv.out_channels, **(batchnorm or {}))
     if not relu:
         return nn.Sequential(conv, norm)
@@ -352,6 +359,7 @@ def conv_block(conv: nn.Module, layer_order: str = "conv-bn-relu", relu: bool = 
 
 class FeatureReconstructionNetwork(nn.Module):
     """FRN of the local branch (table 5): ``U (N, c*, h*, w*)`` -> ``(U~', U~'')``, each ``(N, c*, h*, w*)``.
+    (Notebook 05.)
 
     Encoder: 3x3 convs, strides 2, 2, 1 (``h*`` must be divisible by 4). Decoder: 4x4 transposed convs
     with stride 2, then a 5x5 one with stride 1 and ``2 c*`` kernels (padding 2, which keeps the size;
@@ -398,7 +406,7 @@ class FeatureReconstructionNetwork(nn.Module):
 def upsample_sizes(image_size: int, sizes: str = "code") -> tuple[int, ...]:
     """The five sizes the global decoder interpolates to before its 4x4 convolutions (padding 2, so each adds
     one pixel). ``"code"`` (the authors' code): ``S/64 - 1, S/32, S/16 - 1, S/8 - 1, S/4 - 1`` (256 px: 3, 8,
-    15, 31, 63); ``"table"`` (table 6, its first size "31" read as 3): ``3, S/32, S/16, S/8, S/4``."""
+    15, 31, 63); ``"table"`` (table 6, its first size "31" read as 3): ``3, S/32, S/16, S/8, S/4`` (notebook 05)."""
     s = image_size
     if sizes == "code":
         return (max(1, s // 64 - 1), s // 32, s // 16 - 1, s // 8 - 1, s // 4 - 1)
@@ -407,6 +415,7 @@ def upsample_sizes(image_size: int, sizes: str = "code") -> tuple[int, ...]:
 
 class GlobalAutoencoder(nn.Module):
     """The global branch's autoencoder-like network (table 6): image ``(N, 3, S, S)`` -> ``U^ (N, c*, h*, w*)``.
+    (Notebook 05.)
 
     Encoder: five 4x4 convs with stride 2 (``S`` -> ``S/32``), then a bottleneck conv with an ``S/32``
     kernel (table 6 at 256 px: 8 x 8) that leaves a ``code_size x code_size`` code: 1 x 1 in the authors'
@@ -456,7 +465,7 @@ class GlobalAutoencoder(nn.Module):
 
 
 class ULSADModel(nn.Module):
-    """The trainable part of ULSAD in pure torch: FRN + global autoencoder + statistics buffers.
+    """The trainable part of ULSAD in pure torch: FRN + global autoencoder + statistics buffers (notebook 05).
 
     Buffers: ``feature_mean`` / ``feature_std`` ``(1, c*, 1, 1)`` (channel statistics of the training
     features, Algorithm 1 line 4) and ``quantiles`` ``(4,)`` = ``(q_alpha_local, q_beta_local,
@@ -514,7 +523,7 @@ class ULSADModel(nn.Module):
 # Training / inference wrapper
 # ----------------------------------------------------------------------------------------------------------
 def check_images(images: Tensor, name: str = "images") -> Tensor:
-    """Raise ``ValueError`` unless ``images`` is a float tensor ``(N, 3, H, W)`` with values in [0, 1]."""
+    """Raise ``ValueError`` unless ``images`` is a float tensor ``(N, 3, H, W)`` with values in [0, 1] (notebook 05)."""
     if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"{name} must be a tensor (N, 3, H, W); got {shape}.")
@@ -529,7 +538,7 @@ def check_images(images: Tensor, name: str = "images") -> Tensor:
 
 def training_batches(order: Tensor, batch_size: int) -> list[Tensor]:
     """``order`` cut into batches of ``batch_size``; a last batch of one image joins the one before it, since
-    BatchNorm cannot normalise the global autoencoder's 1 x 1 code over a single image."""
+    BatchNorm cannot normalise the global autoencoder's 1 x 1 code over a single image (notebook 05)."""
     batches = list(order.split(batch_size))
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches[-2:] = [torch.cat(batches[-2:])]
@@ -537,7 +546,7 @@ def training_batches(order: Tensor, batch_size: int) -> list[Tensor]:
 
 
 class ULSAD:
-    """ULSAD with a frozen pretrained backbone: ``fit`` on normal images, then ``predict`` anomaly maps.
+    """ULSAD with a frozen pretrained backbone: ``fit`` on normal images, then ``predict`` anomaly maps (notebook 05).
 
     ``backbone`` is a name for :func:`iadtutor.backbones.load_backbone` (default ``config.backbone``) or an
     already loaded :class:`~iadtutor.backbones.FeatureExtractor`. ``device``: ``auto`` / ``cpu`` / ``cuda``.
@@ -683,13 +692,6 @@ class ULSAD:
         return self.history
 
     # -- inference ---------------------------------------------------------------------------------------
-    def _blur(self, maps: Tensor) -> Tensor:
-        sigma = self.config.blur_sigma
-        if sigma <= 0:
-            return maps
-        kernel = 2 * int(4.0 * sigma + 0.5) + 1
-        return gaussian_blur(maps, kernel_size=[kernel, kernel], sigma=[sigma, sigma])
-
     @torch.no_grad()
     def _forward(self, images: Tensor) -> dict[str, Tensor]:
         """Every tensor of one batch at feature resolution, on the model's device (see :meth:`branch_outputs`)."""
@@ -729,7 +731,7 @@ class ULSAD:
             outputs = self._forward(images[start:start + batch_size])
             maps = torch.stack([outputs["local_map"], outputs["global_map"]], dim=1)  # (n, 2, h*, w*)
             maps = F.interpolate(maps, size=(size, size), mode="bilinear", align_corners=False)
-            maps = self._blur(maps)
+            maps = blur_maps(maps.flatten(0, 1), self.config.blur_sigma).view(maps.shape)
             if tuple(images.shape[-2:]) != (size, size):
                 maps = F.interpolate(maps, size=images.shape[-2:], mode="bilinear", align_corners=False)
             locals_.append(maps[:, 0].float().cpu())
@@ -833,7 +835,7 @@ class ULSAD:
 def evaluate_ulsad(category, backbone: FeatureExtractor, epochs: int | None = None,
                    device: str | torch.device = "auto", seed: int = 0, bootstrap: int = 0, progress: bool = True,
                    config: ULSADConfig | None = None) -> dict:
-    """Train ULSAD on ``category.train`` and measure it on ``category.test``.
+    """Train ULSAD on ``category.train`` and measure it on ``category.test`` (notebook 05).
 
     ``category`` is an :class:`iadtutor.pipeline.Category`. The quantiles are fitted on
     ``category.validation`` when the dataset has one (MVTec LOCO), else on a seeded 10 % of the training

@@ -115,3 +115,15 @@ def test_no_module_reaches_into_another_classes_private_names(path):
             if protocol or f"{target}.{node.attr}" in THIRD_PARTY or node.attr == "_bn2" and target.startswith("blocks["):
                 continue
             assert target in ("self", "cls"), f"{path.relative_to(PACKAGE)}:{node.lineno} uses {target}.{node.attr}"
+
+
+TAUGHT = [p for p in MODULES if "tools" not in p.parts and p.name != "__init__.py"]
+
+
+@pytest.mark.parametrize("path", TAUGHT, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_every_public_name_says_which_notebook_teaches_it(path):
+    """d2l-style back-references: a reader of the package finds the chapter."""
+    missing = [node.name for node in ast.parse(path.read_text()).body
+               if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_")
+               and "notebook" not in (ast.get_docstring(node) or "").lower()]
+    assert not missing, f"{path.relative_to(PACKAGE)}: no notebook named in the docstring of {missing}"
