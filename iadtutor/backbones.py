@@ -35,12 +35,12 @@ BACKBONES = ("resnet18", "wide_resnet50_2", "efficientnet_lite0")
 
 
 class WeightsUnavailableError(RuntimeError):
-    """The weights of an explicitly requested backbone cannot be found or downloaded."""
+    """The weights of an explicitly requested backbone cannot be found or downloaded (notebook 01)."""
 
 
 @dataclass(frozen=True)
 class WeightsFile:
-    """A torchvision checkpoint: its file name in the hub cache, sha256 and size in bytes."""
+    """A torchvision checkpoint: its file name in the hub cache, sha256 and size in bytes (notebook 01)."""
 
     url: str
     sha256: str
@@ -65,12 +65,12 @@ TORCHVISION_WEIGHTS = {
 
 
 def hub_checkpoint_dir() -> Path:
-    """Folder where torch hub keeps downloaded checkpoints (``$TORCH_HOME/hub/checkpoints``)."""
+    """Folder where torch hub keeps downloaded checkpoints (``$TORCH_HOME/hub/checkpoints``) (notebook 01)."""
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
+    """Hex sha256 of a file, read in 1 MiB blocks (notebook 01)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -79,7 +79,7 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 
 def verify_weights_file(path: str | os.PathLike, expected: WeightsFile) -> None:
-    """Raise ``ValueError`` naming ``path`` if its size or sha256 differs from ``expected``."""
+    """Raise ``ValueError`` naming ``path`` if its size or sha256 differs from ``expected`` (notebook 01)."""
     path = Path(path)
     if expected.n_bytes is not None and path.stat().st_size != expected.n_bytes:
         raise ValueError(
@@ -131,7 +131,7 @@ def _efficientnet_lite0_state_dict(weights_path: str | None) -> dict:
 
 
 class FeatureExtractor(nn.Module):
-    """A pretrained CNN cut after its stride-16 stage, returning three taps.
+    """A pretrained CNN cut after its stride-16 stage, returning three taps (notebook 01).
 
     ``forward(images)`` takes ``(N, 3, H, W)`` images already normalised with :attr:`mean` / :attr:`std`
     and returns a list of three tensors ``(N, C_i, H / s_i, W / s_i)`` for strides ``s = 4, 8, 16``.
@@ -146,6 +146,13 @@ class FeatureExtractor(nn.Module):
         self.strides = (4, 8, 16)
         self.mean = IMAGENET_MEAN
         self.std = IMAGENET_STD
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)`` in [0, 1] -> ImageNet-normalised ``(images - mean) / std``: the one normalisation
+        of the course (embedding, ULSAD and DefectMaker's fine-tuning use it)."""
+        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        return (images - mean) / std
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(images)
@@ -206,7 +213,7 @@ def _efficientnet_lite0_extractor(state_dict: dict) -> FeatureExtractor:
 
 
 def resnet18_available() -> bool:
-    """True when verified ResNet18 ImageNet weights are in the torch hub cache."""
+    """True when verified ResNet18 ImageNet weights are in the torch hub cache (notebook 01)."""
     path = hub_checkpoint_dir() / TORCHVISION_WEIGHTS["resnet18"].filename
     if not path.exists():
         return False
@@ -218,7 +225,7 @@ def resnet18_available() -> bool:
 
 
 def resolve_backbone_name(name: str = "auto", download: bool = True, verbose: bool = True) -> tuple[str, str]:
-    """Apply the ``auto`` policy; return ``(backbone name, reason)``.
+    """Apply the ``auto`` policy; return ``(backbone name, reason)`` (notebook 00).
 
     ``auto`` -> ``resnet18`` when its weights are cached (or ``download`` succeeds),
     otherwise ``efficientnet_lite0``. Any other name is returned unchanged.
@@ -247,7 +254,7 @@ def resolve_backbone_name(name: str = "auto", download: bool = True, verbose: bo
 
 def load_backbone(name: str = "auto", device: str | torch.device = "cpu", weights_path: str | None = None,
                   download: bool = True, verbose: bool = True) -> FeatureExtractor:
-    """Build a pretrained :class:`FeatureExtractor` in eval mode on ``device``.
+    """Build a pretrained :class:`FeatureExtractor` in eval mode on ``device`` (notebook 01).
 
     ``weights_path`` overrides where the checkpoint is read from (its sha256 is checked for the
     torchvision models). ``download=False`` never touches the network.
@@ -261,7 +268,7 @@ def load_backbone(name: str = "auto", device: str | torch.device = "cpu", weight
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; errors clearly on a missing GPU."""
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; errors clearly on a missing GPU (notebook 00)."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)

@@ -625,8 +625,6 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
     device = resolve_device(device)
     dataset = DefectMakerDataset(images, classes, foregrounds, is_texture, seed=seed, augment=augment)
     model = copy.deepcopy(backbone).to(device)
-    mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
     history = {"loss": [], "accuracy": [], "lr": []}
     rng_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=rng_devices):
@@ -650,7 +648,7 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
             total_loss, n_correct, n_seen = 0.0, 0, 0
             for batch, labels in loader:
                 batch, labels = batch.to(device), labels.to(device)
-                logits = head(model((batch - mean) / std)[-1])
+                logits = head(model(model.normalize(batch))[-1])
                 loss = F.cross_entropy(logits, labels)
                 optimizer.zero_grad()
                 loss.backward()

@@ -76,11 +76,7 @@ class PatchEmbedder:
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` in [0, 1] -> what the backbone expects (ImageNet mean/std, if enabled)."""
-        if not self.config.normalize:
-            return images
-        mean = torch.tensor(self.backbone.mean, device=images.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.backbone.std, device=images.device).view(1, 3, 1, 1)
-        return (images - mean) / std
+        return self.backbone.normalize(images) if self.config.normalize else images
 
     def pool(self, feature_map: torch.Tensor) -> torch.Tensor:
         """3×3 stride-1 average pooling, padded (same size) or unpadded (2 pixels smaller)."""

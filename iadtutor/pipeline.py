@@ -64,6 +64,15 @@ METHODS = {
 }
 
 
+def methods_table() -> pd.DataFrame:
+    """:data:`METHODS` as a table, one row per method: title, scorer class, parameters with their defaults,
+    backbone taps and the notebook that teaches it (notebook 00; the README and book show it too)."""
+    return pd.DataFrame([{"method": name, "title": m.title, "scorer": m.scorer.__name__,
+                          "parameters": ", ".join(f"{k}={v}" for k, v in m.params.items()) or "-",
+                          "taps": ", ".join(map(str, m.layers)), "notebook": m.chapter}
+                         for name, m in METHODS.items()]).set_index("method")
+
+
 def method_params(method: str, **params) -> dict:
     """The parameters of ``method`` with its defaults filled in; ``None`` means the default (notebook 03).
 

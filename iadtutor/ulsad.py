@@ -587,9 +587,7 @@ class ULSAD:
         size = self.config.image_size
         if images.shape[-2:] != (size, size):
             images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        mean = torch.tensor(self.backbone.mean, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.backbone.std, device=self.device).view(1, 3, 1, 1)
-        return (images - mean) / std
+        return self.backbone.normalize(images)
 
     @torch.no_grad()
     def _raw_features(self, prepared: Tensor) -> Tensor:
