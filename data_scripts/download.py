@@ -14,6 +14,7 @@ from iadtutor.tools.download import add_download_arguments, download_command
 
 
 def main(argv=None) -> int:
+    """``python data_scripts/download.py``: the same as ``iadtutor data download`` (README "Datasets")."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_download_arguments(parser)
     return download_command(parser.parse_args(argv))

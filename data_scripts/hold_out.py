@@ -15,6 +15,7 @@ from iadtutor.tools.download import add_hold_out_arguments, hold_out_command
 
 
 def main(argv=None) -> int:
+    """``python data_scripts/hold_out.py``: the same as ``iadtutor data hold-out`` (README "Datasets")."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_hold_out_arguments(parser)
     return hold_out_command(parser.parse_args(argv))

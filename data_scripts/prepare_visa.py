@@ -14,6 +14,7 @@ from iadtutor.tools.download import add_prepare_visa_arguments, prepare_visa_com
 
 
 def main(argv=None) -> int:
+    """``python data_scripts/prepare_visa.py``: the same as ``iadtutor data prepare-visa`` (README "Datasets")."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_prepare_visa_arguments(parser)
     return prepare_visa_command(parser.parse_args(argv))

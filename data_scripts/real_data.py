@@ -49,6 +49,7 @@ GRID_DEFECTS = ("bent", "broken", "glue", "metal_contamination", "thread")
 
 
 def git_dir(clones: Path, repository: str) -> Path:
+    """The git directory of ``repository``'s clone in ``clones`` (``OWNER+NAME`` or ``OWNER+NAME/repo``)."""
     folder = clones / repository.replace("/", "+")
     for candidate in (folder / "repo", folder):
         if (candidate / "HEAD").is_file() or (candidate / ".git").exists():
@@ -85,6 +86,7 @@ def arrange_grid(raw: Path, out: Path) -> None:
 
 
 def prepare(clones: Path, out_root: Path, name: str) -> Path:
+    """Write source ``name`` of :data:`SOURCES` below ``out_root`` (all or nothing; an existing folder stays)."""
     dest = out_root / SOURCES[name][4]
     if dest.exists() and any(dest.iterdir()):
         print(f"{dest} exists; left as it is.")
@@ -109,6 +111,7 @@ def prepare(clones: Path, out_root: Path, name: str) -> Path:
 
 
 def main(argv=None) -> int:
+    """``python data_scripts/real_data.py`` (book "Public copies of real categories for development")."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clones", required=True, type=Path, help="folder with one clone per repository, OWNER+NAME")
     parser.add_argument("--out", required=True, type=Path, help="where the categories go (e.g. data/real)")

@@ -14,6 +14,7 @@ from iadtutor.tools.download import add_verify_arguments, verify_command
 
 
 def main(argv=None) -> int:
+    """``python data_scripts/verify.py``: the same as ``iadtutor data verify`` (README "Datasets")."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_verify_arguments(parser)
     return verify_command(parser.parse_args(argv))

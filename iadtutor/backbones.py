@@ -20,13 +20,14 @@ used silently.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from iadtutor.files import sha256_of
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -67,15 +68,6 @@ TORCHVISION_WEIGHTS = {
 def hub_checkpoint_dir() -> Path:
     """Folder where torch hub keeps downloaded checkpoints (``$TORCH_HOME/hub/checkpoints``) (notebook 01)."""
     return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks (notebook 01)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_weights_file(path: str | os.PathLike, expected: WeightsFile) -> None:

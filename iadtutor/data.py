@@ -414,6 +414,7 @@ def binarize_mask(array: np.ndarray) -> np.ndarray:
 
 
 def read_mask(path: Path) -> np.ndarray:
+    """One mask file -> ``(H, W)`` bool, any bit depth or colour mode (notebook 00; ``iadtutor data verify``)."""
     mask = _open_image(path, "mask")
     # Bilevel, 8/16/32-bit gray and float masks are read as they are; colour and paletted ones via gray.
     if not (mask.mode in ("1", "L", "F") or mask.mode.startswith("I")):

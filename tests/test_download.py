@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from iadtutor.tools import download
+from iadtutor.tools.cli import main as iadtutor_main
 from iadtutor.tools.download import (DatasetInfo, DownloadError, count_images, download_dataset, extract_archive, fetch,
                                prepare_visa, verify_dataset)
 
@@ -270,14 +271,14 @@ def test_a_complete_copy_is_not_downloaded_again(tmp_path, server, capsys):
 def test_download_command_says_where_and_which_licence(tmp_path, server, capsys):
     btad_like = zip_bytes({f"BTech_Dataset_transformed/01/train/ok/{i:03d}.bmp": b"x" for i in range(3)})
     server.files["/btad.zip"] = btad_like
-    status = download.main(["download", "--dataset", "btad", "--out", str(tmp_path / "btad"),
+    status = iadtutor_main(["data", "download", "--dataset", "btad", "--out", str(tmp_path / "btad"),
                             "--url", server.url + "/btad.zip", "--sha256", "none", "--no-progress"])
     output = capsys.readouterr().out
     assert status == 1  # three images instead of BTAD's 400: reported, not hidden
     assert "NOT complete" in output
     assert f"is in {tmp_path / 'btad'}. Licence: CC BY-NC-SA 4.0 as listed by anomalib; check the dataset page" \
         in output
-    status = download.main(["download", "--dataset", "mpdd", "--out", str(tmp_path / "mpdd")])
+    status = iadtutor_main(["data", "download", "--dataset", "mpdd", "--out", str(tmp_path / "mpdd")])
     error = capsys.readouterr().err
     assert status == 2 and "no direct download link" in error and str(tmp_path / "mpdd") in error
 
@@ -345,6 +346,26 @@ def test_stored_counts_add_up_to_the_published_totals():
         888, 176, 282)
 
 
+def test_the_tables_are_read_in_file_order_and_a_broken_row_is_named(tmp_path, monkeypatch):
+    assert list(download.DATASETS["mvtec_ad"].counts["bottle"]) == [
+        "train/good", "test/good", "test", "ground_truth", "test/broken_large", "test/broken_small",
+        "test/contamination"]
+    assert download.DATASETS["mvtec_loco"].counts["splicing_connectors"]["train/good"] is None
+    assert download.DATASETS["toy"].counts == {c: {} for c in ("weave", "bracket", "pills", "box")}
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / download.REGISTRY_FILE).write_text('[{"name": "x", "title": "X", "homepage": "h", "licence": "l"}]')
+    (tables / download.COUNTS_FILE).write_text("dataset,category,folder,images\nx,a,train,many\n")
+    monkeypatch.setattr(download.resources, "files", lambda package: tmp_path)
+    with pytest.raises(ValueError, match="dataset_counts.csv line 2: expected"):
+        download.read_datasets()
+    (tables / download.COUNTS_FILE).write_text("dataset,category,folder,images\nx,a,train,3\n")
+    assert download.read_datasets()["x"].counts == {"a": {"train": 3}}
+    (tables / download.REGISTRY_FILE).write_text('[{"name": "x", "title": "X", "homepage": "h", "size": 1}]')
+    with pytest.raises(ValueError, match="datasets.json: every entry needs"):
+        download.read_datasets()
+
+
 def test_every_dataset_names_its_licence_and_a_way_to_get_it():
     for info in download.DATASETS.values():
         assert info.licence and info.homepage
@@ -352,9 +373,21 @@ def test_every_dataset_names_its_licence_and_a_way_to_get_it():
         assert info.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", info.sha256)
 
 
-def test_make_toy_writes_a_complete_toy_factory(tmp_path, capsys):
+def _data_script(name: str):
+    """A script of ``data_scripts/`` as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "data_scripts"
+                                                  / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_toy_script_writes_and_verifies_a_complete_toy_factory(tmp_path, capsys):
     pytest.importorskip("toyfactory")
-    status = download.main(["make-toy", "--out", str(tmp_path / "toy"), "--categories", "weave", "--image-size",
+    make_toy = _data_script("make_toy")
+    status = make_toy.main(["--out", str(tmp_path / "toy"), "--categories", "weave", "--image-size",
                             "64", "--n-train", "3", "--n-test-good", "2", "--n-test-per-defect", "1",
                             "--no-progress"])
     output = capsys.readouterr().out
@@ -362,7 +395,9 @@ def test_make_toy_writes_a_complete_toy_factory(tmp_path, capsys):
     assert f"{'weave':<20} {'train/good images':<34} {3:>9} {3:>9}  ok" in output
     assert f"The toy factory is in {tmp_path / 'toy'}" in output
     assert leftovers(tmp_path) == []
-    assert download.main(["make-toy", "--out", str(tmp_path / "toy"), "--no-progress"]) == 1  # not over it
+    assert make_toy.main(["--out", str(tmp_path / "toy"), "--no-progress"]) == 1  # not over it
+    assert "not empty" in capsys.readouterr().err
+    assert not hasattr(download, "make_toy")  # one make-toy front-end: iadtutor.tools.toy.make_toy
 
 
 # --- verify in detail, and holding out normals --------------------------------------------------------------
@@ -485,16 +520,14 @@ def test_hold_out_normals_makes_a_seeded_split_in_a_new_folder_and_leaves_the_so
 
 
 def test_hold_out_command_line(tmp_path, capsys):
-    from iadtutor.tools.cli import main as iadtutor_main
-
     source = _copy_without_test_good(tmp_path / "copy")
     status = iadtutor_main(["data", "hold-out", "--source", str(source), "--out", str(tmp_path / "held" / "cat"),
                             "--n", "2", "--seed", "0"])
     output = capsys.readouterr().out
     assert status == 0, output
     assert f"{source} is unchanged" in output and "2 of the training normals were held out" in output
-    assert download.main(["hold-out", "--source", str(source), "--out", str(tmp_path / "held" / "cat"),
-                          "--n", "2"]) == 1
+    assert iadtutor_main(["data", "hold-out", "--source", str(source), "--out", str(tmp_path / "held" / "cat"),
+                         "--n", "2"]) == 1
     assert "not empty" in capsys.readouterr().err
 
 
@@ -517,7 +550,7 @@ def test_verify_kolektor_counts_parts_defects_and_identical_parts(tmp_path, caps
     assert rows["train / test normal parts"] == (None, "4/2", "info")  # 80 % of 6 normal parts, anomalib's rule
     assert rows["mask sizes (W x H)"] == (None, "6x15", "info")
     assert rows["images identical to another"] == (0, 1, False)
-    assert download.main(["verify", "--dataset", "kolektor", "--root", str(root)]) == 1  # 8 parts, not 399
+    assert iadtutor_main(["data", "verify", "--dataset", "kolektor", "--root", str(root)]) == 1  # 8 parts, not 399
     output = capsys.readouterr().out
     assert "MISMATCH" in output and "CC BY-NC-SA 4.0" in output and "split like anomalib" in output
     (kos / "kos01/Part1_label.bmp").unlink()
@@ -526,12 +559,7 @@ def test_verify_kolektor_counts_parts_defects_and_identical_parts(tmp_path, caps
 
 
 def test_real_data_script_arranges_the_grid_copy_into_mvtec_layout(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("real_data", Path(__file__).resolve().parents[1]
-                                                  / "data_scripts" / "real_data.py")
-    real_data = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(real_data)
+    real_data = _data_script("real_data")
     raw = tmp_path / "raw"
     for name in ("000", "001"):
         _png(raw / f"Normal/{name}.png")

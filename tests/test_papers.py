@@ -117,3 +117,22 @@ def test_reb_btad_means_except_the_ones_the_paper_misprints(papers):
             assert abs(computed - mean) > 0.1
         else:
             assert computed == pytest.approx(mean, abs=0.1), (method, metric)
+
+
+def test_a_broken_table_file_is_named_in_the_error(tmp_path, monkeypatch):
+    from iadtutor.tools import papers
+
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / papers.RESULTS_FILE).write_text("source,table,value\nREB,Table 2,99.0\n")
+    monkeypatch.setattr(papers.resources, "files", lambda package: tmp_path)
+    papers._read_results.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="paper_results.csv: columns"):
+            paper_results()
+        columns = ",".join(c for c in papers.COLUMNS if c != "level")
+        (tmp_path / "tables" / papers.RESULTS_FILE).write_text(f"{columns}\nREB,Table 2,btad,01,reb,,,m,high,,\n")
+        papers._read_results.cache_clear()
+        with pytest.raises(ValueError, match="paper_results.csv: the value and std columns must hold numbers"):
+            paper_results()
+    finally:
+        papers._read_results.cache_clear()

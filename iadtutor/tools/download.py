@@ -1,40 +1,24 @@
-"""Getting the benchmark datasets onto disk, and checking that what is there is complete.
+"""Getting the benchmark datasets onto disk, and checking that what is there is complete (``iadtutor data
+download|verify|hold-out|prepare-visa``, ``data_scripts/*.py``; README "Datasets", book "Datasets and their
+licences").
 
-Five public datasets (MVTec AD, MVTec LOCO AD, VisA, BTAD, MPDD) plus the toy factory. For each one
-:data:`DATASETS` stores where it comes from, its licence, the archive's sha256 where it is known and the
-number of image files per category and folder where they are known (``None`` where not).
-
-Three promises, because these archives are gigabytes:
-
-* **Resumable.** The archive is downloaded to ``NAME.part``; an interrupted download (dropped connection,
-  Ctrl-C) is continued with an HTTP ``Range`` request by the next attempt or the next call.
-* **Nothing half-done.** The archive only gets its final name once it is complete and its sha256 matches.
-  A 404 or a wrong sha256 removes the ``.part`` file. Extraction goes into a temporary folder next to
-  the destination, which is moved into place with one ``os.replace`` at the end; a failed or
-  interrupted extraction leaves no destination folder behind (the archive stays, so a retry is quick).
-* **Checked.** :func:`verify_dataset` counts the image files of every category against the known counts
-  and checks that every defective test image has its mask; it reports what it could not check.
-
-Example (the toy factory needs no network)::
-
-    >>> from iadtutor.tools.download import download_dataset, verify_dataset
-    >>> root = download_dataset("toy", "data/toy")          # doctest: +SKIP
-    >>> print(verify_dataset("toy", root).format())          # doctest: +SKIP
-
-A copy without normal test images (the grid copy of ``shared/DATA_SOURCES.md``) becomes usable with
-:func:`hold_out_normals` (``iadtutor data hold-out``): a new folder, seeded, the source untouched.
-
-The command line (``iadtutor data download`` / ``verify`` / ``hold-out`` / ``data_scripts/*.py``) goes
-through :func:`download_command`, :func:`verify_command`, :func:`hold_out_command`,
-:func:`prepare_visa_command` and :func:`make_toy_command`.
+:data:`DATASETS` says where each dataset comes from, its licence, its archive's sha256 and how many image
+files a complete copy holds (read from ``tables/datasets.json`` and ``tables/dataset_counts.csv``;
+``tables/README.md`` says where each number comes from). Three promises, because these archives are
+gigabytes: **resumable** (``NAME.part`` is continued with an HTTP ``Range`` request by the next attempt or
+call), **nothing half-done** (the archive gets its final name only once complete with a matching sha256; a
+404 or a wrong sha256 removes the ``.part``; every folder is built in a temporary folder beside its
+destination and moved into place with one ``os.replace``) and **checked** (:func:`verify_dataset` counts
+the images of every category, checks every defect image has its mask and reports what it could not check).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
+import glob
 import http.client
+import json
 import os
 import re
 import shutil
@@ -46,32 +30,37 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
 from tqdm.auto import tqdm
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-GOOD_FOLDERS = {"good", "ok"}
+from iadtutor import data
+from iadtutor.data import IMAGE_SUFFIXES
+from iadtutor.files import sha256_of
+
 CHUNK_BYTES = 1 << 20
+HOLDOUT_FILE = "holdout.json"
+REGISTRY_FILE, COUNTS_FILE = "datasets.json", "dataset_counts.csv"  # in iadtutor/tools/tables/
 
 
 class DownloadError(RuntimeError):
-    """A download failed (HTTP error, too many interrupted attempts, or a wrong sha256)."""
+    """A download failed: HTTP error, too many interrupted attempts, or a wrong sha256 (``iadtutor data download``)."""
 
 
 class ManualDownloadRequired(RuntimeError):
-    """The dataset has no direct download link; the message says what to do."""
+    """The dataset has no direct download link; the message says what to do (``iadtutor data download``)."""
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """Where a dataset comes from and what a complete copy holds.
-
-    ``counts`` maps a category to ``{folder prefix: number of image files}``; a prefix counts every image
-    below it (``"test"`` counts all test images, ``"test/good"`` only the good ones). ``None`` marks a
-    number we do not know; verify then reports what it found without judging it.
-    """
+    """Where a dataset comes from and what a complete copy holds (an entry of :data:`DATASETS`; ``iadtutor
+    data download|verify``). ``counts``: ``{category: {folder prefix: image files}}``; a prefix counts every
+    image below it (``"test"`` all test images, ``"test/good"`` the good ones); ``None``: not known, only
+    reported."""
 
     name: str
     title: str
@@ -86,187 +75,44 @@ class DatasetInfo:
 
     @property
     def categories(self) -> tuple[str, ...]:
+        """The categories a complete copy holds (the keys of ``counts``)."""
         return tuple(self.counts)
 
     def licence_line(self, where: Path | str | None = None) -> str:
+        """The line every ``iadtutor data`` command ends with: where the data is, its licence and terms."""
         place = f"{self.title} is in {where}." if where is not None else f"{self.title}:"
         return f"{place} Licence: {self.licence}. Terms and citation: {self.homepage}"
 
 
-def _mvtec_ad_counts() -> dict:
-    # category: (train images, good test images, all test images); sums 3629 / 467 / 1725 as published.
-    table = {
-        "bottle": (209, 20, 83), "cable": (224, 58, 150), "capsule": (219, 23, 132),
-        "carpet": (280, 28, 117), "grid": (264, 21, 78), "hazelnut": (391, 40, 110),
-        "leather": (245, 32, 124), "metal_nut": (220, 22, 115), "pill": (267, 26, 167),
-        "screw": (320, 41, 160), "tile": (230, 33, 117), "toothbrush": (60, 12, 42),
-        "transistor": (213, 60, 100), "wood": (247, 19, 79), "zipper": (240, 32, 151),
-    }
-    counts = {
-        category: {"train/good": train, "test/good": good, "test": test, "ground_truth": test - good}
-        for category, (train, good, test) in table.items()
-    }
-    # Defect types, where checked against a complete copy (the other categories' are reported, not judged).
-    defects = {
-        "bottle": {"broken_large": 20, "broken_small": 22, "contamination": 21},
-        "grid": {"bent": 12, "broken": 12, "glue": 11, "metal_contamination": 11, "thread": 11},
-    }
-    for category, per_type in defects.items():
-        counts[category].update({f"test/{name}": n for name, n in per_type.items()})
-    return counts
+def read_datasets() -> dict[str, DatasetInfo]:
+    """:data:`DATASETS` from ``tables/datasets.json`` (a ``comment`` is for the reader of the file only) and
+    ``tables/dataset_counts.csv`` (images per category and folder prefix, checked in file order)."""
+    tables = resources.files("iadtutor.tools") / "tables"
+    counts: dict = {}
+    with (tables / COUNTS_FILE).open("r", encoding="utf-8", newline="") as file:
+        for line, row in enumerate(csv.DictReader(file), start=2):
+            try:
+                per_category = counts.setdefault(row["dataset"], {}).setdefault(row["category"], {})
+                if row["folder"]:  # a row without folder only names a category (the toy factory's)
+                    per_category[row["folder"]] = int(row["images"]) if row["images"] else None
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"{COUNTS_FILE} line {line}: expected dataset, category, folder and a whole "
+                                 f"number of images (or nothing), got {row}.") from None
+    entries = json.loads((tables / REGISTRY_FILE).read_text(encoding="utf-8"))
+    try:
+        return {entry["name"]: DatasetInfo(**{key: tuple(value) if key == "urls" else value
+                                              for key, value in entry.items() if key != "comment"},
+                                           counts=counts.get(entry["name"], {})) for entry in entries}
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{REGISTRY_FILE}: every entry needs a name, title, homepage and licence and only the "
+                         f"fields of DatasetInfo ({error}).") from None
 
 
-def _mvtec_loco_counts() -> dict:
-    # category: (train, validation, good test, logical test, structural test); sums 1772 / 304 / 575 / 561 / 432
-    # as published. Some copies of the archive hold 6 more training and 1 more validation image of
-    # splicing_connectors than published, so those two are left unchecked.
-    table = {
-        "breakfast_box": (351, 62, 102, 83, 90),
-        "juice_bottle": (335, 54, 94, 142, 94),
-        "pushpins": (372, 69, 138, 91, 81),
-        "screw_bag": (360, 60, 122, 137, 82),
-        "splicing_connectors": (None, None, 119, 108, 85),
-    }
-    return {
-        category: {"train/good": train, "validation/good": validation, "test/good": good,
-                   "test/logical_anomalies": logical, "test/structural_anomalies": structural}
-        for category, (train, validation, good, logical, structural) in table.items()
-    }
-
-
-def _visa_counts() -> dict:
-    # After the official 1-class split (split_csv/1cls.csv) into MVTec layout: (train, good test); every
-    # category has 100 anomalous test images. Totals 9621 normal and 1200 anomalous images as published.
-    table = {
-        "candle": (900, 100), "capsules": (542, 60), "cashew": (450, 50), "chewinggum": (453, 50),
-        "fryum": (450, 50), "macaroni1": (900, 100), "macaroni2": (900, 100), "pcb1": (904, 100),
-        "pcb2": (901, 100), "pcb3": (905, 101), "pcb4": (904, 101), "pipe_fryum": (450, 50),
-    }
-    return {
-        category: {"train/good": train, "test/good": good, "test/bad": 100, "ground_truth/bad": 100}
-        for category, (train, good) in table.items()
-    }
-
-
-def _btad_counts() -> dict:
-    # (train, test); sums 1799 / 741 as published. The good / defective split of the test set is not stored.
-    table = {"01": (400, 70), "02": (399, 230), "03": (1000, 441)}
-    return {category: {"train": train, "test": test} for category, (train, test) in table.items()}
-
-
-def _mpdd_counts() -> dict:
-    # (train, good test, defective test); sums 888 / 176 / 282 as published.
-    table = {
-        "bracket_black": (289, 32, 47), "bracket_brown": (185, 26, 51), "bracket_white": (110, 30, 30),
-        "connector": (128, 30, 14), "metal_plate": (54, 26, 71), "tubes": (122, 32, 69),
-    }
-    return {
-        category: {"train/good": train, "test/good": good, "test": good + bad, "ground_truth": bad}
-        for category, (train, good, bad) in table.items()
-    }
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    "mvtec_ad": DatasetInfo(
-        name="mvtec_ad",
-        title="MVTec AD",
-        homepage="https://www.mvtec.com/company/research/datasets/mvtec-ad",
-        licence="CC BY-NC-SA 4.0 (non-commercial use only)",
-        urls=(
-            "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f283/download/420938113-1629960298/"
-            "mvtec_anomaly_detection.tar.xz",
-            "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/download/420938113-1629952094/"
-            "mvtec_anomaly_detection.tar.xz",
-        ),
-        archive_name="mvtec_anomaly_detection.tar.xz",
-        sha256="cf4313b13603bec67abb49ca959488f7eedce2a9f7795ec54446c649ac98cd3d",
-        counts=_mvtec_ad_counts(),
-        notes="About 4.9 GB. If the links have moved, download from the dataset page and pass --url or put "
-              "the archive into the archive folder.",
-    ),
-    "mvtec_loco": DatasetInfo(
-        name="mvtec_loco",
-        title="MVTec LOCO AD",
-        homepage="https://www.mvtec.com/company/research/datasets/mvtec-loco",
-        licence="CC BY-NC-SA 4.0 (non-commercial use only)",
-        urls=(
-            "https://www.mydrive.ch/shares/48237/1b9106ccdfbb09a0c414bd49fe44a14a/download/430647091-1646842701/"
-            "mvtec_loco_anomaly_detection.tar.xz",
-        ),
-        archive_name="mvtec_loco_anomaly_detection.tar.xz",
-        # One user reports sha256 9e7c84dba550fd2e59d8e9e231c929c45ba737b6b6a6d3814100f54d63aae687 for
-        # this archive; unconfirmed, so not enforced (pass --sha256 to enforce it). Verify counts instead.
-        sha256=None,
-        counts=_mvtec_loco_counts(),
-    ),
-    "visa": DatasetInfo(
-        name="visa",
-        title="VisA",
-        homepage="https://github.com/amazon-science/spot-diff",
-        licence="CC BY 4.0",
-        urls=("https://amazon-visual-anomaly.s3.us-west-2.amazonaws.com/VisA_20220922.tar",),
-        archive_name="VisA_20220922.tar",
-        sha256="2eb8690c803ab37de0324772964100169ec8ba1fa3f7e94291c9ca673f40f362",
-        counts=_visa_counts(),
-        notes="The archive holds VisA's own layout; it is split into MVTec layout with split_csv/1cls.csv.",
-    ),
-    "btad": DatasetInfo(
-        name="btad",
-        title="BTAD (beanTech Anomaly Detection)",
-        homepage="https://avires.dimi.uniud.it/papers/btad/",
-        licence="CC BY-NC-SA 4.0 as listed by anomalib; check the dataset page",
-        urls=("https://avires.dimi.uniud.it/papers/btad/btad.zip",),
-        archive_name="btad.zip",
-        sha256="461c9387e515bfed41ecaae07c50cf6b10def647b36c9e31d239ab2736b10d2a",
-        counts=_btad_counts(),
-        notes="Folders use 'ok' / 'ko' instead of 'good' / a defect name; images of 01 and 03 are BMP.",
-    ),
-    "mpdd": DatasetInfo(
-        name="mpdd",
-        title="MPDD (Metal Parts Defect Detection)",
-        homepage="https://github.com/stepanje/MPDD",
-        licence="CC BY-NC-SA 4.0 as listed by anomalib; check the dataset page",
-        counts=_mpdd_counts(),
-        manual_steps=(
-            "MPDD has no direct download link. Download it from the OneDrive folder linked on "
-            "https://github.com/stepanje/MPDD, extract it so that OUT/bracket_black/train/good exists, then run "
-            "`iadtutor data verify --dataset mpdd --root OUT` (or pass --url if you host the archive yourself)."
-        ),
-    ),
-    "kolektor": DatasetInfo(
-        name="kolektor",
-        title="KolektorSDD (Kolektor Surface-Defect Dataset)",
-        homepage="https://www.vicos.si/resources/kolektorsdd/",
-        licence="CC BY-NC-SA 4.0 (non-commercial use only)",
-        # 50 commutators x 8 surfaces, less one: 399 parts, 52 of them defective (Tabernik et al. 2020).
-        counts={"kolektorsdd": {"parts": 399, "defective parts": 52}},
-        manual_steps=(
-            "Download KolektorSDD.zip (box-annotated is not needed; the pixel labels are in the main archive) "
-            "from https://www.vicos.si/resources/kolektorsdd/, extract it so that OUT/kolektorsdd/kos01/Part0.jpg "
-            "exists, then run `iadtutor data verify --dataset kolektor --root OUT`."
-        ),
-        notes="No train / test folders: iadtutor.data splits the normal parts like anomalib (80 % train, seed 42).",
-    ),
-    "folder": DatasetInfo(
-        name="folder",
-        title="A dataset folder",
-        homepage="the folder's own source (see its licence file)",
-        licence="as its source states",
-        manual_steps="Any folder of categories in a layout that iadtutor.data reads; nothing to download.",
-        notes="Counts unknown: every category found under the root is reported, masks and files are checked.",
-    ),
-    "toy": DatasetInfo(
-        name="toy",
-        title="The toy factory",
-        homepage="toyfactory (generated on this machine)",
-        licence="generated by iadtutor (MIT, like the package)",
-        counts={category: {} for category in ("weave", "bracket", "pills", "box")},
-    ),
-}
+DATASETS: dict[str, DatasetInfo] = read_datasets()
 
 
 def dataset_info(name_or_info: str | DatasetInfo) -> DatasetInfo:
-    """The :class:`DatasetInfo` of a dataset name (or the info itself)."""
+    """The :class:`DatasetInfo` of a dataset name (or the info itself); the ``--dataset`` of ``iadtutor data``."""
     if isinstance(name_or_info, DatasetInfo):
         return name_or_info
     if name_or_info not in DATASETS:
@@ -274,22 +120,7 @@ def dataset_info(name_or_info: str | DatasetInfo) -> DatasetInfo:
     return DATASETS[name_or_info]
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Downloading
-# ---------------------------------------------------------------------------------------------------------
-
-def sha256_of(path: Path | str, progress: bool = False) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as file, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
-                                        unit_divisor=1024, desc=f"sha256 {path.name}",
-                                        disable=not progress) as bar:
-        while chunk := file.read(CHUNK_BYTES):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
-
+# --- downloading -------------------------------------------------------------------------------------------
 
 class _Interrupted(Exception):
     """One attempt ended before the whole file arrived; the next attempt resumes."""
@@ -302,9 +133,7 @@ def _total_from_content_range(value: str | None) -> int | None:
 
 def _fetch_once(url: str, part: Path, progress: bool, timeout: float) -> None:
     have = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": "iadtutor"}
-    if have:
-        headers["Range"] = f"bytes={have}-"
+    headers = {"User-Agent": "iadtutor", **({"Range": f"bytes={have}-"} if have else {})}
     try:
         response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as error:
@@ -334,12 +163,9 @@ def _fetch_once(url: str, part: Path, progress: bool, timeout: float) -> None:
 
 def fetch(url: str, dest: Path | str, sha256: str | None = None, *, retries: int = 5, progress: bool = True,
           timeout: float = 60.0, retry_wait: float = 2.0) -> Path:
-    """Download ``url`` to ``dest`` (resuming ``dest.part`` if present) and check its sha256.
-
-    Interrupted attempts are resumed with an HTTP Range request, up to ``retries`` more times. HTTP 4xx
-    answers and a sha256 mismatch remove the ``.part`` file and raise :class:`DownloadError`; after too
-    many interruptions the ``.part`` file is kept so that a later call resumes it.
-    """
+    """Download ``url`` to ``dest`` (resuming ``dest.part``) and check its sha256 (``iadtutor data download``).
+    Interrupted attempts are resumed up to ``retries`` more times; HTTP 4xx or a wrong sha256 remove the
+    ``.part`` and raise :class:`DownloadError`; after too many interruptions it is kept for a later call."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -369,50 +195,21 @@ def fetch(url: str, dest: Path | str, sha256: str | None = None, *, retries: int
     return dest
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Extracting
-# ---------------------------------------------------------------------------------------------------------
+# --- extracting, and VisA from its own layout to MVTec layout -----------------------------------------------
 
-def _extract_members(archive: Path, into: Path, progress: bool) -> None:
-    name = archive.name.lower()
-    if name.endswith(".zip"):
-        with zipfile.ZipFile(archive) as zip_file:
-            for member in tqdm(zip_file.infolist(), desc=f"extract {archive.name}", unit="file",
-                               disable=not progress):
-                target = (into / member.filename).resolve()
-                if not target.is_relative_to(into.resolve()):
-                    raise ValueError(f"{archive}: member {member.filename!r} would land outside the folder.")
-                zip_file.extract(member, into)
-        return
-    with tarfile.open(archive, "r:*") as tar:
-        for member in tqdm(tar, desc=f"extract {archive.name}", unit="file", disable=not progress):
-            tar.extract(member, into, filter="data")  # "data" refuses links and paths outside ``into``
+def _refuse_non_empty(folder: Path) -> None:
+    if folder.exists() and any(folder.iterdir()):
+        raise FileExistsError(f"{folder} already exists and is not empty; remove it or choose another folder.")
 
 
-def _content_root(folder: Path, top_level_names: tuple[str, ...]) -> Path:
-    """The folder itself, or its single sub-folder when the archive wraps everything in one folder."""
-    entries = [entry for entry in folder.iterdir() if not entry.name.startswith(".") and entry.name != "__MACOSX"]
-    if len(entries) == 1 and entries[0].is_dir() and entries[0].name not in top_level_names:
-        return entries[0]
-    return folder
-
-
-def extract_archive(archive: Path | str, dest: Path | str, *, top_level_names: tuple[str, ...] = (),
-                    progress: bool = True) -> Path:
-    """Extract a .zip / .tar / .tar.gz / .tar.xz archive so that its content becomes ``dest``.
-
-    All or nothing: the archive is extracted into a temporary folder beside ``dest``, which is moved into
-    place at the end. A single wrapping folder is stripped unless its name is in ``top_level_names``
-    (e.g. the dataset's categories). ``dest`` must not exist or be empty.
-    """
-    archive, dest = Path(archive), Path(dest)
-    if dest.exists() and any(dest.iterdir()):
-        raise FileExistsError(f"{dest} already exists and is not empty; remove it or choose another folder.")
+def _build_then_move(dest: Path, verb: str, build) -> Path:
+    """All or nothing: ``build(scratch)`` fills a temporary folder beside ``dest`` and returns the folder
+    that becomes ``dest`` (the scratch folder or one inside it); it is moved into place at the end."""
+    _refuse_non_empty(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extracting-", dir=dest.parent))
+    scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{verb}-", dir=dest.parent))
     try:
-        _extract_members(archive, scratch, progress)
-        content = _content_root(scratch, top_level_names)
+        content = build(scratch)
         if dest.exists():
             dest.rmdir()
         os.replace(content, dest)
@@ -421,9 +218,31 @@ def extract_archive(archive: Path | str, dest: Path | str, *, top_level_names: t
     return dest
 
 
-# ---------------------------------------------------------------------------------------------------------
-# VisA: from its own layout to MVTec layout
-# ---------------------------------------------------------------------------------------------------------
+def extract_archive(archive: Path | str, dest: Path | str, *, top_level_names: tuple[str, ...] = (),
+                    progress: bool = True) -> Path:
+    """Extract a .zip / .tar / .tar.gz / .tar.xz archive so that its content becomes ``dest``, all or nothing
+    (``iadtutor data download``). A single wrapping folder is stripped unless its name is in
+    ``top_level_names`` (e.g. the dataset's categories). ``dest`` must not exist or be empty."""
+    archive = Path(archive)
+
+    def build(scratch: Path) -> Path:
+        members = f"extract {archive.name}"
+        if archive.name.lower().endswith(".zip"):
+            with zipfile.ZipFile(archive) as zip_file:
+                for member in tqdm(zip_file.infolist(), desc=members, unit="file", disable=not progress):
+                    if not (scratch / member.filename).resolve().is_relative_to(scratch.resolve()):
+                        raise ValueError(f"{archive}: member {member.filename!r} would land outside the folder.")
+                    zip_file.extract(member, scratch)
+        else:
+            with tarfile.open(archive, "r:*") as tar:
+                for member in tqdm(tar, desc=members, unit="file", disable=not progress):
+                    tar.extract(member, scratch, filter="data")  # "data" refuses links and paths outside
+        entries = [e for e in scratch.iterdir() if not e.name.startswith(".") and e.name != "__MACOSX"]
+        wrapped = len(entries) == 1 and entries[0].is_dir() and entries[0].name not in top_level_names
+        return entries[0] if wrapped else scratch
+
+    return _build_then_move(Path(dest), "extracting", build)
+
 
 def _link_or_copy(source: Path, target: Path) -> None:
     try:
@@ -434,29 +253,23 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 def prepare_visa(raw_root: Path | str, out_dir: Path | str, split_csv: Path | str | None = None, *,
                  progress: bool = True) -> Path:
-    """Split VisA into MVTec layout with the official 1-class split (``split_csv/1cls.csv``).
-
-    Writes ``out_dir/CATEGORY/train/good``, ``test/good``, ``test/bad`` and ``ground_truth/bad/NAME.png``
-    (masks binarised to 0 / 255), the tree of VisA's own ``prepare_data.py`` that :mod:`iadtutor.data` reads
-    as layout ``visa``. Image files are hard-linked when possible. All or nothing, like
-    :func:`extract_archive`.
-    """
-    from PIL import Image
-
+    """Split VisA into MVTec layout with its official 1-class split ``split_csv/1cls.csv`` (``iadtutor data
+    prepare-visa``, ``data_scripts/prepare_visa.py``; ``download`` does it for VisA): ``CATEGORY/train/good``,
+    ``test/good``, ``test/bad``, ``ground_truth/bad/NAME.png`` (0 / 255), the tree of VisA's own
+    ``prepare_data.py`` (layout ``visa`` of :mod:`iadtutor.data`). Images hard-linked where possible; all or
+    nothing."""
     raw_root, out_dir = Path(raw_root), Path(out_dir)
     split_csv = Path(split_csv) if split_csv else raw_root / "split_csv" / "1cls.csv"
     if not split_csv.is_file():
         raise FileNotFoundError(f"{split_csv} not found; expected VisA's split file (split_csv/1cls.csv).")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} already exists and is not empty; remove it or choose another folder.")
+    _refuse_non_empty(out_dir)
     with open(split_csv, newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
     expected_columns = {"object", "split", "label", "image", "mask"}
     if not rows or not expected_columns <= set(rows[0]):
         raise ValueError(f"{split_csv}: expected the columns {sorted(expected_columns)}.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.preparing-", dir=out_dir.parent))
-    try:
+
+    def build(scratch: Path) -> Path:
         for line, row in enumerate(tqdm(rows, desc="VisA to MVTec layout", unit="image", disable=not progress),
                                    start=2):
             label = "good" if row["label"] == "normal" else "bad"
@@ -475,50 +288,19 @@ def prepare_visa(raw_root: Path | str, out_dir: Path | str, split_csv: Path | st
                 with Image.open(mask_path) as mask:
                     binary = mask.convert("L").point(lambda value: 255 if value else 0)
                 binary.save(mask_folder / f"{image.stem}.png")
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(scratch, out_dir)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return out_dir
+        return scratch
+
+    return _build_then_move(out_dir, "preparing", build)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The toy factory
-# ---------------------------------------------------------------------------------------------------------
-
-def make_toy(out_dir: Path | str, categories: list[str] | None = None, seed: int = 0, *, progress: bool = True,
-             **toy_options) -> Path:
-    """Generate the toy factory into ``out_dir`` (all or nothing) with :func:`toyfactory.make_toy_dataset`."""
-    from toyfactory import make_toy_dataset
-
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} already exists and is not empty; remove it or choose another folder.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.making-", dir=out_dir.parent))
-    try:
-        make_toy_dataset(scratch, categories=categories, seed=seed, progress=progress, **toy_options)
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(scratch, out_dir)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return out_dir
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Verifying
-# ---------------------------------------------------------------------------------------------------------
+# --- verifying ---------------------------------------------------------------------------------------------
 
 def count_images(folder: Path | str) -> Counter:
-    """Number of image files directly inside every sub-folder of ``folder``, keyed by relative posix path."""
+    """Number of image files directly inside every sub-folder of ``folder``, keyed by relative posix path
+    (the counts of ``iadtutor data verify``)."""
     folder = Path(folder)
-    counts: Counter = Counter()
-    for path in folder.rglob("*"):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            counts[path.parent.relative_to(folder).as_posix()] += 1
-    return counts
+    return Counter(path.parent.relative_to(folder).as_posix() for path in folder.rglob("*")
+                   if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _count_below(counts: Counter, prefix: str) -> int:
@@ -527,37 +309,26 @@ def _count_below(counts: Counter, prefix: str) -> int:
 
 def _has_mask(ground_truth: Path, stem: str) -> bool:
     # MVTec AD / MPDD / toy: NAME_mask.png; VisA, BTAD: NAME.png; MVTec LOCO: a folder NAME/ of masks.
-    return (ground_truth / stem).is_dir() or any(ground_truth.glob(f"{glob_escape(stem)}_mask.*")) or any(
-        path.suffix.lower() in IMAGE_SUFFIXES for path in ground_truth.glob(f"{glob_escape(stem)}.*"))
-
-
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
+    return (ground_truth / stem).is_dir() or any(ground_truth.glob(f"{glob.escape(stem)}_mask.*")) or any(
+        path.suffix.lower() in IMAGE_SUFFIXES for path in ground_truth.glob(f"{glob.escape(stem)}.*"))
 
 
 def _images_without_mask(category_dir: Path) -> list[str]:
-    missing = []
     test = category_dir / "test"
     if not test.is_dir():
-        return missing
-    for defect_dir in sorted(p for p in test.iterdir() if p.is_dir() and p.name not in GOOD_FOLDERS):
-        for image in sorted(defect_dir.iterdir()):
-            if image.suffix.lower() in IMAGE_SUFFIXES and not _has_mask(
-                    category_dir / "ground_truth" / defect_dir.name, image.stem):
-                missing.append(f"{defect_dir.name}/{image.name}")
-    return missing
-
-
-HOLDOUT_FILE = "holdout.json"
+        return []
+    return [f"{defect_dir.name}/{image.name}"
+            for defect_dir in sorted(p for p in test.iterdir() if p.is_dir() and p.name not in ("good", "ok"))
+            for image in sorted(defect_dir.iterdir())
+            if image.suffix.lower() in IMAGE_SUFFIXES
+            and not _has_mask(category_dir / "ground_truth" / defect_dir.name, image.stem)]
 
 
 @dataclass
 class VerifyReport:
-    """What :func:`verify_dataset` found. ``ok`` is False when any checked number is off.
-
-    A row's ``ok`` is True / False (checked), None (number unknown, only reported) or ``"info"`` (a fact
-    such as the mask sizes, nothing to judge). ``notes`` say in words what is missing and what to do.
-    """
+    """What :func:`verify_dataset` found (printed by ``iadtutor data verify``); ``ok`` is False when any checked
+    number is off. A row's ``ok``: True / False (checked), None (number unknown, only reported: ``unchecked``
+    counts them) or ``"info"`` (a fact such as the mask sizes). ``notes`` say what is missing and what to do."""
 
     dataset: str
     root: Path
@@ -574,6 +345,7 @@ class VerifyReport:
         return sum(row["ok"] is None for row in self.rows)
 
     def format(self) -> str:
+        """The table ``iadtutor data verify`` prints: one line per row, the notes, then the verdict."""
         lines = [f"{'category':<20} {'what':<34} {'expected':>9} {'found':>9}  result"]
         for row in self.rows:
             result = {True: "ok", False: "MISMATCH", None: "not checked", "info": ""}[row["ok"]]
@@ -593,27 +365,13 @@ def _row(category: str, what: str, expected, found, ok) -> dict:
     return {"category": category, "what": what, "expected": expected, "found": found, "ok": ok}
 
 
-def _identical_files(paths: list[Path]) -> list[tuple[Path, Path]]:
-    """``(copy, first)`` for every file whose bytes equal those of an earlier file of ``paths``."""
-    first_of: dict[str, Path] = {}
-    copies = []
-    for path in paths:
-        digest = sha256_of(path)
-        if digest in first_of:
-            copies.append((path, first_of[digest]))
-        else:
-            first_of[digest] = path
-    return copies
+def _checked_row(category: str, what: str, expected, found) -> dict:
+    return _row(category, what, expected, found, None if expected is None else found == expected)
 
 
-def _mask_rows(category: str, samples: list) -> tuple[list[dict], list[str]]:
-    """Rows on the masks of the defective samples: their sizes, whether each fits its image, empty ones,
-    and the defect area (percent of the image: smallest, median, largest)."""
-    import numpy as np
-    from PIL import Image
-
-    from iadtutor import data
-
+def _mask_rows(category: str, samples: list, notes: list[str]) -> list[dict]:
+    """Rows (and ``notes``) on the masks of the defective samples: their sizes, whether each fits its image,
+    empty ones, and the defect area (percent of the image: smallest, median, largest)."""
     sizes: Counter = Counter()
     wrong_size, empty, areas = [], [], []
     for sample in samples:
@@ -633,7 +391,7 @@ def _mask_rows(category: str, samples: list) -> tuple[list[dict], list[str]]:
             if not union.any():
                 empty.append(str(sample.image_path))
             areas.append(100.0 * union.mean())
-    notes = [f"{category}: mask of another size than its image: {text}" for text in wrong_size[:5]]
+    notes += [f"{category}: mask of another size than its image: {text}" for text in wrong_size[:5]]
     notes += [f"{category}: defect image with an empty mask: {path}" for path in empty[:5]]
     size_text = ", ".join(f"{size} ({n})" if len(sizes) > 1 else size for size, n in sizes.most_common(2))
     if len(sizes) > 2:
@@ -645,88 +403,20 @@ def _mask_rows(category: str, samples: list) -> tuple[list[dict], list[str]]:
         low, median, high = (float(np.percentile(areas, q)) for q in (0, 50, 100))
         rows.append(_row(category, "defect area % (min/median/max)", None,
                          f"{low:.2g}/{median:.2g}/{high:.2g}", "info"))
-    return rows, notes
-
-
-def _read_holdout(category_dir: Path) -> dict | None:
-    import json
-
-    path = category_dir / HOLDOUT_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def _expected_after_holdout(expected_counts: dict, holdout: dict) -> dict:
-    """Published counts changed by a hold-out: ``n`` training normals moved to test/good."""
-    n = int(holdout["n_held_out"])
-    adjusted = dict(expected_counts)
-    published_good = expected_counts.get("test/good")
-    test_good = int(holdout.get("source_test_good", 0)) + n
-    if adjusted.get("train/good") is not None:
-        adjusted["train/good"] = adjusted["train/good"] - n
-    if "test/good" in adjusted:
-        adjusted["test/good"] = test_good
-    if adjusted.get("test") is not None and published_good is not None:
-        adjusted["test"] = adjusted["test"] - published_good + test_good
-    return adjusted
-
-
-def _category_rows(info: DatasetInfo, category: str, category_dir: Path, details: bool) -> tuple[list, list]:
-    """Rows and notes for one category in a train / test layout (MVTec AD and its relatives)."""
-    counts = count_images(category_dir)
-    expected_counts = info.counts.get(category) or {"train": None, "test": None}
-    holdout = _read_holdout(category_dir)
-    notes = []
-    if holdout:
-        expected_counts = _expected_after_holdout(expected_counts, holdout)
-        notes.append(f"{category}: {holdout['n_held_out']} of the training normals were held out into test/good "
-                     f"with seed {holdout['seed']} ({HOLDOUT_FILE}, from {holdout['source']}); expected counts "
-                     "adjusted.")
-    if details:  # every defect folder on disk gets its own row
-        normal = "ok" if (category_dir / "train" / "ok").is_dir() else "good"
-        on_disk = sorted(f for f in {folder.split("/")[1] for folder in counts if folder.startswith("test/")
-                                     and folder.count("/") >= 1} if f != normal)
-        expected_counts = {**expected_counts,
-                           **{f"test/{name}": None for name in on_disk if f"test/{name}" not in expected_counts}}
-    rows = []
-    for prefix, expected in expected_counts.items():
-        found = _count_below(counts, prefix)
-        ok = None if expected is None else found == expected
-        if expected is None and found == 0:
-            ok = False  # an empty folder is wrong whatever the count should be
-        rows.append(_row(category, f"{prefix} images", expected, found, ok))
-    missing = _images_without_mask(category_dir)
-    rows.append(_row(category, "defect images without mask", 0, len(missing), not missing))
-    notes += [f"{category}: defect image without mask: test/{name}" for name in missing[:5]]
-
-    if not (category_dir / "train").is_dir():
-        notes.append(f"{category}: no train/ folder in {category_dir}: not in a train / test layout (MVTec AD "
-                     "layout: train/good, test/DEFECT, ground_truth/DEFECT/NAME_mask.png).")
-    normal_test = [folder for folder in ("test/good", "test/ok") if _count_below(counts, folder)]
-    if (category_dir / "train").is_dir() and not normal_test:
-        n = expected_counts.get("test/good")
-        notes.append(f"{category}: no test/good folder: the test set has no normal image, so no AUROC can be "
-                     "computed. Hold out normals from train/good into a new folder (the source stays as it is): "
-                     f"iadtutor data hold-out --source {category_dir} --out NEW_ROOT/{category} "
-                     f"--n {n if n else 'N'} --seed 0")
-    if details and (category_dir / "train").is_dir():
-        from iadtutor import data
-
-        try:
-            splits = data.find_category(category_dir.parent, category)
-        except data.DatasetError as error:
-            notes.append(f"{category}: iadtutor.data cannot read it: {error}")
-        else:
-            mask_rows, mask_notes = _mask_rows(category, splits.test)
-            rows += mask_rows
-            notes += mask_notes
-            rows += _identical_rows(category, category_dir, splits, notes)
-    return rows, notes
+    return rows
 
 
 def _identical_rows(category: str, category_dir: Path, splits, notes: list[str]) -> list[dict]:
     """Image files that repeat another byte for byte, and how many such pairs lie across train and test."""
     train = {s.image_path for s in splits.train + splits.validation}
-    copies = _identical_files(sorted(train | {s.image_path for s in splits.test}))
+    first_of: dict[str, Path] = {}
+    copies = []  # (copy, the earlier file with the same bytes)
+    for path in sorted(train | {s.image_path for s in splits.test}):
+        digest = sha256_of(path)
+        if digest in first_of:
+            copies.append((path, first_of[digest]))
+        else:
+            first_of[digest] = path
     shown = ", ".join(f"{copy.relative_to(category_dir)} = {first.relative_to(category_dir)}"
                       for copy, first in copies[:6])
     across = sum((copy in train) != (first in train) for copy, first in copies)
@@ -737,10 +427,67 @@ def _identical_rows(category: str, category_dir: Path, splits, notes: list[str])
             _row(category, "identical pairs across train/test", 0, across, not across)]
 
 
+def _expected_after_holdout(expected: dict, holdout: dict) -> dict:
+    """Published counts changed by a hold-out: ``n`` training normals moved to test/good."""
+    n, adjusted = int(holdout["n_held_out"]), dict(expected)
+    test_good = int(holdout.get("source_test_good", 0)) + n
+    if adjusted.get("train/good") is not None:
+        adjusted["train/good"] -= n
+    if "test/good" in adjusted:
+        adjusted["test/good"] = test_good
+    if adjusted.get("test") is not None and expected.get("test/good") is not None:
+        adjusted["test"] += test_good - expected["test/good"]
+    return adjusted
+
+
+def _category_rows(info: DatasetInfo, category: str, category_dir: Path, details: bool) -> tuple[list, list]:
+    """Rows and notes for one category in a train / test layout (MVTec AD and its relatives)."""
+    counts = count_images(category_dir)
+    expected_counts = info.counts.get(category) or {"train": None, "test": None}
+    notes = []
+    if (category_dir / HOLDOUT_FILE).is_file():
+        holdout = json.loads((category_dir / HOLDOUT_FILE).read_text(encoding="utf-8"))
+        expected_counts = _expected_after_holdout(expected_counts, holdout)
+        notes.append(f"{category}: {holdout['n_held_out']} of the training normals were held out into test/good "
+                     f"with seed {holdout['seed']} ({HOLDOUT_FILE}, from {holdout['source']}); expected counts "
+                     "adjusted.")
+    if details:  # every defect folder on disk gets its own row
+        normal = "ok" if (category_dir / "train" / "ok").is_dir() else "good"
+        on_disk = sorted({folder.split("/")[1] for folder in counts if folder.startswith("test/")} - {normal})
+        expected_counts = {**expected_counts,
+                           **{f"test/{name}": None for name in on_disk if f"test/{name}" not in expected_counts}}
+    rows = []
+    for prefix, expected in expected_counts.items():
+        found = _count_below(counts, prefix)
+        rows.append(_checked_row(category, f"{prefix} images", expected, found))
+        if expected is None and found == 0:
+            rows[-1]["ok"] = False  # an empty folder is wrong whatever the count should be
+    missing = _images_without_mask(category_dir)
+    rows.append(_row(category, "defect images without mask", 0, len(missing), not missing))
+    notes += [f"{category}: defect image without mask: test/{name}" for name in missing[:5]]
+
+    has_train = (category_dir / "train").is_dir()
+    if not has_train:
+        notes.append(f"{category}: no train/ folder in {category_dir}: not in a train / test layout (MVTec AD "
+                     "layout: train/good, test/DEFECT, ground_truth/DEFECT/NAME_mask.png).")
+    if has_train and not any(_count_below(counts, folder) for folder in ("test/good", "test/ok")):
+        n = expected_counts.get("test/good")
+        notes.append(f"{category}: no test/good folder: the test set has no normal image, so no AUROC can be "
+                     "computed. Hold out normals from train/good into a new folder (the source stays as it is): "
+                     f"iadtutor data hold-out --source {category_dir} --out NEW_ROOT/{category} "
+                     f"--n {n if n else 'N'} --seed 0")
+    if details and has_train:
+        try:
+            splits = data.find_category(category_dir.parent, category)
+        except data.DatasetError as error:
+            notes.append(f"{category}: iadtutor.data cannot read it: {error}")
+        else:
+            rows += _mask_rows(category, splits.test, notes) + _identical_rows(category, category_dir, splits, notes)
+    return rows, notes
+
+
 def _kolektor_rows(info: DatasetInfo, category: str, category_dir: Path, details: bool) -> tuple[list, list]:
     """Rows for KolektorSDD: parts, defective parts (non-empty label), the train / test split."""
-    from iadtutor import data
-
     expected = info.counts.get(category, {})
     try:
         splits = data.find_category(category_dir.parent, category, layout="kolektor")
@@ -749,40 +496,28 @@ def _kolektor_rows(info: DatasetInfo, category: str, category_dir: Path, details
             f"{category}: {error}"]
     samples = splits.train + splits.test
     n_parts, n_bad = len(samples), sum(s.label for s in samples)
-    rows = [_row(category, "parts", expected.get("parts"), n_parts,
-                 None if expected.get("parts") is None else n_parts == expected["parts"]),
-            _row(category, "defective parts (non-empty label)", expected.get("defective parts"), n_bad,
-                 None if expected.get("defective parts") is None else n_bad == expected["defective parts"]),
+    rows = [_checked_row(category, "parts", expected.get("parts"), n_parts),
+            _checked_row(category, "defective parts (non-empty label)", expected.get("defective parts"), n_bad),
             _row(category, "train / test normal parts", None,
                  f"{len(splits.train)}/{n_parts - n_bad - len(splits.train)}", "info")]
     notes = [f"{category}: split like anomalib: every defective part is a test image; the normal parts go "
              f"80 % to train and 20 % to test (seed {data.KOLEKTOR_SPLIT_SEED})."]
     if details:
-        mask_rows, mask_notes = _mask_rows(category, samples)
-        rows += mask_rows
-        notes += mask_notes
-        rows += _identical_rows(category, category_dir, splits, notes)
+        rows += _mask_rows(category, samples, notes) + _identical_rows(category, category_dir, splits, notes)
     return rows, notes
 
 
 def verify_dataset(dataset: str | DatasetInfo, root: Path | str, *, categories: list[str] | None = None,
                    archive: Path | str | None = None, progress: bool = True, details: bool = False) -> VerifyReport:
-    """Count the image files of every category under ``root`` against the known counts.
-
-    Also checks that every defective test image has a mask and, when ``archive`` is given and its
-    sha256 is known, the archive's sha256. Numbers stored as ``None`` are reported, not judged.
-    ``details`` adds one row per defect type, the mask sizes (each must match its image), empty masks,
-    the defect areas and image files that repeat another byte for byte; it reads every mask and image
-    file, so it takes a while on a whole dataset. The report's notes say what is missing and what to do
-    (e.g. a copy without ``test/good``: hold out normals with :func:`hold_out_normals`).
-    """
+    """Count the image files of every category under ``root`` against the known counts (``iadtutor data
+    verify``, ``data_scripts/verify.py``, book "Checking a copy"), check that every defect image has a mask
+    and the ``archive``'s sha256 where known. ``details`` adds one row per defect type, the mask sizes (each
+    must match its image), empty masks, defect areas and byte-identical images (reads every file)."""
     info = dataset_info(dataset)
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder; expected the {info.title} root with one folder per category.")
     if categories is None and not info.categories:
-        from iadtutor import data
-
         categories = data.list_categories(root)
         if not categories:
             raise FileNotFoundError(f"{root} holds no category folder in a layout that iadtutor.data reads.")
@@ -792,8 +527,6 @@ def verify_dataset(dataset: str | DatasetInfo, root: Path | str, *, categories: 
         if not category_dir.is_dir():
             rows.append(_row(category, "folder", "present", "missing", False))
             continue
-        from iadtutor import data
-
         try:
             layout = data.detect_layout(category_dir)
         except data.DatasetError:
@@ -808,33 +541,19 @@ def verify_dataset(dataset: str | DatasetInfo, root: Path | str, *, categories: 
     return VerifyReport(info.name, root, rows, sha_ok, notes)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# A test split for a copy without normal test images
-# ---------------------------------------------------------------------------------------------------------
-
 def hold_out_normals(source: Path | str, out: Path | str, n: int | None = None, *, fraction: float | None = None,
                      seed: int = 0) -> Path:
-    """Copy the category folder ``source`` to ``out``, moving ``n`` random training normals to the test set.
-
-    For copies that hold ``train/good`` but no ``test/good`` (e.g. a category re-published without its
-    normal test images): without normal test images no AUROC can be computed. ``n`` (or ``fraction`` of
-    the training normals) files of ``train/good`` are drawn with ``numpy.random.default_rng(seed)`` and
-    go to ``test/good`` of the copy; everything else is copied as it is (hard links where the file system
-    allows). ``out/holdout.json`` records the source, the seed and the files moved, and
-    :func:`verify_dataset` adjusts the expected counts by it. ``source`` is never changed. All or
-    nothing: the copy is built in a temporary folder beside ``out`` and moved into place at the end.
-    """
-    import json
-
-    import numpy as np
-
+    """Copy the category folder ``source`` to ``out``, moving ``n`` (or ``fraction``) training normals drawn
+    with ``numpy.random.default_rng(seed)`` to ``test/good`` (``iadtutor data hold-out``,
+    ``data_scripts/hold_out.py``, book "A copy without normal test images": without normal test images no
+    AUROC). Hard links where possible; ``out/holdout.json`` records the draw and :func:`verify_dataset`
+    adjusts the expected counts by it. ``source`` is never changed; all or nothing."""
     source, out = Path(source), Path(out)
     normal = "ok" if (source / "train" / "ok").is_dir() else "good"
     train_dir = source / "train" / normal
     if not train_dir.is_dir():
         raise FileNotFoundError(f"{train_dir} not found; expected a category folder with train/good (or train/ok).")
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} already exists and is not empty; remove it or choose another folder.")
+    _refuse_non_empty(out)
     if out.resolve().is_relative_to(source.resolve()):
         raise ValueError(f"--out {out} lies inside the source {source}; choose a folder outside it.")
     names = sorted(p.name for p in train_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
@@ -853,9 +572,7 @@ def hold_out_normals(source: Path | str, out: Path | str, n: int | None = None, 
     source_test_good = len([p for p in test_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]) \
         if test_dir.is_dir() else 0
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.holding-out-", dir=out.parent))
-    try:
+    def build(scratch: Path) -> Path:
         shutil.copytree(source, scratch, dirs_exist_ok=True, copy_function=_link_or_copy)
         (scratch / "test" / normal).mkdir(parents=True, exist_ok=True)
         moved = {}
@@ -868,31 +585,22 @@ def hold_out_normals(source: Path | str, out: Path | str, n: int | None = None, 
                   "held_out": moved, "rule": "numpy.random.default_rng(seed).choice(len(train), n, replace=False) "
                                              "over the sorted file names of train/good"}
         (scratch / HOLDOUT_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        if out.exists():
-            out.rmdir()
-        os.replace(scratch, out)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return out
+        return scratch
+
+    return _build_then_move(out, "holding-out", build)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The whole job
-# ---------------------------------------------------------------------------------------------------------
+# --- the whole job -----------------------------------------------------------------------------------------
 
 def download_dataset(dataset: str | DatasetInfo, out_dir: Path | str, *, archive_dir: Path | str | None = None,
                      url: str | None = None, sha256: str | None = "known", retries: int = 5,
                      progress: bool = True, retry_wait: float = 2.0, timeout: float = 60.0,
                      toy_options: dict | None = None) -> Path:
-    """Download, extract (and for VisA split) a dataset so that ``out_dir/CATEGORY/...`` holds it.
-
-    ``out_dir`` is what ``iadtutor evaluate --data-root`` takes. The archive is kept in ``archive_dir``
-    (default: ``archives`` beside ``out_dir``). ``url`` replaces the stored link(s); ``sha256`` replaces
-    the stored checksum (``None`` skips the check; ``"known"`` uses the stored one). If ``out_dir`` already
-    holds a complete copy nothing is done. For VisA the raw archive content goes to ``OUT_raw`` beside
-    ``out_dir`` and is then split into ``out_dir``. The toy factory is generated (``toy_options`` go to
-    :func:`toyfactory.make_toy_dataset`).
-    """
+    """Download, extract (VisA: and split) a dataset so that ``out_dir/CATEGORY/...`` holds it (``iadtutor data
+    download``, ``data_scripts/download.py``, README "Datasets"). The archive is kept in ``archive_dir``
+    (default ``archives`` beside ``out_dir``); ``url`` / ``sha256`` replace the stored ones (``None``: no
+    check). A complete copy is left as it is; VisA's raw content goes to ``OUT_raw``. The toy factory is
+    made by :func:`iadtutor.tools.toy.make_toy` (``toy_options``: ``categories``, ``seed``, ...)."""
     info = dataset_info(dataset)
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -902,16 +610,17 @@ def download_dataset(dataset: str | DatasetInfo, out_dir: Path | str, *, archive
         raise FileExistsError(f"{out_dir} exists but does not hold a complete {info.title}; "
                               "remove it or choose another --out.")
     if info.name == "toy":
+        from iadtutor.tools.toy import make_toy
+
         options = dict(toy_options or {})
-        return make_toy(out_dir, options.pop("categories", None), options.pop("seed", 0), progress=progress,
-                        **options)
+        return make_toy(out_dir, seed=options.pop("seed", 0), categories=options.pop("categories", None),
+                        progress=progress, **options)
     urls = (url,) if url else info.urls
     if not urls:
         raise ManualDownloadRequired(info.manual_steps.replace("OUT", str(out_dir)))
     expected_sha = info.sha256 if sha256 == "known" else sha256
-    archive_name = info.archive_name or urls[0].rsplit("/", 1)[-1]
-    archive = Path(archive_dir) if archive_dir else out_dir.parent / "archives"
-    archive = archive / archive_name
+    archive = (Path(archive_dir) if archive_dir else out_dir.parent / "archives") / (
+        info.archive_name or urls[0].rsplit("/", 1)[-1])
     if archive.exists():
         if expected_sha and sha256_of(archive, progress=progress) != expected_sha.lower():
             raise DownloadError(f"{archive} exists but its sha256 is not {expected_sha}; remove it and run again.")
@@ -937,16 +646,26 @@ def download_dataset(dataset: str | DatasetInfo, out_dir: Path | str, *, archive
     return out_dir
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------------------
+# --- command line: iadtutor data ... (cli.py) and data_scripts/*.py ----------------------------------------
 
-def _split_list(text: str | None) -> list[str] | None:
+def split_list(text: str | None) -> list[str] | None:
+    """``"a, b"`` -> ``["a", "b"]``; empty -> None (the ``--categories`` of ``iadtutor data`` and data_scripts)."""
     return [item.strip() for item in text.split(",") if item.strip()] if text else None
 
 
+def _error(error: Exception) -> int:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+
+
+def _print_report(report: VerifyReport, last_line: str) -> int:
+    print(report.format())
+    print(last_line)
+    return 0 if report.ok else 1
+
+
 def add_download_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``iadtutor data download``."""
+    """Arguments of ``iadtutor data download`` and ``data_scripts/download.py``."""
     parser.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="which dataset")
     parser.add_argument("--out", required=True, type=Path,
                         help="folder that will hold one folder per category (what evaluate's --data-root takes)")
@@ -964,26 +683,22 @@ def download_command(args: argparse.Namespace) -> int:
     """``iadtutor data download``: download, extract, verify; print where the data went and its licence."""
     info = dataset_info(args.dataset)
     sha256 = None if str(args.sha256).lower() == "none" else args.sha256
-    toy_options = {"categories": _split_list(args.categories), "seed": args.seed}
+    toy_options = {"categories": split_list(args.categories), "seed": args.seed}
     try:
         out = download_dataset(info, args.out, archive_dir=args.archive_dir, url=args.url, sha256=sha256,
                                retries=args.retries, progress=not args.no_progress, toy_options=toy_options)
-        report = verify_dataset(info, out, categories=_split_list(args.categories) if info.name == "toy" else None,
+        report = verify_dataset(info, out, categories=split_list(args.categories) if info.name == "toy" else None,
                                 progress=not args.no_progress)
     except ManualDownloadRequired as error:
-        print(str(error), file=sys.stderr)
-        print(info.licence_line(), file=sys.stderr)
+        print(f"{error}\n{info.licence_line()}", file=sys.stderr)
         return 2
     except (DownloadError, FileExistsError, FileNotFoundError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(report.format())
-    print(info.licence_line(out))
-    return 0 if report.ok else 1
+        return _error(error)
+    return _print_report(report, info.licence_line(out))
 
 
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``iadtutor data verify``."""
+    """Arguments of ``iadtutor data verify`` and ``data_scripts/verify.py``."""
     parser.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="which dataset")
     parser.add_argument("--root", required=True, type=Path, help="folder with one folder per category")
     parser.add_argument("--archive", type=Path, help="also check this archive's sha256 (where it is known)")
@@ -997,18 +712,15 @@ def verify_command(args: argparse.Namespace) -> int:
     """``iadtutor data verify``: print the count table; exit status 0 only when nothing is off."""
     info = dataset_info(args.dataset)
     try:
-        report = verify_dataset(info, args.root, categories=_split_list(args.categories), archive=args.archive,
+        report = verify_dataset(info, args.root, categories=split_list(args.categories), archive=args.archive,
                                 progress=not args.no_progress, details=not getattr(args, "quick", False))
     except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(report.format())
-    print(info.licence_line(args.root))
-    return 0 if report.ok else 1
+        return _error(error)
+    return _print_report(report, info.licence_line(args.root))
 
 
 def add_hold_out_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``iadtutor data hold-out``."""
+    """Arguments of ``iadtutor data hold-out`` and ``data_scripts/hold_out.py``."""
     parser.add_argument("--source", required=True, type=Path, help="category folder with train/good (not changed)")
     parser.add_argument("--out", required=True, type=Path, help="new category folder (must not exist)")
     size = parser.add_mutually_exclusive_group(required=True)
@@ -1022,16 +734,14 @@ def hold_out_command(args: argparse.Namespace) -> int:
     try:
         out = hold_out_normals(args.source, args.out, args.n, fraction=args.fraction, seed=args.seed)
         report = verify_dataset("folder", out.parent, categories=[out.name], progress=False)
-    except (FileNotFoundError, FileExistsError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(report.format())
-    print(f"Held out into {out}; the draw is recorded in {out / HOLDOUT_FILE}. {args.source} is unchanged.")
-    return 0 if report.ok else 1
+    except (ValueError, OSError) as error:
+        return _error(error)
+    return _print_report(report, f"Held out into {out}; the draw is recorded in {out / HOLDOUT_FILE}. "
+                                 f"{args.source} is unchanged.")
 
 
 def add_prepare_visa_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``prepare-visa``."""
+    """Arguments of ``iadtutor data prepare-visa`` and ``data_scripts/prepare_visa.py``."""
     parser.add_argument("--raw", required=True, type=Path, help="the extracted VisA archive (holds split_csv/)")
     parser.add_argument("--out", required=True, type=Path, help="where the MVTec-layout copy goes")
     parser.add_argument("--split-csv", type=Path, help="split file (default: RAW/split_csv/1cls.csv)")
@@ -1039,63 +749,10 @@ def add_prepare_visa_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def prepare_visa_command(args: argparse.Namespace) -> int:
-    """Split an extracted VisA into MVTec layout and verify it."""
+    """``iadtutor data prepare-visa``: split an extracted VisA into MVTec layout and verify it."""
     try:
         out = prepare_visa(args.raw, args.out, args.split_csv, progress=not args.no_progress)
         report = verify_dataset("visa", out, progress=not args.no_progress)
-    except (FileNotFoundError, FileExistsError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(report.format())
-    print(DATASETS["visa"].licence_line(out))
-    return 0 if report.ok else 1
-
-
-def add_make_toy_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``make-toy``."""
-    parser.add_argument("--out", required=True, type=Path, help="where the toy factory goes")
-    parser.add_argument("--categories", help="comma-separated (default: all)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--n-train", type=int, default=40)
-    parser.add_argument("--n-test-good", type=int, default=10)
-    parser.add_argument("--n-test-per-defect", type=int, default=6)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def make_toy_command(args: argparse.Namespace) -> int:
-    """Generate the toy factory and verify it."""
-    categories = _split_list(args.categories)
-    try:
-        out = make_toy(args.out, categories, args.seed, progress=not args.no_progress, image_size=args.image_size,
-                       n_train=args.n_train, n_test_good=args.n_test_good,
-                       n_test_per_defect=args.n_test_per_defect)
-        expected = {"train/good": args.n_train, "test/good": args.n_test_good}
-        info = replace(DATASETS["toy"], counts={c: expected for c in categories or DATASETS["toy"].categories})
-        report = verify_dataset(info, out, progress=not args.no_progress)
-    except (FileExistsError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(report.format())
-    print(DATASETS["toy"].licence_line(out))
-    return 0 if report.ok else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m iadtutor.tools.download {download,verify,hold-out,prepare-visa,make-toy} ...``"""
-    parser = argparse.ArgumentParser(prog="python -m iadtutor.tools.download", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, add_arguments, command in (("download", add_download_arguments, download_command),
-                                         ("verify", add_verify_arguments, verify_command),
-                                         ("hold-out", add_hold_out_arguments, hold_out_command),
-                                         ("prepare-visa", add_prepare_visa_arguments, prepare_visa_command),
-                                         ("make-toy", add_make_toy_arguments, make_toy_command)):
-        sub = commands.add_parser(name, help=command.__doc__.splitlines()[0])
-        add_arguments(sub)
-        sub.set_defaults(handler=command)
-    args = parser.parse_args(argv)
-    return args.handler(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    except (ValueError, OSError) as error:
+        return _error(error)
+    return _print_report(report, DATASETS["visa"].licence_line(out))
