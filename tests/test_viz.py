@@ -34,7 +34,7 @@ def decode_png(uri, kind="png"):
 
 # ------------------------------------------------------------------------------------------ renderer
 def test_setup_notebook_selects_a_renderer_with_both_mime_types():
-    assert pio.renderers.default == viz.RENDERER_NAME
+    assert pio.renderers.default == viz.RENDERER_NAME and pio.templates.default == viz.TEMPLATE
     fig = viz.line_plot([0, 1, 2], {"a": [1.0, 2.0, 3.0]})
     bundle = fig._repr_mimebundle_()  # what Jupyter calls to display a figure
     assert set(bundle) == {viz.PLOTLY_MIME_TYPE, "text/html"}
@@ -43,7 +43,7 @@ def test_setup_notebook_selects_a_renderer_with_both_mime_types():
 
 def test_html_draws_with_the_page_plotly_and_loads_nothing():
     fig = viz.image_figure(small_image(), overlay=np.ones((16, 16)))
-    html = viz.mime_bundle(fig)["text/html"]
+    html = fig._repr_mimebundle_()["text/html"]
     assert "Plotly.newPlot" in html and 'class="plotly-graph-div"' in html
     assert "plotly.js v" not in html and len(html) < 200_000  # plotly.js itself is ~4.6 MB
     assert not re.search(r"<script[^>]*\bsrc=", html), "a script is loaded from a file or CDN"
@@ -53,7 +53,7 @@ def test_html_draws_with_the_page_plotly_and_loads_nothing():
 
 def test_html_div_id_is_reproducible_and_unique_per_display():
     fig = viz.line_plot([0, 1], {"a": [0.0, 1.0]})
-    first, second = (re.search(r'id="([^"]+)"', viz.mime_bundle(fig)["text/html"]).group(1) for _ in range(2))
+    first, second = (re.search(r'id="([^"]+)"', fig._repr_mimebundle_()["text/html"]).group(1) for _ in range(2))
     assert first != second  # two displays of one figure on a page must not share a div
     assert first.rsplit("-", 1)[0] == second.rsplit("-", 1)[0]  # same figure, same stem (no random uuid)
 
@@ -70,19 +70,20 @@ def test_to_rgb_uint8_accepts_the_usual_layouts():
         viz.to_rgb_uint8(np.zeros((2, 4, 4, 3)))
 
 
-def test_png_data_uri_round_trips_the_pixels():
+def test_png_image_trace_round_trips_the_pixels():
     rgb = viz.to_rgb_uint8(small_image(1))
-    np.testing.assert_array_equal(decode_png(viz.png_data_uri(rgb)), rgb)
+    np.testing.assert_array_equal(decode_png(viz.image_trace(rgb, format="png").source), rgb)
 
 
-def test_jpeg_data_uri_is_close_and_smaller_on_a_smooth_image():
+def test_jpeg_image_trace_is_close_to_the_pixels():
     ramp = np.linspace(0, 1, 64)
     image = np.stack([np.add.outer(ramp, ramp) / 2, np.outer(ramp, ramp), np.full((64, 64), 0.3)])
     rgb = viz.to_rgb_uint8(image)
-    jpeg = viz.image_data_uri(image, "jpeg")
+    jpeg, png = viz.image_trace(image).source, viz.image_trace(image, format="png").source  # JPEG by default
     assert np.abs(decode_png(jpeg, "jpeg").astype(int) - rgb).mean() < 2
+    np.testing.assert_array_equal(decode_png(png), rgb)
     with pytest.raises(ValueError, match="format must be"):
-        viz.image_data_uri(image, "gif")
+        viz.image_trace(image, format="gif")
 
 
 def test_downsample_map_averages_blocks():
@@ -199,7 +200,7 @@ def test_results_table_rounds_floats_only():
     assert table.loc["a", "auroc"] == 0.123 and table.loc["b", "auroc"] == 0.988 and table.loc["b", "n"] == 4
     two_levels = viz.results_table([{"a": "x", "b": "y", "v": 1.0}], index=["a", "b"])
     assert two_levels.loc[("x", "y"), "v"] == 1.0
-    with pytest.raises(ValueError, match=r"\['c'\] are not among"):
+    with pytest.raises(ValueError, match=r"missing \['c'\]"):
         viz.results_table([{"a": 1}], index=["a", "c"])
     frame = pd.DataFrame({"x": [1.23456]})
     assert viz.results_table(frame, digits=1)["x"][0] == 1.2 and frame["x"][0] == 1.23456  # input untouched
@@ -237,3 +238,79 @@ def test_category_summary_counts_from_the_samples():
                             [sample("good"), sample("hole"), sample("crack"), sample("hole")])
     assert viz.category_summary(splits) == {"category": "cat", "layout": "mvtec_ad", "train": 3, "validation": 0,
                                             "test good": 1, "test defective": 3, "defect types": "hole, crack"}
+
+
+def test_setup_notebook_fixes_the_cpu_threads_and_reports_them():
+    previous = torch.get_num_threads()
+    try:
+        assert viz.setup_notebook(seed=None, threads=1) == 1 == torch.get_num_threads()
+        assert viz.setup_notebook(seed=None) == 1  # None leaves the count alone
+        for bad in (0, True, 1.5):
+            with pytest.raises(ValueError, match="positive integer"):
+                viz.setup_notebook(seed=None, threads=bad)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_value_range_is_the_percentiles_of_all_values():
+    maps = [np.arange(10.0).reshape(2, 5), torch.tensor([[-1.0, 100.0]])]
+    assert viz.value_range(maps) == (-1.0, 100.0)
+    everything = np.array([*range(10), -1, 100], dtype=float)
+    assert viz.value_range(maps, 10, 90) == (np.percentile(everything, 10), np.percentile(everything, 90))
+
+
+def test_thinned_image_keeps_the_original_pixel_coordinates():
+    image, mask = small_image(size=16), np.zeros((16, 16), bool)
+    mask[4:8, 6:10] = True
+    fig = viz.add_image(viz.go.Figure(), image, overlay=np.ones((4, 4)), mask=mask, step=2)
+    picture, heatmap, outline = fig.data
+    assert decode_png(picture.source, "jpeg").shape == (8, 8, 3)
+    assert (picture.x0, picture.dx) == (0.5, 2)  # thinned pixel j covers pixels 2j, 2j + 1: centre 2j + 0.5
+    assert (heatmap.x0, heatmap.dx) == (1.5, 4)  # a 4 x 4 map over 16 pixels, as without thinning
+    # the thinned mask's rows 2..3 / columns 3..4, one pixel of border: starts at thinned (1, 2)
+    assert (outline.x0, outline.y0, outline.dx) == (2 * 2 + 0.5, 1 * 2 + 0.5, 2)
+
+
+def test_figure_app_draws_the_default_and_redraws_on_change():
+    import ipywidgets as widgets
+
+    calls = []
+
+    def draw(index, alpha):
+        calls.append((index, alpha))
+        return viz.go.Figure(viz.go.Scatter(x=[index], y=[alpha]))
+
+    app = viz.FigureApp(draw, {"index": widgets.Dropdown(options=[0, 1], value=0),
+                               "alpha": widgets.FloatSlider(value=1.0, min=0, max=2)},
+                        describe=lambda index, alpha: f"α = {alpha}")
+    assert calls == [(0, 1.0)] and len(app.output.outputs) == 1  # the default figure is already there
+    data = app.output.outputs[0]["data"]
+    assert data[viz.PLOTLY_MIME_TYPE]["data"][0]["y"] == [1.0] and "Plotly.newPlot" in data["text/html"]
+    assert app.status.value == "<code>α = 1.0</code>" and app.status in app.app.children
+    app.controls["alpha"].value = 0.5
+    assert calls[-1] == (0, 0.5) and list(app.figure.data[0].y) == [0.5] and len(app.output.outputs) == 1
+    assert app.output.outputs[0]["data"][viz.PLOTLY_MIME_TYPE]["data"][0]["y"] == [0.5]
+    assert app.status.value == "<code>α = 0.5</code>"
+    plain = viz.FigureApp(lambda index: draw(index, 0.0), {"index": widgets.Dropdown(options=[0, 1], value=1)})
+    assert [type(w).__name__ for w in plain.app.children] == ["HBox", "Output"]  # no description line
+    with pytest.raises(ValueError, match="at least one control"):
+        viz.FigureApp(draw, {})
+
+
+def test_knob_figure_one_line_per_search_and_spade_drawn_last():
+    from iadtutor.viz import study
+
+    rows = [("spade", None, "SPADE"), ("lwinnn", 1, "LWinNN δ=1"), ("lwinnn", 5, "LWinNN δ=5"),
+            ("patchcore", None, "PatchCore")]
+    table = pd.DataFrame([{"method": m, "window": w, "label": label, "translation": t, "rotation": r, "status": "ok",
+                           "image_auroc": 0.9 - t - r / 100 + i / 100}
+                          for i, (m, w, label) in enumerate(rows) for t, r in ((0.0, 0), (0.1, 0), (0.0, 10))])
+    fig = study.knob_figure(table, "translation")
+    assert [t.name for t in fig.data] == ["LWinNN δ=1", "LWinNN δ=5", "PatchCore", "SPADE"]
+    assert [t.legendrank for t in fig.data] == [2, 3, 4, 1]  # the legend keeps the table's order
+    assert list(fig.data[3].x) == [0.0, 0.1] and list(fig.data[3].y) == [0.9, 0.8]
+    assert fig.data[3].line.dash == "dash" and fig.data[0].line.color != fig.data[1].line.color
+    rotation = study.knob_figure(table, "rotation")
+    assert list(rotation.data[0].x) == [0, 10] and list(rotation.data[0].y) == pytest.approx([0.91, 0.81])
+    with pytest.raises(ValueError, match="knob must be"):
+        study.knob_figure(table, "scale")

@@ -140,34 +140,6 @@ def test_ldknn_terms_figure_panels():
     assert len(fig.layout.annotations) == 5
 
 
-def test_figure_app_draws_default_and_redraws_on_change():
-    import ipywidgets as widgets
-    import plotly.io as pio
-
-    from iadtutor.viz import core as viz
-
-    previous = pio.renderers.default
-    viz.setup_notebook(seed=None)
-
-    calls = []
-
-    def draw(index, alpha):
-        calls.append((index, alpha))
-        return go.Figure(go.Scatter(x=[index], y=[alpha]))
-
-    app = viz_knn.figure_app(draw, index=widgets.Dropdown(options=[0, 1], value=0),
-                             alpha=widgets.FloatSlider(value=1.0, min=0, max=2))
-    assert calls == [(0, 1.0)] and len(app.output.outputs) == 1  # the default figure is already there
-    data = app.output.outputs[0]["data"]
-    assert data[viz.PLOTLY_MIME_TYPE]["data"][0]["y"] == [1.0] and "text/html" in data
-    app.controls["alpha"].value = 0.5
-    assert calls[-1] == (0, 0.5) and list(app.figure.data[0].y) == [0.5] and len(app.output.outputs) == 1
-    assert app.output.outputs[0]["data"][viz.PLOTLY_MIME_TYPE]["data"][0]["y"] == [0.5]
-    pio.renderers.default = previous
-    with pytest.raises(ValueError, match="at least one control"):
-        viz_knn.figure_app(draw)
-
-
 def test_ldknn_explorer_recomputes_the_score_for_alpha():
     images, masks = torch.rand(2, 3, 8, 8), torch.zeros(2, 8, 8, dtype=torch.bool)
     terms = {"distance": torch.full((2, 2, 2), 3.0), "density": torch.full((2, 2, 2), 1.0)}

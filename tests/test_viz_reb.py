@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from iadtutor import defectmaker
-from iadtutor.viz import reb as viz_reb
+from iadtutor.viz import core, reb as viz_reb
 
 SIZE = 64
 
@@ -34,14 +34,14 @@ def test_gallery_figure_has_every_combination_and_outlines(disk):
     contours = [t for t in fig.data if isinstance(t, go.Contour)]
     assert len(images) == n_shapes * (1 + n_combos)
     # one foreground outline per row, one defect outline per fill x fusion panel
-    assert sum(t.line.color == viz_reb.FOREGROUND_COLOUR for t in contours) == n_shapes
+    assert sum(t.line.color == core.REGION_COLOUR for t in contours) == n_shapes
     assert len(contours) == n_shapes * (1 + n_combos)
     titles = [a.text for a in fig.layout.annotations]
     assert titles[:1 + n_combos] == ["<b>rectangle</b>", "noise · paste", "noise · blend", "cutpaste · paste", "cutpaste · blend"]
     # every defect outline lies inside the foreground's bounding box (the foreground constraint)
     rows, cols = np.nonzero(foreground.numpy())
     for trace in contours:
-        if trace.line.color != viz_reb.FOREGROUND_COLOUR:
+        if trace.line.color != core.REGION_COLOUR:
             assert trace.x0 + 1 >= cols.min() and trace.y0 + 1 >= rows.min()
 
 
@@ -92,7 +92,7 @@ def test_comparison_table_is_laid_out_like_table_5(table):
     assert wide.loc["ImageNet", ("image AUROC", "KNN")] == 0.812
     assert wide.loc["DefectMaker", ("AUPRO", "LDKNN")] == 0.66
     assert wide.shape == (2, 6)
-    with pytest.raises(ValueError, match="lacks"):
+    with pytest.raises(ValueError, match="missing"):
         viz_reb.comparison_table(table.drop(columns="aupro"))
 
 

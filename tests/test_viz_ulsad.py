@@ -1,4 +1,4 @@
-"""ULSAD figures, tables and the attention explorer (iadtutor.viz.ulsad, iadtutor.viz.ulsad).
+"""ULSAD figures, tables and the attention explorer (iadtutor.viz.ulsad).
 
 A tiny ULSAD (64 px, few channels, 2 epochs) is trained once per module on noisy disk images; the
 numbers in the figures are checked against independent computations (eqs. 7-8 by hand, the model's own
@@ -15,7 +15,6 @@ from torchvision.transforms.v2.functional import gaussian_blur
 from iadtutor import metrics
 from iadtutor.viz import core as viz
 from iadtutor.viz import ulsad as viz_ulsad
-from iadtutor.viz import ulsad as widgets_ulsad
 from iadtutor.backbones import load_backbone
 from iadtutor.ulsad import ULSAD, ULSADConfig, normalize_map
 
@@ -65,7 +64,7 @@ def test_images():
 
 # ------------------------------------------------------------------------------------ branch outputs
 def test_branch_outputs_give_eqs_7_and_8_and_the_maps_of_predict(model, test_images):
-    out = viz_ulsad.branch_outputs(model, test_images)
+    out = model.branch_outputs(test_images)
     c, h = model.feature_channels, SIZE // 8
     for name in ("features", "reconstruction", "local_global", "global"):
         assert out[name].shape == (3, c, h, h)
@@ -88,7 +87,7 @@ def test_branch_outputs_give_eqs_7_and_8_and_the_maps_of_predict(model, test_ima
 
 # ---------------------------------------------------------------------------------------- figures
 def test_reconstruction_figure_pairs_each_channel_with_its_reconstruction(model, test_images):
-    out = viz_ulsad.branch_outputs(model, test_images)
+    out = model.branch_outputs(test_images)
     features, rec = out["features"][1], out["reconstruction"][1]
     fig = viz_ulsad.reconstruction_figure(test_images[1], features, rec, out["local_map"][1], k=3)
     expected = viz.strongest_channels(features, 3)
@@ -235,18 +234,11 @@ def test_branch_metrics_table_without_kinds_and_with_loco_names():
 
 
 # --------------------------------------------------------------------------------------- explorer
-def test_attention_difference_by_hand():
-    a = torch.tensor([[0.5, 0.5], [0.0, 0.0]])
-    assert widgets_ulsad.attention_difference(a, a) == 0.0
-    assert widgets_ulsad.attention_difference(a, torch.tensor([[0.0, 0.0], [0.5, 0.5]])) == 1.0
-    assert widgets_ulsad.attention_difference(a, torch.tensor([[0.5, 0.0], [0.5, 0.0]])) == pytest.approx(0.5)
-
-
 @pytest.fixture(scope="module")
 def explorer(model, test_images):
     masks = torch.zeros(3, SIZE, SIZE, dtype=torch.bool)
     masks[1, 10:18, 40:50] = True
-    return widgets_ulsad.AttentionExplorer(model, test_images, masks, names=["good", "blot", "good"], index=1)
+    return viz_ulsad.AttentionExplorer(model, test_images, masks, names=["good", "blot", "good"], index=1)
 
 
 def test_explorer_starts_at_the_highest_global_score(explorer, model, test_images):
@@ -284,16 +276,29 @@ def test_explorer_output_holds_the_figure_for_a_static_page(explorer):
     (output,) = explorer.output.outputs
     assert set(output["data"]) >= {viz.PLOTLY_MIME_TYPE, "text/html"}
     assert "Plotly.newPlot" in output["data"]["text/html"]
+    # the widget: the image picker and log-scale box, the two sliders, the description, the figure
+    first, second, status, output = explorer.app.children
+    assert list(first.children) == [explorer.image_picker, explorer.log_scale]
+    assert list(second.children) == [explorer.row, explorer.col] and status is explorer.status
+
+
+def test_explorer_difference_is_the_total_variation_of_the_two_maps(explorer, model, test_images):
+    for cell in ((0, 0), (3, 4)):
+        state = explorer.state(1, *cell)
+        a, b = state["self_attention"].double().numpy(), state["cross_attention"].double().numpy()
+        assert a.sum() == pytest.approx(1.0) and b.sum() == pytest.approx(1.0)  # weights over the keys
+        assert state["difference"] == pytest.approx(0.5 * sum(abs(x - y) for x, y in zip(a.ravel(), b.ravel())))
+        assert 0.0 <= state["difference"] <= 1.0
 
 
 def test_explorer_refuses_bad_inputs(model, test_images):
     with pytest.raises(ValueError, match="names has 1 entries"):
-        widgets_ulsad.AttentionExplorer(model, test_images, names=["a"])
+        viz_ulsad.AttentionExplorer(model, test_images, names=["a"])
     with pytest.raises(ValueError, match="index 5"):
-        widgets_ulsad.AttentionExplorer(model, test_images, index=5)
+        viz_ulsad.AttentionExplorer(model, test_images, index=5)
 
 
-# ---------------------------------------------------------------------------------- query choice, threads
+# ------------------------------------------------------------------------------------------ query choice
 def test_diverse_query_cells_against_a_brute_force_farthest_point_search():
     generator = torch.Generator().manual_seed(4)
     features = torch.randn(5, 4, 6, generator=generator)
@@ -319,14 +324,4 @@ def test_diverse_query_cells_against_a_brute_force_farthest_point_search():
     with pytest.raises(ValueError, match="border"):
         viz_ulsad.diverse_query_cells(features, border=2)
 
-
-def test_fix_cpu_threads_sets_and_reports():
-    previous = torch.get_num_threads()
-    try:
-        assert viz_ulsad.fix_cpu_threads(1) == 1 == torch.get_num_threads()
-        assert viz_ulsad.fix_cpu_threads(None) == 1
-        with pytest.raises(ValueError, match="positive integer"):
-            viz_ulsad.fix_cpu_threads(0)
-    finally:
-        torch.set_num_threads(previous)
 

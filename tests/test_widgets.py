@@ -10,7 +10,7 @@ from torch import nn
 
 from iadtutor import knn, patches
 from iadtutor.viz import core as viz
-from iadtutor.viz import knn as widgets
+from iadtutor.viz import knn as viz_knn
 from iadtutor.backbones import FeatureExtractor
 from iadtutor.embed import EmbeddingConfig, PatchEmbedder
 
@@ -114,7 +114,7 @@ def explorer():
     masks[1, 8:16, 8:20] = True
     previous = pio.renderers.default
     viz.setup_notebook(seed=None)
-    app = widgets.WindowExplorer(train_images, test_images, masks, random_embeddings(5, seed=3),
+    app = viz_knn.WindowExplorer(train_images, test_images, masks, random_embeddings(5, seed=3),
                                  random_embeddings(3, seed=4), window=3, test_index=1, windows=(1, 3, 5),
                                  n_train_shown=3, test_names=["good", "hole", "good"])
     yield app
@@ -134,20 +134,20 @@ def test_window_rectangle_covers_exactly_the_window_patches(explorer):
     explorer.row.value, explorer.col.value = 4, 3
     for window in (1, 3, 5):
         explorer.window.value = window
-        (box,) = shapes_of(explorer.figure, widgets.WINDOW_COLOUR, "x")
+        (box,) = shapes_of(explorer.figure, viz.REGION_COLOUR, "x")
         half = window // 2
         # 4 pixels per patch; patches col-half .. col+half, rows row-half .. row+half (all inside the grid)
         assert (box.x0, box.x1) == ((3 - half) * 4 - 0.5, (3 + half + 1) * 4 - 0.5)
         assert (box.y0, box.y1) == ((4 - half) * 4 - 0.5, (4 + half + 1) * 4 - 0.5)
         assert (box.x1 - box.x0, box.y1 - box.y0) == (4 * window, 4 * window)
-        (patch,) = shapes_of(explorer.figure, widgets.SELECTED_COLOUR, "x")
+        (patch,) = shapes_of(explorer.figure, viz.SELECTED_COLOUR, "x")
         assert (patch.x0, patch.x1, patch.y0, patch.y1) == (11.5, 15.5, 15.5, 19.5)
 
 
 def test_window_is_clipped_at_the_border(explorer):
     explorer.row.value, explorer.col.value = 0, 7
     explorer.window.value = 5
-    (box,) = shapes_of(explorer.figure, widgets.WINDOW_COLOUR, "x")
+    (box,) = shapes_of(explorer.figure, viz.REGION_COLOUR, "x")
     assert (box.x0, box.x1, box.y0, box.y1) == (5 * 4 - 0.5, 32 - 0.5, -0.5, 3 * 4 - 0.5)
 
 
@@ -162,7 +162,7 @@ def test_nearest_neighbour_box_and_title_match_a_brute_force_search(explorer):
     assert found["train_index"] == m and found["match_cell"] == (a, b)
     assert found["distance"] == pytest.approx(distance, rel=1e-4)
     # the first train panel (x5: second row, first column) is that image, with the red box on the match
-    (match_box,) = shapes_of(explorer.figure, widgets.MATCH_COLOUR, "x5")
+    (match_box,) = shapes_of(explorer.figure, viz.MATCH_COLOUR, "x5")
     assert (match_box.x0, match_box.y0) == (b * 4 - 0.5, a * 4 - 0.5)
     titles = [annotation.text for annotation in explorer.figure.layout.annotations]
     assert f"train {m}: nearest, d = {distance:.2f}" in titles
@@ -183,7 +183,10 @@ def test_controls_redraw_the_figure_and_the_output(explorer):
     explorer.image_picker.value = 0
     assert explorer.figure.data[0].source != after.data[0].source
     assert [t.type for t in explorer.figure.data[:2]] == ["image", "image"]  # good image: no mask outline
-    # the Output widget holds the current figure, in both mime types
+    # the widget: picker and δ, the patch sliders, the description line, then the Output holding the figure
+    rows = [list(box.children) for box in explorer.app.children[:2]]
+    assert rows == [[explorer.image_picker, explorer.window], [explorer.row, explorer.col]]
+    assert list(explorer.app.children[2:]) == [explorer.status, explorer.output]
     (output,) = explorer.output.outputs
     assert set(output["data"]) >= {viz.PLOTLY_MIME_TYPE, "text/html"}
     assert "Plotly.newPlot" in output["data"]["text/html"]
@@ -191,5 +194,6 @@ def test_controls_redraw_the_figure_and_the_output(explorer):
 
 def test_explorer_refuses_mismatched_inputs():
     with pytest.raises(ValueError, match="test_masks has 2 masks"):
-        widgets.WindowExplorer(torch.rand(2, 3, 16, 16), torch.rand(3, 3, 16, 16), torch.zeros(2, 16, 16, dtype=torch.bool),
-                               random_embeddings(2, h=4, w=4), random_embeddings(3, h=4, w=4))
+        viz_knn.WindowExplorer(torch.rand(2, 3, 16, 16), torch.rand(3, 3, 16, 16),
+                               torch.zeros(2, 16, 16, dtype=torch.bool), random_embeddings(2, h=4, w=4),
+                               random_embeddings(3, h=4, w=4))

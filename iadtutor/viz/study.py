@@ -1,4 +1,4 @@
-"""Figures of the translation stress study (notebook 07): a metric against one pose knob."""
+"""Figures of the translation stress study (notebook 07): a metric against one pose knob of the toy factory."""
 
 from __future__ import annotations
 
@@ -9,21 +9,19 @@ from iadtutor.metrics import METRIC_TITLES
 
 KNOBS = {"translation": "translation jitter (fraction of the image side)",
          "rotation": "rotation jitter (degrees)"}
-
-
-# ------------------------------------------------------------------------------------------------ figures
 _COLOURS = {"spade": "#d62728", "patchcore": "#1f77b4", "ldknn": "#9467bd"}
 _WINDOW_GREENS = ("#98df8a", "#2ca02c", "#17622a", "#0b3d17")
 
 
 def knob_figure(table: pd.DataFrame, knob: str = "translation", metric: str = "image_auroc",
                 title: str | None = None, height: int = 400) -> go.Figure:
-    """``metric`` against one pose knob (the other held at 0): one line per method / δ, with the chance
-    level (0.5) dashed. Fixed position in red, local windows in greens (darker = larger δ), global in blue."""
+    """``metric`` against one pose ``knob`` (``translation`` or ``rotation``; the other held at 0), a line per
+    method / δ, chance (0.5) dotted: fixed position red, local windows green (darker = larger δ), global
+    blue (notebook 07)."""
     if knob not in KNOBS:
         raise ValueError(f"knob must be one of {', '.join(KNOBS)}; got {knob!r}.")
     other = "rotation" if knob == "translation" else "translation"
-    part = table[(table[other] == 0) & (table["status"] == "ok")].sort_values(knob)
+    part = table[(table[other] == 0) & (table["status"] == "ok")].sort_values(knob, kind="stable")
     if part.empty:
         raise ValueError(f"the table has no finished runs with {other} = 0 to plot against {knob}.")
     windows = sorted(part.loc[part["method"] == "lwinnn", "window"].dropna().unique())
@@ -34,30 +32,17 @@ def knob_figure(table: pd.DataFrame, knob: str = "translation", metric: str = "i
                               .iloc[0] == "spade"):
         rows = part[part["label"] == label]
         method = rows["method"].iloc[0]
-        if method == "lwinnn":
-            colour = _WINDOW_GREENS[min(windows.index(rows["window"].iloc[0]), len(_WINDOW_GREENS) - 1)]
-            dash = "solid"
-        else:
-            colour, dash = _COLOURS.get(method, "#7f7f7f"), "dash" if method == "spade" else "solid"
+        colour = (_WINDOW_GREENS[min(windows.index(rows["window"].iloc[0]), len(_WINDOW_GREENS) - 1)]
+                  if method == "lwinnn" else _COLOURS.get(method, "#7f7f7f"))
         fig.add_trace(go.Scatter(x=rows[knob].tolist(), y=rows[metric].round(4).tolist(), name=label,
                                  mode="lines+markers", legendrank=rank + 1,
-                                 line=dict(color=colour, dash=dash, width=2.5)))
+                                 line=dict(color=colour, dash="dash" if method == "spade" else "solid", width=2.5)))
     fig.add_hline(y=0.5, line=dict(color="#999", dash="dot", width=1), annotation_text="chance",
                   annotation_position="bottom right")
-    axis = KNOBS[knob]
     fig.update_layout(title=title or f"{METRIC_TITLES.get(metric, metric)} vs {knob}", height=height,
-                      xaxis_title=axis, yaxis_title=METRIC_TITLES.get(metric, metric),
+                      xaxis_title=KNOBS[knob], yaxis_title=METRIC_TITLES.get(metric, metric),
                       yaxis_range=[0.3, 1.02], hovermode="x unified", legend_title_text="search",
                       margin=dict(l=60, r=20, t=50, b=50))
     fig.update_xaxes(tickvals=sorted(part[knob].unique()))
     return fig
 
-
-def translation_figure(table: pd.DataFrame, metric: str = "image_auroc", **options) -> go.Figure:
-    """``metric`` against the translation jitter (rotation 0)."""
-    return knob_figure(table, "translation", metric, **options)
-
-
-def rotation_figure(table: pd.DataFrame, metric: str = "image_auroc", **options) -> go.Figure:
-    """``metric`` against the rotation jitter (translation 0)."""
-    return knob_figure(table, "rotation", metric, **options)

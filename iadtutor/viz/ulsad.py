@@ -1,80 +1,28 @@
-"""Figures and tables for notebook 05 (ULSAD, ``shared/papers/003_*.txt``): what each branch computes.
-
-* :func:`branch_outputs` — the intermediate tensors of a trained :class:`~iadtutor.ulsad.ULSAD` for some
-  images: the features ``U``, the local reconstruction ``U~'``, ``U~''``, the global output ``U^`` and
-  the raw maps of eqs. 7 and 8, all at feature resolution;
-* :func:`reconstruction_figure` — the local branch: channels of ``U`` above the same channels of its
-  reconstruction ``U~'``, and the local distance map (eq. 7);
-* :func:`diverse_query_cells` and :func:`attention_figure` — attention maps of a few query locations
-  that show different things, over the image, like the paper's figure 5, each query marked;
-* :func:`branch_maps_figure` — test images (rows) with their local, global and combined maps and masks;
-* :func:`loss_curve_figure` — the loss terms of Algorithm 1 per epoch;
-* :func:`branch_metrics_table` — image AUROC / pixel AUROC / AUPRO per branch, for all anomalies and
-  separately for structural and logical ones (each against the good test images).
-
-Generic pieces (the renderer, images with overlays) come from :mod:`iadtutor.viz`.
-:func:`fix_cpu_threads` makes a CPU training run repeat exactly (ULSAD's sums depend on the thread count).
-"""
+"""Figures, tables and the attention explorer of notebook 05 (ULSAD, ``shared/papers/003_*.txt``): the local
+reconstruction, where a query's attention goes, both branches' maps, the loss terms and the metrics per
+kind of anomaly. The tensors come from :meth:`iadtutor.ulsad.ULSAD.branch_outputs`."""
 
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-import ipywidgets as widgets
-from IPython.display import display
-
 from iadtutor import metrics
 from iadtutor.data import anomaly_kind
+from iadtutor.patches import patch_pixels
 from iadtutor.viz import core
 
 BRANCHES = ("local", "global", "combined")
 BRANCH_TITLES = {"local": "local (eq. 7)", "global": "global (eq. 8)", "combined": "combined"}
 LOSS_TITLES = {"loss": "total loss", "local": "local L_pl (eq. 1)", "consistency": "consistency L_pg (eq. 5)",
                "local_global": "local-global L_lg (eq. 6)"}
-QUERY_COLOUR = "#39ff14"
-ATTENTION_COLOURSCALE = "Viridis"
-FEATURE_COLOURSCALE = "RdBu_r"
 KINDS = ("structural", "logical", "other")
-
-
-# ------------------------------------------------------------------------------------ reproducibility
-def fix_cpu_threads(threads: int | None = 1) -> int:
-    """Fix the number of CPU threads torch uses (``None`` leaves torch's default); return the number in use.
-
-    Convolutions split their sums over the threads, so the same seeded training gives different numbers
-    with 1, 2 or 8 threads (on the toy ``box``, image scores already differ by a few per cent after two
-    ULSAD epochs); with the thread count fixed it repeats exactly. On a shared or busy machine one
-    thread is often also the fastest.
-    """
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a positive integer or None; got {threads!r}.")
-        torch.set_num_threads(threads)
-    return torch.get_num_threads()
-
-
-# ------------------------------------------------------------------------------------ model internals
-def branch_outputs(model, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Intermediate tensors of a trained ULSAD ``model`` for ``images (N, 3, H, W)`` in [0, 1], on the CPU:
-    :meth:`iadtutor.ulsad.ULSAD.branch_outputs` (``features`` = standardised ``U``, ``reconstruction`` =
-    ``U~'``, ``local_global`` = ``U~''``, ``global`` = ``U^``, raw maps ``local_map`` (eq. 7) and
-    ``global_map`` (eq. 8), all at feature resolution ``h* x w*``)."""
-    return model.branch_outputs(images)
-
-
-# --------------------------------------------------------------------------------------------- figures
-def add_overlay_panel(fig: go.Figure, image, overlay_trace: go.Heatmap, mask, row: int, col: int) -> None:
-    """The image, ``overlay_trace`` (any heatmap) over it and the outline of ``mask`` (if any pixel is set)."""
-    fig.add_trace(core.image_trace(image), row=row, col=col)
-    fig.add_trace(overlay_trace, row=row, col=col)
-    if mask is not None and core.to_numpy(mask).any():
-        fig.add_trace(core.mask_trace(core.to_numpy(mask)), row=row, col=col)
 
 
 def _check_maps(maps: Mapping[str, object], n: int) -> dict[str, np.ndarray]:
@@ -90,13 +38,9 @@ def _check_maps(maps: Mapping[str, object], n: int) -> dict[str, np.ndarray]:
 
 def reconstruction_figure(image, features, reconstruction, local_map, mask=None, channels: Sequence[int] | None = None,
                           k: int = 4, cell: int = 170, title: str | None = None) -> go.Figure:
-    """The local branch on one image: ``k`` channels of ``U`` (top row) above the same channels of the
-    FRN's reconstruction ``U~'`` (bottom row), then the image (top) and the local map of eq. 7 (bottom).
-
-    ``features`` / ``reconstruction``: ``(c*, h*, w*)``; ``local_map``: ``(h*, w*)``; ``mask``: ``(H, W)``.
-    ``channels`` default to the ``k`` channels of ``U`` with the largest spatial spread
-    (:func:`iadtutor.core.strongest_channels`). A channel's two panels share one colour range.
-    """
+    """The local branch on one image (notebook 05): ``k`` channels of ``U (c*, h*, w*)`` (default: its
+    strongest) above the same channels of the reconstruction ``U~'`` (one colour range per channel), then
+    the image with its ``(H, W)`` mask and the ``(h*, w*)`` local map (eq. 7)."""
     features, reconstruction = core.to_numpy(features), core.to_numpy(reconstruction)
     if features.ndim != 3 or features.shape != reconstruction.shape:
         raise ValueError(f"features and reconstruction must both be (c*, h*, w*); got {features.shape} and "
@@ -110,42 +54,32 @@ def reconstruction_figure(image, features, reconstruction, local_map, mask=None,
         pair = np.stack([features[channel], reconstruction[channel]])
         limit = float(np.abs(pair).max()) or 1.0
         for row in (1, 2):
-            fig.add_trace(core.map_trace(pair[row - 1], "standardised activation", FEATURE_COLOURSCALE,
-                                        zmin=-limit, zmax=limit, showscale=False), row=row, col=col)
+            fig.add_trace(core.map_trace(pair[row - 1], "standardised activation", "RdBu_r",
+                                         zmin=-limit, zmax=limit, showscale=False), row=row, col=col)
     core.add_image(fig, image, mask=mask, row=1, col=cols)
     core.add_image(fig, image, overlay=core.to_numpy(local_map), mask=mask, row=2, col=cols,
-                  overlay_name="local distance", opacity=0.7)
-    core.image_axes(fig)
-    fig.update_annotations(font_size=10)
-    fig.update_layout(title=title, width=cols * cell + 40, height=2 * (cell + 30) + (50 if title else 20),
-                      margin=dict(l=10, r=10, t=60 if title else 30, b=10), showlegend=False)
-    return fig
+                   overlay_name="local distance", opacity=0.7)
+    return core.finish_panels(fig, title, width=cols * cell + 40, height=2 * (cell + 30) + (50 if title else 20),
+                              top=(60, 30), font_size=10)
 
 
 def query_marker(y: float, x: float, label: str = "query", size: int = 13) -> go.Scatter:
-    """A marker (open circle with a cross) at pixel ``(y, x)``, the query location of an attention map."""
+    """An open circle with a cross at pixel ``(y, x)``: the query of an attention map (notebook 05)."""
     return go.Scatter(x=[x], y=[y], mode="markers", name=label, hovertemplate=f"{label}<extra></extra>",
-                      marker=dict(symbol="circle-x-open", size=size, color=QUERY_COLOUR, line_width=2.5))
+                      marker=dict(symbol="circle-x-open", size=size, color=core.SELECTED_COLOUR, line_width=2.5))
 
 
 def diverse_query_cells(features, k: int = 4, border: int = 2) -> list[tuple[int, int]]:
-    """``k`` feature cells that show different things: farthest-point sampling on ``U (c*, h*, w*)``.
-
-    The first cell is the one farthest from the mean feature of the image; each next one is the cell
-    whose nearest already-chosen cell is farthest away (Euclidean distance in feature space). Cells
-    within ``border`` cells of the edge are skipped (zero padding makes them odd ones out). On the toy
-    ``box`` the queries land on different parts (a washer, a nut, the bolt, a wall), like the queries of
-    the paper's figure 5. Returns ``(row, col)`` pairs on the full grid.
-    """
+    """``(row, col)`` of ``k`` cells of ``U (c*, h*, w*)`` that show different things (notebook 05): the cell
+    farthest from the mean feature, then each time the one farthest from its nearest chosen cell. Cells
+    within ``border`` of the edge are skipped (zero padding makes them odd ones out)."""
     array = core.to_numpy(features).astype(np.float64)
     if array.ndim != 3:
         raise ValueError(f"features must be (c*, h*, w*); got {array.shape}.")
     c, h, w = array.shape
     if border < 0 or 2 * border >= min(h, w):
         raise ValueError(f"border must leave some of the {h} x {w} cells; got {border}.")
-    inner = array[:, border:h - border, border:w - border]
-    inner_w = w - 2 * border
-    vectors = inner.reshape(c, -1).T
+    vectors = array[:, border:h - border, border:w - border].reshape(c, -1).T
     if not 1 <= k <= len(vectors):
         raise ValueError(f"k must be between 1 and the {len(vectors)} cells inside the border; got {k}.")
     chosen = [int(np.argmax(np.linalg.norm(vectors - vectors.mean(axis=0), axis=1)))]
@@ -153,60 +87,46 @@ def diverse_query_cells(features, k: int = 4, border: int = 2) -> list[tuple[int
     while len(chosen) < k:
         chosen.append(int(np.argmax(nearest)))
         nearest = np.minimum(nearest, np.linalg.norm(vectors - vectors[chosen[-1]], axis=1))
-    return [(index // inner_w + border, index % inner_w + border) for index in chosen]
+    return [(i // (w - 2 * border) + border, i % (w - 2 * border) + border) for i in chosen]
 
 
 def attention_trace(weights, image_hw: Sequence[int], log_scale: bool = True, zmin: float | None = None,
                     zmax: float | None = None, showscale: bool = False, opacity: float = 0.75) -> go.Heatmap:
-    """An ``(h*, w*)`` attention map as a heatmap over an ``H x W`` image; hover shows the weight.
-
-    With ``log_scale`` the colours show ``log10`` of the weights: the query's own cell takes most of the
-    weight, and only a log scale shows which *other* cells get more than the rest. The colour range
-    runs from ``zmin`` to ``zmax`` (weights; default: the map's smallest to its largest weight, or 0 to
-    the largest on the linear scale).
-    """
+    """An ``(h*, w*)`` attention map as a heatmap over an ``H x W`` image, hover showing the weight (notebook
+    05). ``log_scale``: colours show ``log10`` of the weights (the query's own cell takes most weight; only
+    a log scale shows which others get more than the rest). ``zmin`` … ``zmax``: weights (default: the
+    map's smallest, or 0 on the linear scale, to its largest)."""
     weights = core.to_numpy(weights).astype(np.float64)
+    low = (float(weights.min()) if log_scale else 0.0) if zmin is None else float(zmin)
     high = float(weights.max()) if zmax is None else float(zmax)
-    h, w = weights.shape
-    dy, dx = image_hw[0] / h, image_hw[1] / w
+    values = np.log10(np.maximum(weights, 1e-30)) if log_scale else weights
     if log_scale:
-        low = float(weights.min()) if zmin is None else float(zmin)
-        values = np.log10(np.maximum(weights, 1e-30))
         low, high = np.log10(max(low, 1e-30)), np.log10(max(high, 1e-30))
-        colorbar = dict(title="log10 weight")
-    else:
-        low = 0.0 if zmin is None else float(zmin)
-        values, colorbar = weights, dict(title="weight")
+    dy, dx = image_hw[0] / weights.shape[0], image_hw[1] / weights.shape[1]
     return go.Heatmap(z=values.astype(np.float32), x0=(dx - 1) / 2, dx=dx, y0=(dy - 1) / 2, dy=dy,
-                      customdata=weights.astype(np.float32), name="attention weight",
-                      colorscale=ATTENTION_COLOURSCALE, zmin=low, zmax=high, opacity=opacity, showscale=showscale,
-                      colorbar=colorbar, hovertemplate="x %{x}, y %{y}<br>attention weight %{customdata:.2e}"
-                                                       "<extra></extra>")
+                      customdata=weights.astype(np.float32), name="attention weight", colorscale="Viridis",
+                      zmin=low, zmax=high, opacity=opacity, showscale=showscale,
+                      colorbar=dict(title="log10 weight" if log_scale else "weight"),
+                      hovertemplate="x %{x}, y %{y}<br>attention weight %{customdata:.2e}<extra></extra>")
 
 
 def cell_centre(cell: Sequence[int], grid_hw: Sequence[int], image_hw: Sequence[int]) -> tuple[float, float]:
-    """Pixel coordinates ``(y, x)`` of the centre of feature cell ``(row, col)`` of an ``h x w`` grid over
-    an ``H x W`` image (pixel ``i`` spans ``i - 0.5 … i + 0.5``)."""
-    (row, col), (h, w), (height, width) = cell, grid_hw, image_hw
-    return (row + 0.5) * height / h - 0.5, (col + 0.5) * width / w - 0.5
+    """Pixel ``(y, x)`` of the centre of cell ``(row, col)`` of an ``h x w`` grid over an ``H x W`` image
+    (the centre of :func:`iadtutor.patches.patch_pixels`) (notebook 05)."""
+    x0, x1, y0, y1 = patch_pixels(int(cell[0]), int(cell[1]), tuple(grid_hw), tuple(image_hw))
+    return (y0 + y1) / 2, (x0 + x1) / 2
 
 
 def attention_figure(image, attentions: Sequence, query_cells: Sequence[Sequence[int]],
                      titles: Sequence[str] | None = None, mask=None, log_scale: bool = True, cell: int = 210,
                      opacity: float = 0.75, title: str | None = None) -> go.Figure:
-    """The image with every query marked, then one attention map per query over the image (paper, fig. 5).
-
-    ``attentions``: ``(h*, w*)`` maps, e.g. ``ULSAD.attention_maps(...)["self_attention"]`` (weights over
-    the keys ``p`` for one query ``q``, summing to 1); ``query_cells``: the ``(row, col)`` of each query on
-    the ``h* x w*`` grid (``attention_maps(...)["query_cell"]``). Each map has its own colour range, on
-    a log scale by default (:func:`attention_trace`); hover shows the weights.
-    """
+    """The image with every query marked, then each query's attention map over it (paper, fig. 5) (notebook
+    05). ``attentions``: ``(h*, w*)`` maps of ``ULSAD.attention_maps``; ``query_cells``: their ``(row, col)``."""
     if len(attentions) != len(query_cells) or not attentions:
         raise ValueError(f"need one query cell per attention map; got {len(attentions)} maps and "
                          f"{len(query_cells)} cells.")
     rgb = core.to_rgb_uint8(image)
-    image_hw = rgb.shape[:2]
-    grid_hw = core.to_numpy(attentions[0]).shape
+    image_hw, grid_hw = rgb.shape[:2], core.to_numpy(attentions[0]).shape
     names = list(titles) if titles is not None else [f"query {i + 1}" for i in range(len(attentions))]
     fig = make_subplots(rows=1, cols=len(attentions) + 1, subplot_titles=["image and queries", *names],
                         horizontal_spacing=0.01)
@@ -215,36 +135,26 @@ def attention_figure(image, attentions: Sequence, query_cells: Sequence[Sequence
         y, x = cell_centre(query, grid_hw, image_hw)
         fig.add_trace(query_marker(y, x, names[i - 1]), row=1, col=1)
         fig.add_annotation(x=x, y=y, text=str(i), showarrow=False, xshift=11, yshift=-11, row=1, col=1,
-                           font=dict(color=QUERY_COLOUR, size=13))
-        add_overlay_panel(fig, rgb, attention_trace(attention, image_hw, log_scale, opacity=opacity), None,
-                           row=1, col=i + 1)
+                           font=dict(color=core.SELECTED_COLOUR, size=13))
+        core.add_image(fig, rgb, attention_trace(attention, image_hw, log_scale, opacity=opacity), row=1, col=i + 1)
         fig.add_trace(query_marker(y, x, names[i - 1]), row=1, col=i + 1)
-    core.image_axes(fig)
-    fig.update_layout(title=title, width=(len(attentions) + 1) * cell + 40, height=cell + (80 if title else 50),
-                      margin=dict(l=10, r=10, t=70 if title else 40, b=10), showlegend=False)
-    return fig
+    return core.finish_panels(fig, title, width=(len(attentions) + 1) * cell + 40,
+                              height=cell + (80 if title else 50), top=(70, 40), font_size=None)
 
 
 def branch_maps_figure(images, masks, maps: Mapping[str, object], indices: Sequence[int],
                        row_titles: Sequence[str] | None = None, zmax: float | None = None, cell: int = 180,
                        display_stride: int = 4, opacity: float = 0.65, title: str | None = None) -> go.Figure:
-    """Rows: the test images ``indices``; columns: the image with its mask outline, then the ``local``,
-    ``global`` and ``combined`` maps of :meth:`iadtutor.ulsad.ULSAD.predict` over it.
-
-    ``images (N, 3, H, W)``, ``masks (N, H, W)``, ``maps``: ``{branch: (N, H, W)}``. The maps are
-    quantile-normalised (0 at the validation ``alpha`` quantile, 0.1 at ``beta``), so all panels share
-    one colour range ``0 … zmax`` (default: the 99.9th percentile of the maps shown, at least 0.1).
-    Panel titles show each map's image score (its maximum). ``display_stride`` thins the maps shown
-    (they are upsampled from ``h* x w*`` and blurred, so every 4th pixel loses little; plotly smooths
-    them for display), which keeps a saved notebook small.
-    """
+    """Rows: the test images ``indices`` (``images (N, 3, H, W)``, ``masks (N, H, W)``); columns: the image,
+    then the ``local``, ``global`` and ``combined`` maps of :meth:`iadtutor.ulsad.ULSAD.predict` over it
+    (``maps {branch: (N, H, W)}``), titled with their maxima (notebook 05). Quantile-normalised maps share
+    one range ``0 … zmax`` (default: 99.9th percentile, at least 0.1); ``display_stride`` thins them."""
     arrays = _check_maps(maps, len(images))
     indices = [int(i) for i in indices]
     if not indices:
         raise ValueError("indices must name at least one test image.")
     if zmax is None:
-        shown = np.concatenate([arrays[b][indices].ravel() for b in BRANCHES])
-        zmax = max(0.1, float(np.percentile(shown, 99.9)))
+        zmax = max(0.1, core.value_range([arrays[b][indices] for b in BRANCHES], high=99.9)[1])
     titles = []
     for r, index in enumerate(indices):
         titles.append(row_titles[r] if row_titles is not None else f"test {index}")
@@ -253,61 +163,48 @@ def branch_maps_figure(images, masks, maps: Mapping[str, object], indices: Seque
                         horizontal_spacing=0.01, vertical_spacing=0.2 / max(1, len(indices)))
     for r, index in enumerate(indices, start=1):
         mask = core.to_numpy(masks[index])
-        height, width = mask.shape
         core.add_image(fig, images[index], mask=mask, row=r, col=1)
         for c, branch in enumerate(BRANCHES, start=2):
             values = arrays[branch][index][::display_stride, ::display_stride]
             trace = core.map_trace(values, branch, core.MAP_COLOURSCALE, opacity, 0.0, zmax,
-                                  showscale=(r == 1 and c == 2), dx=width / values.shape[1],
-                                  dy=height / values.shape[0])
-            add_overlay_panel(fig, images[index], trace, mask, row=r, col=c)
-    core.image_axes(fig)
+                                   showscale=(r == 1 and c == 2), dx=mask.shape[1] / values.shape[1],
+                                   dy=mask.shape[0] / values.shape[0])
+            core.add_image(fig, images[index], trace, mask, row=r, col=c)
     fig.update_traces(zsmooth="best", selector=dict(type="heatmap"))
-    fig.update_traces(colorbar=dict(title="score", len=0.3, y=1, yanchor="top"), selector=dict(type="heatmap",
-                                                                                                showscale=True))
-    fig.update_annotations(font_size=10)
-    cols = 1 + len(BRANCHES)
-    fig.update_layout(title=title, width=cols * cell + 110, height=len(indices) * (cell + 25) + (60 if title else 30),
-                      margin=dict(l=10, r=10, t=60 if title else 30, b=10), showlegend=False)
-    return fig
+    fig.update_traces(colorbar=dict(title="score", len=0.3, y=1, yanchor="top"),
+                      selector=dict(type="heatmap", showscale=True))
+    return core.finish_panels(fig, title, width=(1 + len(BRANCHES)) * cell + 110, top=(60, 30), font_size=10,
+                              height=len(indices) * (cell + 25) + (60 if title else 30))
 
 
 def loss_curve_figure(history: Mapping[str, Sequence[float]], log_y: bool = True,
                       title: str | None = "ULSAD training: loss terms per epoch") -> go.Figure:
-    """The mean training loss and its three terms per epoch (``ULSAD.fit``'s ``history``)."""
+    """The mean training loss and its three terms per epoch of ``ULSAD.fit``'s ``history`` (notebook 05)."""
     names = [name for name in LOSS_TITLES if name in history]
     if not names or not len(history[names[0]]):
         raise ValueError(f"history holds no loss values; expected the keys {list(LOSS_TITLES)}.")
     epochs = list(range(1, len(history[names[0]]) + 1))
     fig = core.line_plot(epochs, {LOSS_TITLES[name]: history[name] for name in names}, title=title,
-                        xlabel="epoch", ylabel="mean loss over the training images", markers=False, width=700)
+                         xlabel="epoch", ylabel="mean loss over the training images", markers=False, width=700)
     fig.update_traces(selector=dict(name=LOSS_TITLES["loss"]), line=dict(width=3, color="#222"))
     if log_y:
         fig.update_yaxes(type="log")
     return fig
 
 
-# ---------------------------------------------------------------------------------------------- tables
-def kinds_of(defect_types: Sequence[str]) -> np.ndarray:
-    """:func:`iadtutor.data.anomaly_kind` of every defect type: ``good`` / ``structural`` / ``logical`` / ``other``."""
-    return np.array([anomaly_kind(t) for t in defect_types])
+def kind_counts(defect_types: Sequence[str]) -> dict[str, int]:
+    """How many test images of each :func:`iadtutor.data.anomaly_kind` there are (notebook 05)."""
+    kinds = [anomaly_kind(t) for t in defect_types]
+    return {kind: kinds.count(kind) for kind in ("good", *KINDS) if kind in kinds}
 
 
 def branch_metrics_table(labels, masks, defect_types: Sequence[str], maps: Mapping[str, object],
                          fpr_limit: float = 0.3, digits: int = 3,
                          baselines: Mapping[str, tuple[object, object]] | None = None) -> pd.DataFrame:
-    """Image AUROC, pixel AUROC and AUPRO of every branch, for each kind of anomaly.
-
-    ``labels (N,)``, ``masks (N, H, W)``, ``defect_types`` (N names), ``maps``: ``{branch: (N, H, W)}``
-    for ``local`` / ``global`` / ``combined``. A branch's image score is the maximum of its map (as for the
-    combined map in sec. 3.5). Rows ``(anomalies, branch)``: ``all`` uses every test image; each kind
-    present (``structural``, ``logical``; :func:`iadtutor.data.anomaly_kind`) uses the good images plus
-    only that kind. Values are fractions rounded to ``digits``.
-
-    ``baselines``: ``{name: (maps (N, H, W), image_scores (N,))}`` of other methods on the same test images
-    (e.g. a kNN scorer's :class:`~iadtutor.pipeline.ScoreResult` ``.maps`` and ``.image_scores``); each
-    adds a row ``name`` to every group, scored with its own image scores.
-    """
+    """Image AUROC, pixel AUROC and AUPRO of every branch per kind of anomaly (notebook 05): rows ``(all,
+    branch)`` over every test image, then ``(kind, branch)`` over the good images and that kind. A branch's
+    image score is its map's maximum (sec. 3.5). ``maps {branch: (N, H, W)}``; ``baselines``: ``{name:
+    (maps (N, H, W), image_scores (N,))}`` of other methods, one more row per group each."""
     labels, masks = core.to_numpy(labels).astype(int), core.to_numpy(masks).astype(bool)
     arrays = _check_maps(maps, len(labels))
     if len(defect_types) != len(labels) or len(masks) != len(labels):
@@ -320,164 +217,94 @@ def branch_metrics_table(labels, masks, defect_types: Sequence[str], maps: Mappi
             raise ValueError(f"baseline {name!r} needs maps {arrays['combined'].shape} and {len(labels)} image "
                              f"scores; got {other_maps.shape} and {len(other_scores)}.")
         scored[name] = (other_maps, other_scores)
-    kinds = kinds_of(defect_types)
+    kinds = np.array([anomaly_kind(t) for t in defect_types])
     present = [k for k in KINDS if k in set(kinds)]
     groups = {"all": np.ones(len(labels), dtype=bool)}
     if len(present) > 1:
         groups.update({kind: (kinds == "good") | (kinds == kind) for kind in present})
-    rows = []
-    for group, keep in groups.items():
-        for branch, (branch_maps, scores) in scored.items():
-            values = branch_maps[keep]
-            rows.append({"anomalies": group, "branch": branch,
-                         "image_auroc": metrics.image_auroc(labels[keep], scores[keep]),
-                         "pixel_auroc": metrics.pixel_auroc(masks[keep], values),
-                         "aupro": metrics.aupro(masks[keep], values, fpr_limit=fpr_limit)})
-    table = pd.DataFrame(rows).set_index(["anomalies", "branch"])
-    return table.astype(float).round(digits)
+    rows = [{"anomalies": group, "branch": branch,
+             **metrics.evaluate_maps(labels[keep], scores[keep], masks[keep], branch_maps[keep], fpr_limit)}
+            for group, keep in groups.items() for branch, (branch_maps, scores) in scored.items()]
+    return pd.DataFrame(rows).set_index(["anomalies", "branch"]).astype(float).round(digits)
 
 
-def kind_counts(defect_types: Sequence[str]) -> dict[str, int]:
-    """How many test images of each kind (``good``, ``structural``, ``logical``, ``other``) there are."""
-    kinds = list(kinds_of(defect_types))
-    return {kind: kinds.count(kind) for kind in ("good", *KINDS) if kind in kinds}
-
-
-# ------------------------------------------------------------------------------------------ interactive
-def attention_difference(self_attention, cross_attention) -> float:
-    """Total-variation distance ``0.5 * sum_p |W[p, q] - W^c[p, q]|`` between two attention maps of one
-    query: 0 when the global branch attends exactly like the features, 1 when they share no key."""
-    a, b = core.to_numpy(self_attention).astype(np.float64), core.to_numpy(cross_attention).astype(np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"the two attention maps must have one shape; got {a.shape} and {b.shape}.")
-    return float(0.5 * np.abs(a - b).sum())
-
-
-class AttentionExplorer:
-    """Self- vs cross-attention of a trained ULSAD for a query location you pick.
-
-    ``model``: a fitted :class:`iadtutor.ulsad.ULSAD`; ``images (N, 3, H, W)`` in [0, 1]; ``masks (N, H, W)``
-    (optional, outlined); ``names``: a label per image. Controls: the image, the query cell's ``row``
-    / ``col`` on the ``h* x w*`` grid (default: the cell where the global map, eq. 8, of image ``index``
-    is highest), and whether the attention weights are shown on a log scale
-    (:func:`iadtutor.viz.ulsad.attention_trace`; both maps share one colour range). Panels: the image
-    with the query marked, the self-attention (eq. 3), the cross-attention (eq. 4), the global anomaly
-    map. :meth:`state` gives the numbers behind the figure.
-    """
+class AttentionExplorer(core.FigureApp):
+    """Self- vs cross-attention (eqs. 3, 4; one colour range) of a fitted ULSAD ``model`` and the global map,
+    for a query cell you pick on the ``h* x w*`` grid (default: where the global map is highest) (notebook
+    05). ``images (N, 3, H, W)`` in [0, 1], optional ``masks (N, H, W)``; :meth:`state`: the numbers."""
 
     def __init__(self, model, images: torch.Tensor, masks: torch.Tensor | None = None,
                  names: Sequence[str] | None = None, index: int = 0, row: int | None = None,
                  col: int | None = None, log_scale: bool = True, cell: int = 250):
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
             raise ValueError(f"images must be a tensor (N, 3, H, W); got {getattr(images, 'shape', type(images))}.")
-        if masks is not None and len(masks) != len(images):
-            raise ValueError(f"masks has {len(masks)} masks for {len(images)} images.")
-        if names is not None and len(names) != len(images):
-            raise ValueError(f"names has {len(names)} entries for {len(images)} images.")
+        for what, extra in (("masks", masks), ("names", names)):
+            if extra is not None and len(extra) != len(images):
+                raise ValueError(f"{what} has {len(extra)} entries for {len(images)} images.")
         if not 0 <= index < len(images):
             raise ValueError(f"index {index} is outside the {len(images)} images.")
         self.model, self.images, self.masks, self.cell = model, images, masks, cell
-        self.image_hw = tuple(images.shape[-2:])
-        self._global_maps = model.predict(images)["global"]
-        first = model.attention_maps(images[index], (0, 0))
-        self.grid_hw = tuple(first["self_attention"].shape)
+        self.image_hw, self.global_maps = tuple(images.shape[-2:]), model.predict(images)["global"]
+        self.grid_hw = tuple(model.attention_maps(images[index], (0, 0))["self_attention"].shape)
         self._cache: dict[tuple[int, int, int], dict] = {}
-
-        names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
-        self.image_picker = widgets.Dropdown(options=[(f"{i}: {n}", i) for i, n in enumerate(names)], value=index,
-                                             description="image")
         if row is None or col is None:
             row, col = self.strongest_cell(index)
-        self.row = widgets.IntSlider(value=row, min=0, max=self.grid_hw[0] - 1, description="query row",
-                                     continuous_update=False)
-        self.col = widgets.IntSlider(value=col, min=0, max=self.grid_hw[1] - 1, description="query col",
-                                     continuous_update=False)
+        names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
+        self.image_picker = core.index_picker(names, index, "image")
+        self.row, self.col = core.cell_sliders(self.grid_hw, row, col, "query")
         self.log_scale = widgets.Checkbox(value=log_scale, description="log scale (attention)")
-        self.status = widgets.HTML()
-        self.output = widgets.Output()
-        for control in (self.image_picker, self.row, self.col, self.log_scale):
-            control.observe(self.update, names="value")
-        self.app = widgets.VBox([widgets.HBox([self.image_picker, self.log_scale]), widgets.HBox([self.row, self.col]),
-                                 self.status, self.output])
-        self.figure: go.Figure | None = None
-        self.update()
+        super().__init__(self.figure_for, {"index": self.image_picker, "row": self.row, "col": self.col,
+                                           "log_scale": self.log_scale},
+                         describe=self.describe, rows=[["index", "log_scale"], ["row", "col"]])
 
-    # ------------------------------------------------------------------------------------ computing
     def strongest_cell(self, index: int) -> tuple[int, int]:
-        """The ``(row, col)`` feature cell holding the highest value of image ``index``'s global map."""
-        h, w = self.grid_hw
-        cells = torch.nn.functional.adaptive_avg_pool2d(self._global_maps[index][None, None], (h, w))[0, 0]
-        row, col = divmod(int(torch.argmax(cells)), w)
-        return row, col
+        """The ``(row, col)`` cell with the highest mean of image ``index``'s global map."""
+        cells = torch.nn.functional.adaptive_avg_pool2d(self.global_maps[index][None, None], self.grid_hw)[0, 0]
+        return divmod(int(torch.argmax(cells)), self.grid_hw[1])
 
     def state(self, index: int, row: int, col: int) -> dict:
-        """``self_attention`` / ``cross_attention`` ``(h*, w*)`` for query cell ``(row, col)`` of image
-        ``index``, their ``difference`` (:func:`attention_difference`), the query's pixel centre ``query_yx``
-        and the ``global_map`` ``(H, W)`` of the image (cached)."""
+        """``self_attention`` / ``cross_attention`` ``(h*, w*)`` of query ``(row, col)`` of image ``index``, their
+        ``difference`` (total variation ``½Σ_p |W[p, q] − W^c[p, q]|``: 0 when the global branch attends like
+        the features, 1 when they share no key), the query's pixel ``query_yx``, the ``global_map`` (cached)."""
         key = (index, row, col)
         if key not in self._cache:
             query_yx = cell_centre((row, col), self.grid_hw, self.image_hw)
             maps = self.model.attention_maps(self.images[index], query_yx)
             if tuple(maps["query_cell"]) != (row, col):
                 raise RuntimeError(f"query cell {(row, col)} mapped to {maps['query_cell']}.")
-            self._cache[key] = dict(self_attention=maps["self_attention"], cross_attention=maps["cross_attention"],
-                                    difference=attention_difference(maps["self_attention"], maps["cross_attention"]),
-                                    query_yx=query_yx, global_map=self._global_maps[index])
+            a, b = maps["self_attention"], maps["cross_attention"]
+            self._cache[key] = dict(self_attention=a, cross_attention=b, query_yx=query_yx,
+                                    difference=0.5 * float((a.double() - b.double()).abs().sum()),
+                                    global_map=self.global_maps[index])
         return self._cache[key]
 
-    # -------------------------------------------------------------------------------------- drawing
-    def figure_for(self, index: int, row: int, col: int) -> go.Figure:
+    def figure_for(self, index: int, row: int, col: int, log_scale: bool = True) -> go.Figure:
         """The explorer's figure for one state (no widgets involved)."""
         found = self.state(index, row, col)
         titles = ["image and query", "self-attention W[:, q] (eq. 3)", "cross-attention W^c[:, q] (eq. 4)",
                   "global anomaly map (eq. 8)"]
         fig = make_subplots(rows=1, cols=4, subplot_titles=titles, horizontal_spacing=0.012)
-        image = self.images[index]
-        mask = None if self.masks is None else self.masks[index]
-        y, x = found["query_yx"]
+        image, mask = self.images[index], None if self.masks is None else self.masks[index]
         core.add_image(fig, image, mask=mask, row=1, col=1)
-        # Both attention maps share one colour range, so heights compare as well as patterns.
-        log_scale = self.log_scale.value
-        both = torch.stack([found["self_attention"], found["cross_attention"]])
+        both = torch.stack([found["self_attention"], found["cross_attention"]])  # one range: heights compare
         low, top = (float(both.min()) if log_scale else 0.0), float(both.max())
         for c, name in ((2, "self_attention"), (3, "cross_attention")):
             trace = attention_trace(found[name], self.image_hw, log_scale, zmin=low, zmax=top, showscale=(c == 3))
-            add_overlay_panel(fig, image, trace, None, row=1, col=c)
+            core.add_image(fig, image, trace, row=1, col=c)
         global_map = core.to_numpy(found["global_map"])[::4, ::4]
-        height, width = self.image_hw
-        zmax = max(0.1, float(core.to_numpy(self._global_maps).max()))
-        add_overlay_panel(fig, image, core.map_trace(global_map, "global score", opacity=0.65, zmin=0.0, zmax=zmax,
-                                                     showscale=False, dx=width / global_map.shape[1],
-                                                     dy=height / global_map.shape[0]), mask, row=1, col=4)
+        zmax = max(0.1, float(core.to_numpy(self.global_maps).max()))
+        trace = core.map_trace(global_map, "global score", opacity=0.65, zmin=0.0, zmax=zmax, showscale=False,
+                               dx=self.image_hw[1] / global_map.shape[1], dy=self.image_hw[0] / global_map.shape[0])
+        core.add_image(fig, image, trace.update(zsmooth="best"), mask, row=1, col=4)
         for c in range(1, 5):
-            fig.add_trace(query_marker(y, x), row=1, col=c)
-        fig.update_traces(zsmooth="best", selector=dict(type="heatmap", name="global score"))
-        core.image_axes(fig)
+            fig.add_trace(query_marker(*found["query_yx"]), row=1, col=c)
         fig.update_traces(colorbar=dict(len=0.8, x=1.0), selector=dict(type="heatmap", showscale=True))
-        fig.update_annotations(font_size=11)
-        fig.update_layout(width=4 * self.cell + 120, height=self.cell + 60, margin=dict(l=10, r=10, t=40, b=10),
-                          showlegend=False)
-        return fig
+        return core.finish_panels(fig, width=4 * self.cell + 120, height=self.cell + 60, top=(40, 40))
 
-    def describe(self, index: int, row: int, col: int) -> str:
-        found = self.state(index, row, col)
-        h, w = self.grid_hw
-        peaks = []
-        for name in ("self_attention", "cross_attention"):
-            flat = int(torch.argmax(found[name]))
-            peaks.append(f"{name.replace('_', '-')} peaks at cell {divmod(flat, w)} ({float(found[name].max()):.3f})")
+    def describe(self, index: int, row: int, col: int, log_scale: bool = True) -> str:
+        """One line about the query: where each attention peaks and their difference (``log_scale``: unused)."""
+        found, (h, w) = self.state(index, row, col), self.grid_hw
+        peaks = [f"{name.replace('_', '-')} peaks at cell {divmod(int(torch.argmax(found[name])), w)} "
+                 f"({float(found[name].max()):.3f})" for name in ("self_attention", "cross_attention")]
         return (f"query cell ({row}, {col}) of {h}×{w}: " + "; ".join(peaks)
                 + f"; difference ½Σ|W − W^c| = {found['difference']:.3f}")
-
-    def update(self, change=None) -> None:
-        """Redraw :attr:`figure` from the controls' values (called by every control)."""
-        state = (self.image_picker.value, self.row.value, self.col.value)
-        self.figure = self.figure_for(*state)
-        self.status.value = f"<code>{self.describe(*state)}</code>"
-        # Written into the Output widget's state, so that a saved notebook holds the figure even when no
-        # browser ran it (see iadtutor.viz.knn).
-        bundle = self.figure._repr_mimebundle_()
-        self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
-
-    def _ipython_display_(self):
-        display(self.app)
