@@ -19,7 +19,7 @@ distributed = pytest.importorskip("distributed")
 import dask  # noqa: E402
 from dask.distributed import LocalCluster  # noqa: E402
 
-from iadtutor.tools import runs  # noqa: E402
+from iadtutor.tools import cli  # noqa: E402
 from iadtutor.tools.runs import collect_results, expand_grid, run_sweep  # noqa: E402
 
 FAKE_EVALUATE = textwrap.dedent('''
@@ -126,9 +126,9 @@ def test_reproduce_on_a_local_cluster(tmp_path, fake, capsys):
     command = " ".join(fake["command"])
     args = ["--dataset", "toy", "--data-root", str(tmp_path), "--categories", "weave,box", "--methods", "spade",
             "--out", str(tmp_path / "out"), "--evaluate-cmd", command, "--scheduler", "local:2"]
-    assert runs.main(args) == 0
+    assert cli.main(["reproduce", *args]) == 0
     assert "on the Dask cluster local:2" in capsys.readouterr().out
     table = pd.read_csv(tmp_path / "out" / "results.csv")
     assert dict(zip(table["category"], table["image_auroc"])) == {"weave": 0.75, "box": 0.875}
-    assert runs.main(args[:-1] + ["local:zero"]) == 2
+    assert cli.main(["reproduce", *args[:-1], "local:zero"]) == 2
     assert "local:N needs a positive number" in capsys.readouterr().err

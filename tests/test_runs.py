@@ -13,10 +13,12 @@ import nbformat
 import pandas as pd
 import pytest
 
-from iadtutor.tools import runs
-from iadtutor.tools.runs import (RunSpec, collect_results, compare_with_papers, execute_run, expand_grid,
-                           group_averages, grid_from_args, one_line_error, record_result, run_sweep,
-                           write_summary, write_text_atomic)
+from iadtutor import pipeline
+from iadtutor.files import write_text_atomic
+from iadtutor.tools import cli, runs
+from iadtutor.tools.runs import (RunSpec, collect_results, command_for, compare_with_papers, execute_run, expand_grid,
+                                 group_averages, grid_from_args, one_line_error, record_result, run_sweep,
+                                 write_summary)
 
 FAKE_EVALUATE = textwrap.dedent('''
     """Stands in for `iadtutor evaluate`: prints a few lines and then one JSON object, or fails."""
@@ -88,6 +90,70 @@ def test_expand_grid_drops_parameters_a_method_does_not_read():
     assert described == [("weave", "spade", None), ("weave", "lwinnn", 3), ("weave", "lwinnn", 7),
                          ("bracket", "spade", None), ("bracket", "lwinnn", 3), ("bracket", "lwinnn", 7)]
     assert all(dict(s.params)["backbone"] == "efficientnet_lite0" for s in specs)
+
+
+def test_method_params_follow_the_methods_table():
+    assert runs.METHOD_PARAMS == {"window": ["lwinnn"], "coreset": ["patchcore", "knn", "ldknn"],
+                                  "k": ["knn", "ldknn"], "squared": ["knn", "ldknn"], "alpha": ["ldknn"]}
+    for name, readers in runs.METHOD_PARAMS.items():  # the same, read from the table itself
+        assert readers == [m for m in pipeline.METHODS if name in pipeline.METHODS[m].params]
+
+
+def flags_of(spec) -> dict:
+    """``{--flag: value}`` of the evaluate command of a run (beyond --data-root, --category, --method)."""
+    command, _ = command_for(spec, Path("."), ["evaluate"])
+    rest = command[7:]
+    return dict(zip(rest[::2], rest[1::2]))
+
+
+def test_reproduce_passes_each_method_only_its_parameters():
+    parser = argparse.ArgumentParser()
+    runs.add_reproduce_arguments(parser)
+    args = parser.parse_args(["--dataset", "toy", "--data-root", "nowhere", "--categories", "weave",
+                              "--methods", "knn", "--param", "k=3"])
+    (spec,) = expand_grid(grid_from_args(args))
+    assert spec.method == "knn" and flags_of(spec) == {"--k": "3"}
+
+    grid = toy_grid(["weave"], methods=list(pipeline.METHODS), window=5, coreset=0.1, k=3, alpha=2.0,
+                    image_size=64)
+    flags = {spec.method: flags_of(spec) for spec in expand_grid(grid)}
+    assert flags == {
+        "spade": {"--image-size": "64"},
+        "lwinnn": {"--image-size": "64", "--window": "5"},
+        "patchcore": {"--coreset": "0.1", "--image-size": "64"},
+        "knn": {"--coreset": "0.1", "--image-size": "64", "--k": "3"},
+        "ldknn": {"--alpha": "2.0", "--coreset": "0.1", "--image-size": "64", "--k": "3"},
+    }
+
+
+@pytest.mark.parametrize("params", [
+    {},
+    {"window": 3, "image_size": 64, "bootstrap": "0", "seed": 0, "backbone": "efficientnet_lite0"},
+    {"k": 2, "squared": True, "coreset": 0.5, "layers": "0,1", "keep_aspect": True, "no_pool": False},
+    {"unpadded_pool": True, "interpolation": "nearest", "max_train": 5, "device": "cpu", "layers": 2},
+])
+def test_evaluate_options_are_what_the_evaluate_parser_makes_of_the_command(params):
+    """The in-process runs (iadtutor.tools.study) build their options without a command line: they must be
+    what `iadtutor evaluate` parses from the command a subprocess run gets."""
+    spec = RunSpec("toy", "weave", "ldknn" if "k" in params else "lwinnn", tuple(sorted(params.items())), "/data")
+    command, _ = command_for(spec, Path("."), ["evaluate"])
+    parsed = vars(cli.build_parser().parse_args(command))
+    parsed.pop("command"), parsed.pop("handler")
+    built = vars(cli.evaluate_options(spec.data_root, spec.category, spec.method, **params))
+    assert built == parsed
+    assert cli.embedding_config(argparse.Namespace(**built)) == cli.embedding_config(argparse.Namespace(**parsed))
+
+
+def test_evaluate_options_refuse_what_evaluate_would_refuse():
+    with pytest.raises(ValueError, match="no option --colour"):
+        cli.evaluate_options("/data", "weave", "spade", colour="red")
+    with pytest.raises(ValueError, match="--interpolation must be one of"):
+        cli.evaluate_options("/data", "weave", "spade", interpolation="cubic")
+    with pytest.raises(ValueError, match="--keep-aspect is a switch"):
+        cli.evaluate_options("/data", "weave", "spade", keep_aspect=1)
+    with pytest.raises(ValueError, match="--window needs a value"):
+        cli.evaluate_options("/data", "weave", "lwinnn", window=True)
+    assert cli.embedding_config(cli.evaluate_options("/data", "weave", "knn")).layers == (1, 2)  # METHODS' taps
 
 
 def test_run_id_is_stable_and_ignores_where_the_data_is():
@@ -349,13 +415,13 @@ def test_reproduce_command_end_to_end(tmp_path, fake, monkeypatch, capsys):
     command = " ".join(fake["command"])
     base = ["--dataset", "toy", "--data-root", str(tmp_path), "--categories", "weave,bad",
             "--methods", "spade", "--out", str(tmp_path / "out"), "--evaluate-cmd", command]
-    assert runs.main(base + ["--dry-run"]) == 0
+    assert cli.main(["reproduce", *base, "--dry-run"]) == 0
     assert "2 runs." in capsys.readouterr().out
-    assert runs.main(base + ["--jobs", "2"]) == 1  # one run failed
+    assert cli.main(["reproduce", *base, "--jobs", "2"]) == 1  # one run failed
     assert (tmp_path / "out" / "summary.md").exists()
     monkeypatch.setenv("FAKE_FIXED", "1")
-    assert runs.main(base) == 0
-    assert runs.main(["--out", str(tmp_path / "out"), "--collect-only"]) == 0
+    assert cli.main(["reproduce", *base]) == 0
+    assert cli.main(["reproduce", "--out", str(tmp_path / "out"), "--collect-only"]) == 0
     assert len(pd.read_csv(tmp_path / "out" / "results.csv")) == 2
 
 
@@ -405,8 +471,6 @@ def test_notebook_runs_with_a_relative_out_folder(tmp_path, monkeypatch):
 
 def test_zero_valued_parameters_reach_the_command(tmp_path):
     """0 == False in Python: a parameter of 0 (bootstrap=0, seed=0) must still be passed on."""
-    from iadtutor.tools.runs import RunSpec, command_for
-
     spec = RunSpec(dataset="toy", data_root=str(tmp_path), category="weave", method="spade",
                    params=(("bootstrap", 0), ("seed", 0), ("keep_aspect", False)), runner="evaluate")
     command, _ = command_for(spec, tmp_path, ["iadtutor", "evaluate"])

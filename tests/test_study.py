@@ -71,20 +71,54 @@ def test_new_image_settings_redo_the_runs(tmp_path):
     assert record["metrics"]["n_train"] == 2
 
 
-@pytest.mark.parametrize("method, window", [("spade", None), ("lwinnn", 3)])
-def test_results_equal_a_direct_iadtutor_evaluate(studied, capsys, method, window):
+def test_a_run_equals_iadtutor_evaluate_in_a_subprocess(studied, tmp_path):
+    """An in-process run is one pipeline.evaluate call of its options: the `iadtutor evaluate` subprocess
+    that `iadtutor reproduce` would start for the same run prints the same record, timings aside."""
+    root, result, _ = studied
+    spec = next(s for s in runs.expand_grid(runs.load_grid(result.grid_path))
+                if s.method == "lwinnn" and s.dataset == "toy_t0.2_r0")
+    theirs = runs.execute_run(spec, tmp_path, threads=1)
+    assert theirs["status"] == "ok", theirs.get("error")
+    ours = runs.read_json(root / "runs" / spec.run_id / "result.json")
+    assert ours["runner_mode"] == "in-process" and "--window 3" in ours["command"]
+    timings = ("train_seconds", "test_seconds_per_image")
+    assert {k: v for k, v in ours["metrics"].items() if k not in timings} == \
+        {k: v for k, v in theirs["metrics"].items() if k not in timings}
+    assert theirs["metrics"]["params"] == {"window": 3} and theirs["metrics"]["embedding"]["layers"] == [0, 1, 2]
+
+
+def test_a_run_equals_iadtutor_evaluate_called_here(studied, capsys):
     root, result, _ = studied
     capsys.readouterr()
     argv = ["evaluate", "--data-root", str(study.variant_root(root, 0.2, 0.0)), "--category", "bracket",
-            "--method", method, "--backbone", "efficientnet_lite0", "--image-size", "64", "--bootstrap", "0",
+            "--method", "spade", "--backbone", "efficientnet_lite0", "--image-size", "64", "--bootstrap", "0",
             "--device", "cpu", "--quiet"]
-    if window:
-        argv += ["--window", str(window)]
     assert cli.main(argv) == 0
     direct = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    row = result.table[(result.table["translation"] == 0.2) & (result.table["method"] == method)].iloc[0]
+    row = result.table[(result.table["translation"] == 0.2) & (result.table["method"] == "spade")].iloc[0]
     for metric in study.METRICS:
         assert row[metric] == direct[metric], metric
+
+
+def test_both_studies_write_the_same_images(studied, tmp_path):
+    """Notebook 03's variant (beside a toy set) and notebook 07's (in the study folder) come from one writer:
+    with the same settings they hold the same files, byte for byte."""
+    root, _, _ = studied
+    options = {name: SETTINGS[name] for name in ("image_size", "n_train", "n_test_good", "n_test_per_defect", "seed")}
+    beside = study.make_translated_toy(tmp_path / "toy", 0.2, rotation=0.0, **options) / "bracket"
+    inside = study.variant_root(root, 0.2, 0.0) / "bracket"
+    names = sorted(p.relative_to(inside) for p in inside.rglob("*.png"))
+    assert len(names) == 3 + 2 + 4 * 1 * 2  # train, test/good, test/defects with their masks
+    assert names == sorted(p.relative_to(beside) for p in beside.rglob("*.png"))
+    assert all((inside / name).read_bytes() == (beside / name).read_bytes() for name in names)
+
+
+def test_a_run_with_an_option_evaluate_lacks_fails_alone(tmp_path):
+    bad = runs.RunSpec("toy", "bracket", "spade", (("colour", "red"),), str(tmp_path))
+    records = study.run_in_process([bad], tmp_path / "out", echo=lambda message: None)
+    assert records[0]["status"] == "failed" and "no option --colour" in records[0]["error"]
+    with pytest.raises(ValueError, match="in-process"):
+        study.run_in_process([runs.RunSpec("toy", "bracket", "ulsad")], tmp_path / "out", echo=print)
 
 
 def test_variants_and_bad_input():

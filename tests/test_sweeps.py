@@ -183,6 +183,14 @@ def test_translation_study_writes_its_own_folders_and_scores_them(tmp_path, smal
     assert (default / "bracket" / "keep.txt").read_text() == "the default toy set"
     assert [p.name for p in default.rglob("*")] == ["bracket", "keep.txt"]
 
+    # the numbers are pipeline.compare_methods' on the variant's embeddings (what notebook 03 printed before)
+    loaded = sweeps.load_category(tmp_path / "toy_translation_0.2", "bracket", image_size=64, progress=False)
+    expected, _ = sweeps.compare_methods(sweeps.embed_category(loaded, small_embedder, progress=False), methods,
+                                         timing_repeats=1)
+    for label, row in table[table["translation"] == 0.2].set_index("method").iterrows():
+        for name in ("image_auroc", "pixel_auroc", "aupro"):
+            assert row[name] == expected.loc[label, name], (label, name)
+
     folder = tmp_path / "toy_translation_0.2" / "bracket"
     info = json.loads((folder / "toy_factory.json").read_text())
     assert info["translation"] == 0.2 and info["n_train"] == 3 and info["image_size"] == 64

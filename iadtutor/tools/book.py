@@ -1,18 +1,10 @@
-"""Build and check the course website (Jupyter Book 1) from the committed, executed notebooks.
+"""Build and check the course website (Jupyter Book 1, ``make book``) from the committed, executed notebooks.
 
-The book's source root is the repository root (``book/_config.yml``, ``book/_toc.yml``); the chapters are
-``notebooks/0*.ipynb`` as committed, outputs included (nothing is executed). Every built page works with no
-network: the JavaScript it needs is served from ``book/_assets/vendor/`` (git-ignored), filled by
-:func:`vendor_assets` from the installed ``plotly`` package and from three npm tarballs, each pinned by
-version and sha512.
-
-What a notebook's outputs must be for the book (checked by :func:`notebook_problems`): every code cell
-executed; a plotly figure as one output holding both ``application/vnd.plotly.v1+json`` (JupyterLab
-draws it) and ``text/html`` with a ``<div>`` and an inline ``Plotly.newPlot`` call but no plotly.js, no
-MathJax and no ``<script src=...>`` (the book draws it with its own plotly.js), which is what
-``iadtutor.viz.core.setup_notebook()`` selects; widgets with their state saved in the notebook metadata.
-
-Command line::
+The chapters are ``notebooks/0*.ipynb`` as committed (nothing is executed; ``book/_config.yml``, ``_toc.yml``).
+Pages work offline: their JavaScript is served from ``book/_assets/vendor/`` (:func:`vendor_assets`: the installed
+plotly's, and three npm tarballs pinned by sha512). A notebook's outputs (:func:`notebook_problems`): every code
+cell executed; a plotly figure as plotly JSON (JupyterLab) plus a ``text/html`` calling ``Plotly.newPlot`` without
+plotly.js, MathJax or ``<script src=...>`` (``iadtutor.viz.core.setup_notebook()``); widgets with saved state::
 
     python -m iadtutor.tools.book assets    # fill book/_assets/vendor/ (npm registry needed once, then cached)
     python -m iadtutor.tools.book build     # assets + jupyter-book build -> book/_build/html, then check
@@ -25,8 +17,7 @@ import argparse
 import base64
 import functools
 import hashlib
-import html
-import html.parser
+import html.parser  # also binds html (html.escape, html.unescape)
 import json
 import os
 import re
@@ -46,7 +37,7 @@ REPO_ROOT = Path(os.environ.get("IADTUTOR_BOOK_ROOT") or Path(__file__).resolve(
 
 @dataclass(frozen=True)
 class NpmAsset:
-    """One npm package tarball and the files of it that the book serves."""
+    """One npm tarball and the part of it the book serves (:data:`NPM_ASSETS`, :func:`vendor_assets`)."""
 
     spec: str  # "name@exact-version"
     integrity: str  # the registry's sha512 of the tarball ("sha512-<base64>")
@@ -55,43 +46,39 @@ class NpmAsset:
 
 
 NPM_ASSETS = (
-    # require.js: the AMD loader the ipywidgets HTML manager needs.
-    NpmAsset("requirejs@2.3.8",
+    NpmAsset("requirejs@2.3.8",  # the AMD loader the ipywidgets HTML manager needs
              "sha512-7/cTSLOdYkNBNJcDMWf+luFvMriVm7eYxp4BcFCsAX0wF421Vyce5SXP17c+Jd5otXKGNehIonFlyQXSowL6Mw==",
              "package/require.js", "require.js"),
-    # The ipywidgets 8 HTML manager (draws the saved widget state of a notebook in a static page).
-    NpmAsset("@jupyter-widgets/html-manager@1.0.7",
+    NpmAsset("@jupyter-widgets/html-manager@1.0.7",  # draws a notebook's saved widget state in a static page
              "sha512-2xGwS7vVd2RGlKMiSqj1vYv2X59V73ygefUodhzy9Bho0mswWT/yo3Cg7MaYOqwozQjNo5k3rbJ3cETXWUwJ/g==",
              "package/dist", "html-manager"),
-    # MathJax 3 for the formulas (Sphinx would load it from a CDN).
-    NpmAsset("mathjax@3.2.2",
+    NpmAsset("mathjax@3.2.2",  # the formulas (Sphinx would load MathJax from a CDN)
              "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
              "package/es5", "mathjax"),
 )
 
 # How the browser tests start Chromium: headless, no sandbox (root in containers), nothing phoned home.
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                  "--disable-dev-shm-usage")
-
-# Build-log lines that are not problems.  Each entry: (regular expression, why it is harmless).
-HARMLESS_LOG_LINES: tuple[tuple[str, str], ...] = ()
-
-# Signs of a failed cell in a built page.  myst-nb renders an error output as a "traceback" block.
-HTML_ERROR_PATTERNS = (
-    (re.compile(r"Traceback \(most recent call last\)"), "a Python traceback"),
-    (re.compile(r'class="[^"]*\boutput traceback\b'), "an error output (cell raised)"),
-)
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync",
+                  "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage")
+# Signs of a failed cell in a built page (myst-nb renders an error output as a "traceback" block).
+HTML_ERROR_PATTERNS = ((re.compile(r"Traceback \(most recent call last\)"), "a Python traceback"),
+                       (re.compile(r'class="[^"]*\boutput traceback\b'), "an error output (cell raised)"))
 # Looked for in cell outputs only (the prose of a chapter may name an exception).
 OUTPUT_ERROR = re.compile(r"\b(ModuleNotFoundError|ImportError|NameError|FileNotFoundError)\b")
 CELL_OUTPUT = re.compile(r'<div class="cell_output.*?(?=<div class="cell |</section>|$)', re.S)
 # A stderr output is a problem when it reports an error or a warning (progress bars are fine).
 STDERR_BLOCK = re.compile(r'<div class="output stderr[^"]*">(.*?)</div>\s*</div>', re.S)
 STDERR_PROBLEM = re.compile(r"(Error|Exception|Traceback|Warning)\b")
+# The mime types myst-nb shows in HTML (myst_nb.core.render.base_render_priority()["html"]).
+BOOK_MIME_TYPES = ("application/vnd.jupyter.widget-view+json", "application/javascript", "text/html", "image/svg+xml",
+                   "image/png", "image/gif", "image/jpeg", "text/markdown", "text/latex", "text/plain")
+PLOTLY_MIME_TYPE = "application/vnd.plotly.v1+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+REMOTE_SCRIPT = re.compile(r"""<script[^>]*\bsrc\s*=\s*["']?(https?:)?//""", re.I)
 
 
 def book_dirs(root: Path = REPO_ROOT) -> tuple[Path, Path, Path]:
-    """Return (book folder, built HTML folder, build log path) for a repository root."""
+    """(book folder, built HTML folder, build log) of a repository (``make book``, the book and browser tests)."""
     book = Path(root) / "book"
     if not (book / "_config.yml").is_file():
         raise FileNotFoundError(f"{book / '_config.yml'} not found: expected the iadtutor repository at {root}.")
@@ -99,46 +86,39 @@ def book_dirs(root: Path = REPO_ROOT) -> tuple[Path, Path, Path]:
 
 
 def chapter_notebooks(root: Path = REPO_ROOT) -> list[Path]:
-    """The notebooks the table of contents picks up (glob ``notebooks/0*``), in chapter order."""
-    return sorted(p for p in (Path(root) / "notebooks").glob("0*.ipynb"))
+    """The notebooks the table of contents picks up (``notebooks/0*``), in chapter order (the book's chapters)."""
+    return sorted((Path(root) / "notebooks").glob("0*.ipynb"))
 
 
 def expected_pages(root: Path = REPO_ROOT) -> list[str]:
-    """Paths, relative to the HTML folder, of every page the book must have."""
-    pages = ["book/intro.html", "book/papers.html", "book/datasets.html", "book/results.html",
-             "book/real_results.html"]
+    """Every page the book must have, relative to the HTML folder (:func:`check`, the browser tests)."""
+    pages = ["book/intro.html", "book/papers.html", "book/datasets.html", "book/results.html", "book/real_results.html"]
     return pages + [f"notebooks/{nb.stem}.html" for nb in chapter_notebooks(root)]
 
 
 # --------------------------------------------------------------------------------------------- assets
-def _sri_sha512(path: Path) -> str:
-    return "sha512-" + base64.b64encode(hashlib.sha512(path.read_bytes()).digest()).decode()
-
-
 def _npm_tarball(asset: NpmAsset, cache: Path) -> Path:
-    """The package tarball from the cache, or fetched with ``npm pack``; checked against its pinned sha512."""
+    """The package tarball from ``cache``, or fetched with ``npm pack``, checked against its pinned sha512."""
     cache.mkdir(parents=True, exist_ok=True)
     name, version = asset.spec.rsplit("@", 1)
     tarball = cache / f"{name.lstrip('@').replace('/', '-')}-{version}.tgz"
     if not tarball.is_file():
-        npm = shutil.which("npm")
-        if npm is None:
+        if shutil.which("npm") is None:
             raise RuntimeError(f"npm not found: it is needed once to fetch {asset.spec} into {cache}.")
-        subprocess.run([npm, "pack", asset.spec, "--pack-destination", str(cache), "--silent"],
+        subprocess.run([shutil.which("npm"), "pack", asset.spec, "--pack-destination", str(cache), "--silent"],
                        check=True, stdout=subprocess.DEVNULL, timeout=300)
-    if _sri_sha512(tarball) != asset.integrity:
+    if "sha512-" + base64.b64encode(hashlib.sha512(tarball.read_bytes()).digest()).decode() != asset.integrity:
         tarball.unlink()
         raise RuntimeError(f"{tarball.name}: sha512 differs from the pinned integrity of {asset.spec}; deleted it.")
     return tarball
 
 
 def _extract(tarball: Path, source: str, target: Path) -> None:
-    """Copy ``source`` (a file or folder inside the tarball) to ``target``, leaving out source maps."""
+    """Copy ``source`` (a file or folder inside the tarball) to ``target``, without source maps."""
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
     try:
         with tarfile.open(tarball) as tar:
-            members = [m for m in tar.getmembers()
-                       if (m.name == source or m.name.startswith(source + "/"))
+            members = [m for m in tar.getmembers() if (m.name == source or m.name.startswith(source + "/"))
                        and m.isfile() and not m.name.endswith(".map")]
             tar.extractall(staging, members=members, filter="data")
         if target.exists():
@@ -149,53 +129,39 @@ def _extract(tarball: Path, source: str, target: Path) -> None:
 
 
 def vendor_assets(root: Path = REPO_ROOT, cache: Path | None = None) -> Path:
-    """Fill ``book/_assets/vendor/`` with plotly.js, require.js, the widget manager and MathJax.
-
-    plotly.min.js is copied from the installed ``plotly`` package (so the page's plotly.js always matches
-    the plotly that made the figures); the others come from npm tarballs, cached in ``cache``
-    (default ``build/npm-cache`` in the repository). Returns the vendor folder. Fast when up to date.
-    """
+    """Fill ``book/_assets/vendor/`` (``make book``): plotly.min.js from the installed plotly (the one that made the
+    figures), the :data:`NPM_ASSETS` from tarballs cached in ``cache`` (default ``build/npm-cache``)."""
     import plotly
 
-    book, _, _ = book_dirs(root)
-    vendor = book / "_assets" / "vendor"
+    vendor = book_dirs(root)[0] / "_assets" / "vendor"
     vendor.mkdir(parents=True, exist_ok=True)
-    cache = Path(cache) if cache else Path(root) / "build" / "npm-cache"
-
     plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     if not plotly_js.is_file():
         raise FileNotFoundError(f"{plotly_js} not found: the installed plotly package has no plotly.min.js.")
     served = vendor / "plotly.min.js"
     if not served.is_file() or served.read_bytes() != plotly_js.read_bytes():
         write_bytes_atomic(served, plotly_js.read_bytes())
-
     for asset in NPM_ASSETS:
         stamp = vendor / f".{asset.target}.stamp"
-        if stamp.is_file() and stamp.read_text() == asset.integrity and (vendor / asset.target).exists():
-            continue
-        _extract(_npm_tarball(asset, cache), asset.source, vendor / asset.target)
-        write_bytes_atomic(stamp, asset.integrity.encode())
+        if not (stamp.is_file() and stamp.read_text() == asset.integrity and (vendor / asset.target).exists()):
+            _extract(_npm_tarball(asset, Path(cache) if cache else Path(root) / "build" / "npm-cache"), asset.source,
+                    vendor / asset.target)
+            write_bytes_atomic(stamp, asset.integrity.encode())
     return vendor
 
 
 # ---------------------------------------------------------------------------------------------- build
 def build(root: Path = REPO_ROOT, fresh: bool = True) -> subprocess.CompletedProcess:
-    """Vendor the assets, then run ``jupyter-book build``; its output goes to ``book/_build/build.log``.
-
-    ``fresh`` rebuilds every page (``--all``), so the log holds the warnings of every page, not only of
-    the pages changed since the last build. Raises ``RuntimeError`` when jupyter-book fails.
-    """
+    """Vendor the assets, then ``jupyter-book build`` into ``book/_build/build.log`` (``make book``); ``fresh``
+    rebuilds every page (``--all``), so the log has every page's warnings."""
     book, _, log_path = book_dirs(root)
     vendor_assets(root)
     shutil.rmtree(book / "_build" / "screenshots", ignore_errors=True)  # they showed the previous build
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", str(root),
                "--config", str(book / "_config.yml"), "--toc", str(book / "_toc.yml"),
-               "--path-output", str(book), "--builder", "html"]
-    if fresh:
-        command.append("--all")
+               "--path-output", str(book), "--builder", "html", *(["--all"] if fresh else [])]
     result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1800)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(log_path, (result.stdout + "\n" + result.stderr).encode())
     if result.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed (exit {result.returncode}); see {log_path}.")
@@ -204,33 +170,25 @@ def build(root: Path = REPO_ROOT, fresh: bool = True) -> subprocess.CompletedPro
 
 @functools.lru_cache(maxsize=None)
 def built_site(root: Path = REPO_ROOT) -> Path:
-    """The built HTML folder: built once per process, or taken as is when ``IADTUTOR_BOOK_BUILT=1``."""
+    """The built HTML folder of the book tests: built once per process, or as it is if ``IADTUTOR_BOOK_BUILT=1``."""
     _, html_dir, log_path = book_dirs(root)
-    if os.environ.get("IADTUTOR_BOOK_BUILT") == "1":
-        if not (html_dir / "index.html").is_file() or not log_path.is_file():
-            raise FileNotFoundError(f"IADTUTOR_BOOK_BUILT=1 but {html_dir} or {log_path} is missing; "
-                                    "run `python -m iadtutor.tools.book build` first.")
-    else:
+    if os.environ.get("IADTUTOR_BOOK_BUILT") != "1":
         build(root)
+    elif not (html_dir / "index.html").is_file() or not log_path.is_file():
+        raise FileNotFoundError(f"IADTUTOR_BOOK_BUILT=1 but {html_dir} or {log_path} is missing; "
+                                "run `python -m iadtutor.tools.book build` first.")
     return html_dir
 
 
 # ---------------------------------------------------------------------------------------------- check
 def log_problems(log_text: str) -> list[str]:
-    """Warnings and errors in a jupyter-book build log, less the ones listed as harmless."""
-    problems = []
-    log_text = re.sub(r"\x1b\[[0-9;]*m", "", log_text)  # colour codes would hide the words below
-    for line in log_text.splitlines():
-        if not re.search(r"\b(WARNING|ERROR|CRITICAL|SEVERE)\b", line):
-            continue
-        if any(re.search(pattern, line) for pattern, _ in HARMLESS_LOG_LINES):
-            continue
-        problems.append(line.strip())
-    return problems
+    """The warnings and errors of a jupyter-book build log (:func:`check`, tests/test_book.py)."""
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", log_text).splitlines()  # colour codes would hide the words below
+    return [line.strip() for line in lines if re.search(r"\b(WARNING|ERROR|CRITICAL|SEVERE)\b", line)]
 
 
 def html_problems(page: Path) -> list[str]:
-    """Tracebacks, error outputs and error/warning messages on stderr in one built page."""
+    """Tracebacks, error outputs and errors or warnings on stderr in one built page (``make book``, book tests)."""
     text = page.read_text(encoding="utf-8", errors="replace")
     problems = [f"{page.name}: {what}" for pattern, what in HTML_ERROR_PATTERNS if pattern.search(text)]
     if any(OUTPUT_ERROR.search(output) for output in CELL_OUTPUT.findall(text)):
@@ -242,23 +200,9 @@ def html_problems(page: Path) -> list[str]:
     return problems
 
 
-# The mime types myst-nb shows in HTML (myst_nb.core.render.base_render_priority()["html"]).
-BOOK_MIME_TYPES = ("application/vnd.jupyter.widget-view+json", "application/javascript", "text/html",
-                   "image/svg+xml", "image/png", "image/gif", "image/jpeg", "text/markdown", "text/latex",
-                   "text/plain")
-PLOTLY_MIME_TYPE = "application/vnd.plotly.v1+json"
-WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-REMOTE_SCRIPT = re.compile(r"""<script[^>]*\bsrc\s*=\s*["']?(https?:)?//""", re.I)
-
-
 def notebook_problems(path: Path) -> list[str]:
-    """Outputs of a committed notebook that the offline book would drop or fetch from elsewhere.
-
-    Every code cell must have been executed; each display output needs a mime type the book shows;
-    a plotly figure needs, beside its plotly
-    JSON (drawn by JupyterLab), a ``text/html`` that calls ``Plotly.newPlot`` without loading plotly.js
-    or MathJax from anywhere (the renderer contract of ``iadtutor.viz``); widgets need their saved state.
-    """
+    """Outputs of a committed notebook that the offline book would drop or fetch from elsewhere (the output
+    contract of the module docstring; :func:`check`, tests/test_book.py)."""
     import nbformat
 
     notebook = nbformat.read(path, as_version=4)
@@ -274,10 +218,9 @@ def notebook_problems(path: Path) -> list[str]:
                 continue
             data = output.get("data", {})
             has_widget_view |= "application/vnd.jupyter.widget-view+json" in data
+            page_html = "".join(data.get("text/html", ""))  # text, or a list of lines
             if not any(mime in data for mime in BOOK_MIME_TYPES):
                 problems.append(f"{where}: no output mime type the book shows (has {sorted(data)})")
-            page_html = data.get("text/html", "")
-            page_html = "".join(page_html) if isinstance(page_html, list) else page_html
             if PLOTLY_MIME_TYPE in data and "Plotly.newPlot" not in page_html:
                 problems.append(f"{where}: plotly figure without the text/html of iadtutor.viz's renderer")
             if REMOTE_SCRIPT.search(page_html):
@@ -294,6 +237,7 @@ class _ResourceFinder(html.parser.HTMLParser):
 
     LOADING_ATTRIBUTES = {"script": "src", "img": "src", "iframe": "src", "source": "src", "video": "src",
                           "audio": "src", "embed": "src", "link": "href"}
+    FETCHED_LINKS = {"stylesheet", "icon", "preload", "modulepreload", "prefetch"}  # rel="next" fetches nothing
 
     def __init__(self):
         super().__init__()
@@ -301,23 +245,21 @@ class _ResourceFinder(html.parser.HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag == "link" and not set((attrs.get("rel") or "").split()) & {"stylesheet", "icon", "preload",
-                                                                          "modulepreload", "prefetch"}:
-            return  # e.g. rel="canonical" or "next" only names a page, nothing is fetched
-        url = attrs.get(self.LOADING_ATTRIBUTES.get(tag, ""))
-        if url:
+        if tag == "link" and not set((attrs.get("rel") or "").split()) & self.FETCHED_LINKS:
+            return
+        if url := attrs.get(self.LOADING_ATTRIBUTES.get(tag, "")):
             self.urls.append(url)
 
 
 def remote_resources(page: Path) -> list[str]:
-    """URLs of other machines that a built page would load (links to click are not counted)."""
+    """URLs of other machines that a built page would load, links to click aside (:func:`check`, book tests)."""
     finder = _ResourceFinder()
     finder.feed(page.read_text(encoding="utf-8", errors="replace"))
     return [url for url in finder.urls if re.match(r"(https?:)?//", url)]
 
 
 def check(root: Path = REPO_ROOT) -> list[str]:
-    """Everything wrong with the built book: log warnings, missing pages, failed cells. Empty when fine."""
+    """Everything wrong with the built book: log warnings, missing pages, failed cells, remote loads (``make book``)."""
     _, html_dir, log_path = book_dirs(root)
     if not log_path.is_file():
         return [f"{log_path} not found: build the book first."]
@@ -327,12 +269,12 @@ def check(root: Path = REPO_ROOT) -> list[str]:
         problems += notebook_problems(notebook)
     for page in sorted(html_dir.rglob("*.html")):
         if "_static" not in page.parts:
-            problems += html_problems(page)
-            problems += [f"{page.name}: loads {url}" for url in remote_resources(page)]
+            problems += html_problems(page) + [f"{page.name}: loads {url}" for url in remote_resources(page)]
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m iadtutor.tools.book assets|build|check`` (``make book``); prints the number of problems."""
     parser = argparse.ArgumentParser(prog="python -m iadtutor.tools.book", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["assets", "build", "check"])
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="repository root (default: %(default)s)")

@@ -19,7 +19,8 @@ EVALUATE_METHODS = (*METHODS, "ulsad")
 
 
 def parse_layers(text: str, method: str) -> tuple[int, ...]:
-    """``--layers``: ``auto`` (the method's taps in :data:`iadtutor.pipeline.METHODS`) or taps such as ``1,2``."""
+    """``--layers``: ``auto`` (the method's taps in :data:`iadtutor.pipeline.METHODS`) or taps such as ``1,2``
+    (``iadtutor evaluate``, through :func:`embedding_config`)."""
     if text == "auto":
         return METHODS[method].layers if method in METHODS else (0, 1, 2)
     try:
@@ -28,51 +29,91 @@ def parse_layers(text: str, method: str) -> tuple[int, ...]:
         raise ValueError(f"--layers must be 'auto' or comma-separated taps from 0, 1, 2; got {text!r}.") from None
 
 
-def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-root", required=True, help="folder holding the category folders")
-    parser.add_argument("--category", required=True)
-    parser.add_argument("--method", required=True, choices=EVALUATE_METHODS)
-    parser.add_argument("--backbone", default="auto",
-                        choices=("auto", "resnet18", "wide_resnet50_2", "efficientnet_lite0"))
-    parser.add_argument("--weights", default=None, help="checkpoint file for the backbone (sha256-checked)")
-    parser.add_argument("--layout", default="auto", help="dataset layout (auto, mvtec_ad, mvtec_loco, visa, btad, mpdd)")
-    parser.add_argument("--window", type=int, default=None, help="LWinNN window size δ (default 7)")
-    parser.add_argument("--k", type=int, default=None,
-                        help="neighbours: LDKNN local density, or averaged by knn (default 5)")
-    parser.add_argument("--alpha", type=float, default=None, help="LDKNN local-density coefficient α (default 1)")
-    parser.add_argument("--squared", action="store_true", default=None, help="knn/LDKNN with squared L2 (REB's code)")
-    parser.add_argument("--coreset", type=float, default=None,
-                        help="coreset fraction (default: 0.01 for patchcore, 1.0 = full bank for knn and ldknn)")
-    parser.add_argument("--layers", default="auto",
-                        help="backbone taps to embed, e.g. 0,1,2 (auto: 1,2 for ldknn and knn as in REB, else 0,1,2)")
-    parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--keep-aspect", action="store_true", help="resize the shortest side, keep aspect ratio")
-    parser.add_argument("--no-normalize", action="store_true", help="skip ImageNet normalisation (ablation)")
-    parser.add_argument("--no-pool", action="store_true", help="skip 3x3 average pooling (ablation)")
-    parser.add_argument("--unpadded-pool", action="store_true", help="AvgPool2d(3, 1) without padding, like the reference code")
-    parser.add_argument("--interpolation", default="bilinear", choices=("bilinear", "nearest"))
-    parser.add_argument("--max-train", type=int, default=MAX_TRAIN, help="use at most this many train images")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=None, help="ULSAD training epochs")
-    parser.add_argument("--ulsad-preset", default="paper", choices=("paper", "small"),
-                        help="ULSAD networks: the paper's, or narrow ones for a CPU (ULSADConfig.small)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for AUROC intervals (0: none)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=None, help="also write the result object to this file")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The options of ``iadtutor evaluate`` (README "Two commands"); returns their actions, from which
+    :func:`evaluate_options` reads names, defaults and types."""
+    actions = []
+
+    def add(*flags, **options):
+        actions.append(parser.add_argument(*flags, **options))
+
+    add("--data-root", required=True, help="folder holding the category folders")
+    add("--category", required=True)
+    add("--method", required=True, choices=EVALUATE_METHODS)
+    add("--backbone", default="auto", choices=("auto", "resnet18", "wide_resnet50_2", "efficientnet_lite0"))
+    add("--weights", default=None, help="checkpoint file for the backbone (sha256-checked)")
+    add("--layout", default="auto", help="dataset layout (auto, mvtec_ad, mvtec_loco, visa, btad, mpdd)")
+    add("--window", type=int, default=None, help="LWinNN window size δ (default 7)")
+    add("--k", type=int, default=None, help="neighbours: LDKNN local density, or averaged by knn (default 5)")
+    add("--alpha", type=float, default=None, help="LDKNN local-density coefficient α (default 1)")
+    add("--squared", action="store_true", default=None, help="knn/LDKNN with squared L2 (REB's code)")
+    add("--coreset", type=float, default=None,
+        help="coreset fraction (default: 0.01 for patchcore, 1.0 = full bank for knn and ldknn)")
+    add("--layers", default="auto",
+        help="backbone taps to embed, e.g. 0,1,2 (auto: 1,2 for ldknn and knn as in REB, else 0,1,2)")
+    add("--image-size", type=int, default=256)
+    add("--keep-aspect", action="store_true", help="resize the shortest side, keep aspect ratio")
+    add("--no-normalize", action="store_true", help="skip ImageNet normalisation (ablation)")
+    add("--no-pool", action="store_true", help="skip 3x3 average pooling (ablation)")
+    add("--unpadded-pool", action="store_true", help="AvgPool2d(3, 1) without padding, like the reference code")
+    add("--interpolation", default="bilinear", choices=("bilinear", "nearest"))
+    add("--max-train", type=int, default=MAX_TRAIN, help="use at most this many train images")
+    add("--batch-size", type=int, default=16)
+    add("--epochs", type=int, default=None, help="ULSAD training epochs")
+    add("--ulsad-preset", default="paper", choices=("paper", "small"),
+        help="ULSAD networks: the paper's, or narrow ones for a CPU (ULSADConfig.small)")
+    add("--bootstrap", type=int, default=1000, help="bootstrap resamples for AUROC intervals (0: none)")
+    add("--device", default="auto", help="auto, cpu or cuda")
+    add("--seed", type=int, default=0)
+    add("--json", default=None, help="also write the result object to this file")
+    add("--quiet", action="store_true", help="no progress bars")
+    return actions
+
+
+def evaluate_options(data_root, category: str, method: str, **options) -> argparse.Namespace:
+    """The options ``iadtutor evaluate`` sees for ``--data-root DATA_ROOT --category ... --method ...``
+    plus ``--NAME VALUE`` per option, built without a command line (the in-process runs of notebook 07,
+    :func:`iadtutor.tools.study.run_in_process`). A value is taken as :func:`iadtutor.tools.runs.command_for`
+    passes it: ``None`` / ``False`` leave the default, ``True`` sets a switch, any other value goes through
+    the flag's type as its text."""
+    if method not in EVALUATE_METHODS:
+        raise ValueError(f"method must be one of {', '.join(EVALUATE_METHODS)}; got {method!r}.")
+    actions = {action.dest: action for action in add_evaluate_arguments(argparse.ArgumentParser())}
+    values = {dest: action.default for dest, action in actions.items()}
+    values.update(data_root=str(data_root), category=category, method=method)
+    for name, value in options.items():
+        action, flag = actions.get(name), "--" + name.replace("_", "-")
+        if action is None or action.required:
+            raise ValueError(f"iadtutor evaluate has no option {flag}.")
+        if value is None or value is False:
+            continue
+        if action.nargs == 0:  # a switch such as --keep-aspect
+            if value is not True:
+                raise ValueError(f"{flag} is a switch: give true or leave it out; got {value!r}.")
+            value = action.const
+        elif value is True:
+            raise ValueError(f"{flag} needs a value; got True.")
+        else:
+            value = (action.type or str)(str(value))
+        if action.choices and value not in action.choices:
+            raise ValueError(f"{flag} must be one of {', '.join(action.choices)}; got {value!r}.")
+        values[name] = value
+    return argparse.Namespace(**values)
 
 
 def method_arguments(args: argparse.Namespace) -> dict:
     """The kNN parameters given on the command line that ``args.method`` reads (:data:`METHODS`). Others
     are accepted and left out, as the DESIGN.md contract lets tools pass ``--window`` / ``--k`` to every
-    method; the JSON record's ``params`` shows what was used."""
+    method; the JSON record's ``params`` shows what was used. Used by ``iadtutor evaluate`` and the
+    in-process runs of notebook 07 (:mod:`iadtutor.tools.study`)."""
     reads = METHODS[args.method].params if args.method in METHODS else {}
     return {name: getattr(args, name) for name in reads if getattr(args, name) is not None}
 
 
 def embedding_config(args: argparse.Namespace):
-    """The :class:`iadtutor.embed.EmbeddingConfig` of the ``evaluate`` flags."""
+    """The :class:`iadtutor.embed.EmbeddingConfig` of the ``evaluate`` options, with the method's taps from
+    :data:`METHODS` for ``--layers auto``: the one place options become a config (``iadtutor evaluate``
+    and the in-process runs of notebook 07)."""
     from iadtutor.embed import EmbeddingConfig
 
     return EmbeddingConfig(image_size=args.image_size, keep_aspect=args.keep_aspect,
@@ -82,6 +123,7 @@ def embedding_config(args: argparse.Namespace):
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
+    """``iadtutor evaluate`` (README "Two commands", ``iadtutor reproduce``'s runs): prints one JSON record."""
     import torch
 
     from iadtutor import pipeline
@@ -121,6 +163,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 
 def make_toy_command(args: argparse.Namespace) -> int:
+    """``iadtutor data make-toy`` (README "Two commands"; ``make toy``)."""
     from iadtutor.tools.toy import make_toy
 
     make_toy(args.out, seed=args.seed, categories=args.categories, image_size=args.image_size,
@@ -129,6 +172,7 @@ def make_toy_command(args: argparse.Namespace) -> int:
 
 
 def info_command(args: argparse.Namespace) -> int:
+    """``iadtutor info`` (README "Weights"): device, torch and the backbone ``auto`` picks."""
     import torch
 
     from iadtutor.backbones import resolve_backbone_name, resolve_device
@@ -140,6 +184,7 @@ def info_command(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ``iadtutor`` command and all its sub-commands (:func:`main`)."""
     parser = argparse.ArgumentParser(prog="iadtutor", description="Industrial anomaly detection course tools.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -188,6 +233,7 @@ def _add_optional_commands(commands, data_commands) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``iadtutor`` console script (pyproject ``[project.scripts]``); errors as one line on stderr."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,10 +1,10 @@
-"""Keep executed notebooks stable: strip volatile metadata, never outputs or execution counts.
+"""Keep executed notebooks stable (``make execute`` runs this after papermill): strip volatile metadata, never
+outputs or execution counts::
 
     python -m iadtutor.tools.notebooks clean notebooks/01_patch_embeddings.ipynb
 
-papermill stamps start/end times and durations into the notebook and cell metadata; those change on
-every run and would make every commit noisy. nbval needs the outputs *and* the execution counts
-(it silently skips cells without one), so those stay.
+papermill stamps times and durations into the notebook and cell metadata, which would make every commit noisy.
+nbval needs the outputs *and* the execution counts (it silently skips cells without one), so those stay.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ VOLATILE_PAPERMILL_KEYS = ("start_time", "end_time", "duration", "exception", "s
 
 
 def clean_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Remove timestamps and durations from ``notebook`` (in place) and return it."""
+    """Remove timestamps and durations from ``notebook`` (in place) and return it (:func:`clean_file`)."""
     papermill = notebook.metadata.get("papermill", {})
     for key in VOLATILE_PAPERMILL_KEYS:
         papermill.pop(key, None)
@@ -40,11 +40,13 @@ def clean_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def clean_file(path: str | Path) -> None:
+    """Clean one notebook file in place, atomically (``make execute``)."""
     notebook = nbformat.read(path, as_version=4)
     write_text_atomic(path, nbformat.writes(clean_notebook(notebook)) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m iadtutor.tools.notebooks clean NOTEBOOK ...`` (the Makefile's ``execute`` target)."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) < 2 or argv[0] != "clean":
         print("usage: python -m iadtutor.tools.notebooks clean NOTEBOOK [NOTEBOOK ...]", file=sys.stderr)
