@@ -39,7 +39,7 @@ browser:
 	bash scripts/install_chromium.sh
 
 toy: setup
-	$(BIN)/iadtutor data make-toy --out data/toy
+	$(BIN)/iadtutor data make-toy --out data/toy --overwrite
 
 # Execute the course in place (outputs are committed), then build the website from them.
 execute: setup toy

@@ -167,7 +167,8 @@ def make_toy_command(args: argparse.Namespace) -> int:
     from iadtutor.tools.toy import make_toy
 
     make_toy(args.out, seed=args.seed, categories=args.categories, image_size=args.image_size,
-             translation=args.translation, rotation=args.rotation, progress=not args.quiet)
+             translation=args.translation, rotation=args.rotation, progress=not args.quiet,
+             overwrite=args.overwrite)
     return 0
 
 
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     toy.add_argument("--translation", type=float, default=None, help="max shift, fraction of the image side")
     toy.add_argument("--rotation", type=float, default=None, help="max rotation in degrees")
     toy.add_argument("--quiet", action="store_true")
+    toy.add_argument("--overwrite", action="store_true", help="replace a non-empty --out once the new one is written")
     toy.set_defaults(handler=make_toy_command)
     _add_optional_commands(commands, data_commands)
 

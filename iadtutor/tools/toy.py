@@ -11,24 +11,31 @@ from pathlib import Path
 from toyfactory import TOY_CATEGORIES, make_toy_dataset
 
 
-def make_toy(out, seed: int = 0, categories=None, image_size: int = 256, progress: bool = True, **options) -> Path:
+def make_toy(out, seed: int = 0, categories=None, image_size: int = 256, progress: bool = True,
+             overwrite: bool = False, **options) -> Path:
     """Write the toy factory to ``out`` (all or nothing) and print where it went.
 
     ``categories``: None (all), a list, or a comma-separated string such as ``"weave,box"``; ``options``
-    as :func:`toyfactory.make_toy_dataset` takes them. A non-empty ``out`` is refused.
+    as :func:`toyfactory.make_toy_dataset` takes them. A non-empty ``out`` is refused unless
+    ``overwrite`` (``make toy``): then the new folder replaces it once complete.
     """
     if isinstance(categories, str):
         categories = [c.strip() for c in categories.split(",") if c.strip()]
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} already exists and is not empty; remove it or choose another folder.")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} already exists and is not empty; remove it, choose another folder "
+                              "or pass --overwrite.")
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.making-", dir=out.parent))
     try:
         make_toy_dataset(scratch, categories, seed=seed, image_size=image_size, progress=progress, **options)
         if out.exists():
-            out.rmdir()
-        os.replace(scratch, out)
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(scratch, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(scratch, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     names = categories or list(TOY_CATEGORIES)
