@@ -181,12 +181,13 @@ def squared_distances(points: torch.Tensor, centre: torch.Tensor) -> torch.Tenso
 
 
 def greedy_coreset(features: torch.Tensor, ratio: float, projection_dim: int | None = 128, seed: int = 0,
-                   progress: bool = False, chunk_rows: int = 16384) -> torch.Tensor:
+                   progress: bool = False, chunk_rows: int = 16384, first: int | None = None) -> torch.Tensor:
     """Indices of a greedy k-center coreset (PatchCore): repeatedly add the point farthest from the set (notebook 03).
 
     ``features``: ``(P, C)``. Distances (:func:`squared_distances`) are measured after a seeded Gaussian
     random projection to ``projection_dim`` dimensions (as PatchCore does, for speed); ``None`` keeps the
-    full features. Returns ``(round(ratio·P),)`` long indices, starting from a seeded random point.
+    full features. Returns ``(round(ratio·P),)`` long indices, starting from a seeded random point (or from
+    index ``first``).
 
     The result is exactly that of the plain loop (``farthest = argmax(min_distance)``, then
     ``min_distance = minimum(min_distance, squared_distances(points, points[farthest]))``), but most
@@ -206,7 +207,7 @@ def greedy_coreset(features: torch.Tensor, ratio: float, projection_dim: int | N
     if projection_dim is not None and projection_dim < points.shape[1]:
         projection = torch.randn(points.shape[1], projection_dim, generator=generator) / math.sqrt(projection_dim)
         points = points @ projection.to(points.device)
-    first = int(torch.randint(n_points, (1,), generator=generator))
+    first = int(torch.randint(n_points, (1,), generator=generator)) if first is None else int(first)
     device, dim = points.device, points.shape[1]
     selected = torch.empty(n_select, dtype=torch.long)
     selected[0] = first

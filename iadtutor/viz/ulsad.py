@@ -15,6 +15,7 @@ from plotly.subplots import make_subplots
 
 from iadtutor import metrics
 from iadtutor.data import anomaly_kind
+from iadtutor.knn import greedy_coreset
 from iadtutor.patches import patch_pixels
 from iadtutor.viz import core
 
@@ -71,7 +72,8 @@ def query_marker(y: float, x: float, label: str = "query", size: int = 13) -> go
 
 def diverse_query_cells(features, k: int = 4, border: int = 2) -> list[tuple[int, int]]:
     """``(row, col)`` of ``k`` cells of ``U (c*, h*, w*)`` that show different things (notebook 05): the cell
-    farthest from the mean feature, then each time the one farthest from its nearest chosen cell. Cells
+    farthest from the mean feature, then PatchCore's greedy k-center (each time the cell farthest from its
+    nearest chosen cell, :func:`iadtutor.knn.greedy_coreset`). Cells
     within ``border`` of the edge are skipped (zero padding makes them odd ones out)."""
     array = core.to_numpy(features).astype(np.float64)
     if array.ndim != 3:
@@ -82,11 +84,8 @@ def diverse_query_cells(features, k: int = 4, border: int = 2) -> list[tuple[int
     vectors = array[:, border:h - border, border:w - border].reshape(c, -1).T
     if not 1 <= k <= len(vectors):
         raise ValueError(f"k must be between 1 and the {len(vectors)} cells inside the border; got {k}.")
-    chosen = [int(np.argmax(np.linalg.norm(vectors - vectors.mean(axis=0), axis=1)))]
-    nearest = np.linalg.norm(vectors - vectors[chosen[0]], axis=1)
-    while len(chosen) < k:
-        chosen.append(int(np.argmax(nearest)))
-        nearest = np.minimum(nearest, np.linalg.norm(vectors - vectors[chosen[-1]], axis=1))
+    start = int(np.argmax(np.linalg.norm(vectors - vectors.mean(axis=0), axis=1)))
+    chosen = greedy_coreset(torch.from_numpy(vectors), k / len(vectors), projection_dim=None, first=start).tolist()
     return [(i // (w - 2 * border) + border, i % (w - 2 * border) + border) for i in chosen]
 
 
