@@ -210,3 +210,10 @@ def test_bank_self_neighbours_match_sklearn(k, chunk_bytes):
     np.testing.assert_allclose(squared.numpy(), expected_distance[:, 1:] ** 2, atol=1e-4)
     with pytest.raises(ValueError, match="exclude_self"):
         knn.knn_distances(bank[:10], bank, k, exclude_self=True)
+
+
+@pytest.mark.parametrize("scorer", [knn.FixedPositionNN(), knn.LocalWindowNN(window=3), knn.GlobalNN(), knn.LDKNN()],
+                         ids=lambda s: type(s).__name__)
+def test_scoring_before_fitting_is_one_clear_sentence(scorer):
+    with pytest.raises(ValueError, match=rf"^this {type(scorer).__name__} is not fitted yet: call fit"):
+        scorer.score(torch.zeros(1, 4, 5, 5))
