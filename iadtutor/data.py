@@ -34,12 +34,17 @@ has one (only MVTec LOCO does).
 :func:`find_category` lists the files of one category as :class:`Sample` s, sorted by path;
 :func:`load_split` reads them into tensors; :class:`AnomalyDataset` does the same lazily for a
 ``DataLoader``. Anything wrong on disk raises :class:`DatasetError` with one sentence naming the file.
+
+MVTec LOCO's official metric, sPRO, scores every ground-truth *file* (a defect region) on its own, up to a
+saturation area read from the category's ``defects_config.json`` (:func:`read_defects_config`): for
+that layout :func:`load_split` also returns the split's :class:`Regions` (notebook 05).
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -48,6 +53,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
+
+from iadtutor import metrics
 
 __all__ = [
     "LAYOUTS",
@@ -66,6 +73,10 @@ __all__ = [
     "AnomalyDataset",
     "LoadedSplit",
     "load_split",
+    "DEFECTS_CONFIG",
+    "DefectConfig",
+    "read_defects_config",
+    "Regions",
 ]
 
 LAYOUTS = ("mvtec_ad", "mvtec_loco", "visa", "btad", "mpdd", "kolektor")
@@ -81,6 +92,8 @@ KOLEKTOR_LABEL_SUFFIX = "_label"
 # anomalib's split of KolektorSDD's normal parts: sklearn's train_test_split(train_size=0.8, random_state=42).
 KOLEKTOR_TRAIN_FRACTION = 0.8
 KOLEKTOR_SPLIT_SEED = 42
+# MVTec LOCO: the category folder's list of defects (pixel value, saturation threshold) for sPRO.
+DEFECTS_CONFIG = "defects_config.json"
 
 
 class DatasetError(ValueError):
@@ -95,6 +108,7 @@ class Sample:
     label: int  # 0 normal, 1 anomalous
     defect_type: str  # "good" for normal images, else the defect folder's name
     mask_paths: tuple[Path, ...] = ()  # empty for normal images; several for MVTec LOCO
+    defects_config: Path | None = None  # MVTec LOCO only: the category's defects_config.json
 
 
 @dataclass
@@ -278,6 +292,10 @@ def find_category(data_root: str | os.PathLike, category: str, layout: str = "au
         raise DatasetError(f"Training folder {train_dir} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
     validation = _normal_samples(category_dir / "validation" / normal)
     test = _test_samples(category_dir, layout)
+    if layout == "mvtec_loco":  # load_split reads it for the regions of sPRO
+        config = category_dir / DEFECTS_CONFIG
+        train, validation, test = ([replace(s, defects_config=config) for s in split]
+                                   for split in (train, validation, test))
     return CategorySplits(data_root, category, layout, train, test, validation)
 
 
@@ -413,13 +431,26 @@ def binarize_mask(array: np.ndarray) -> np.ndarray:
     return values > peak / 2
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """One mask file -> ``(H, W)`` bool, any bit depth or colour mode (notebook 00; ``iadtutor data verify``)."""
+def _mask_pixels(path: Path) -> np.ndarray:
+    """The ``(H, W)`` pixel values of a mask file."""
     mask = _open_image(path, "mask")
     # Bilevel, 8/16/32-bit gray and float masks are read as they are; colour and paletted ones via gray.
     if not (mask.mode in ("1", "L", "F") or mask.mode.startswith("I")):
         mask = mask.convert("L")
-    return binarize_mask(np.asarray(mask))
+    return np.asarray(mask)
+
+
+def _check_mask_shape(mask: np.ndarray, path: Path, sample: Sample, image_hw: tuple[int, int]) -> None:
+    if mask.shape != image_hw:
+        raise DatasetError(
+            f"Mask {path} is {mask.shape[1]}x{mask.shape[0]} pixels but its image {sample.image_path} "
+            f"is {image_hw[1]}x{image_hw[0]}."
+        )
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """One mask file -> ``(H, W)`` bool, any bit depth or colour mode (notebook 00; ``iadtutor data verify``)."""
+    return binarize_mask(_mask_pixels(path))
 
 
 def load_mask(sample: Sample, shape_hw: Sequence[int]) -> torch.Tensor:
@@ -435,17 +466,18 @@ def load_mask(sample: Sample, shape_hw: Sequence[int]) -> torch.Tensor:
     union = np.zeros(image_hw, dtype=np.bool_)
     for path in sample.mask_paths:
         mask = read_mask(Path(path))
-        if mask.shape != image_hw:
-            raise DatasetError(
-                f"Mask {path} is {mask.shape[1]}x{mask.shape[0]} pixels but its image {sample.image_path} "
-                f"is {image_hw[1]}x{image_hw[0]}."
-            )
+        _check_mask_shape(mask, path, sample, image_hw)
         union |= mask
-    union_tensor = torch.from_numpy(union)
-    if union.shape == (height, width):
-        return union_tensor
+    return _resize_mask(union, (height, width))
+
+
+def _resize_mask(mask: np.ndarray, shape_hw: tuple[int, int]) -> torch.Tensor:
+    """``(H, W)`` bool array -> bool tensor of ``shape_hw``, nearest neighbour."""
+    tensor = torch.from_numpy(mask)
+    if mask.shape == shape_hw:
+        return tensor
     # "nearest-exact" samples at pixel centres; plain "nearest" shifts the mask by up to a pixel.
-    resized = F.interpolate(union_tensor[None, None].float(), size=(height, width), mode="nearest-exact")
+    resized = F.interpolate(tensor[None, None].float(), size=shape_hw, mode="nearest-exact")
     return resized[0, 0] > 0.5
 
 
@@ -479,16 +511,122 @@ class AnomalyDataset(torch.utils.data.Dataset):
         }
 
 
+# --------------------------------------------------------------------------- MVTec LOCO's regions (sPRO)
+
+
+@dataclass(frozen=True)
+class DefectConfig:
+    """One defect of an MVTec LOCO category, as its ``defects_config.json`` lists it (notebook 05).
+
+    Every ground-truth pixel of this defect holds ``pixel_value``. ``relative_saturation``: the region
+    is fully found once ``saturation_threshold`` (a fraction) of its area is called; otherwise once
+    ``saturation_threshold`` pixels of the original image are (capped at the region's area).
+    """
+
+    defect_name: str
+    pixel_value: int
+    saturation_threshold: float
+    relative_saturation: bool
+
+
+def read_defects_config(path: str | os.PathLike) -> dict[int, DefectConfig]:
+    """Read an MVTec LOCO ``defects_config.json`` into ``{pixel value: DefectConfig}`` (notebook 05).
+
+    The file is a JSON list of objects with the keys ``defect_name``, ``pixel_value`` (1 to 255),
+    ``saturation_threshold`` (> 0) and ``relative_saturation`` (true / false). Anything else raises
+    :class:`DatasetError` naming the file.
+    """
+    path = Path(path)
+    keys = ("defect_name", "pixel_value", "saturation_threshold", "relative_saturation")
+    expected = f"a JSON list of objects with the keys {', '.join(keys)}"
+    try:
+        entries = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"MVTec LOCO defects file {path} does not exist: sPRO needs {expected} "
+                           "(it ships with the dataset, beside the category's train/ and test/).") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"Cannot read {path} as JSON ({error}).") from error
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise DatasetError(f"{path} must hold {expected}.")
+    defects = {}
+    for number, entry in enumerate(entries):
+        missing = [key for key in keys if key not in entry]
+        if missing:
+            raise DatasetError(f"Entry {number} of {path} lacks the key(s) {', '.join(missing)}: expected {expected}.")
+        value, threshold, relative = entry["pixel_value"], entry["saturation_threshold"], entry["relative_saturation"]
+        if (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 255
+                or isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0
+                or not isinstance(relative, bool) or value in defects):
+            raise DatasetError(f"Entry {number} of {path} ({entry}) must have a pixel_value from 1 to 255 that "
+                               "no other entry has, a saturation_threshold above 0 and a relative_saturation "
+                               "of true or false.")
+        defects[value] = DefectConfig(str(entry["defect_name"]), value, float(threshold), relative)
+    return defects
+
+
+@dataclass
+class Regions:
+    """MVTec LOCO's defect regions of a loaded split, one per ground-truth file, for sPRO (notebook 05).
+
+    ``masks (R, H, W)`` bool at the loaded resolution, ``images (R,)`` long: the index of each region's
+    image in the split, ``saturation (R,)`` float64: its saturation area in pixels at the loaded
+    resolution (see :func:`load_split`), ``pixel_values (R,)`` long, and per region its defect name and
+    file path. ``R`` is 0 for a split without defect images.
+    """
+
+    masks: torch.Tensor
+    images: torch.Tensor
+    saturation: torch.Tensor
+    pixel_values: torch.Tensor
+    defect_names: list[str]
+    paths: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _defect_of(path: Path, pixels: np.ndarray, defects: dict[int, DefectConfig], config: Path) -> DefectConfig:
+    """The defect whose pixel value a LOCO ground-truth file holds (exactly one non-zero value)."""
+    values = np.unique(pixels[pixels > 0]).tolist()
+    if len(values) != 1:
+        raise DatasetError(f"Ground-truth file {path} holds the non-zero pixel values {values[:5]}: "
+                           f"expected exactly one, a pixel_value of {config}.")
+    value = int(values[0])
+    if value not in defects:
+        raise DatasetError(f"Ground-truth file {path} has pixel value {value}, which {config} does not list "
+                           f"(it lists {sorted(defects)}).")
+    return defects[value]
+
+
+def _read_regions(sample: Sample, shape_hw: tuple[int, int], defects: dict[int, DefectConfig]) -> list[tuple]:
+    """``(mask (H, W) bool, saturation area, defect, path)`` per ground-truth file of a LOCO sample."""
+    image_hw = _image_hw(Path(sample.image_path))
+    area_scale = shape_hw[0] * shape_hw[1] / (image_hw[0] * image_hw[1])  # loaded / original pixels
+    regions = []
+    for path in sample.mask_paths:
+        pixels = _mask_pixels(Path(path))
+        _check_mask_shape(pixels, path, sample, image_hw)
+        defect = _defect_of(Path(path), pixels, defects, sample.defects_config)
+        mask = _resize_mask(pixels == defect.pixel_value, shape_hw)
+        threshold = defect.saturation_threshold * (1.0 if defect.relative_saturation else area_scale)
+        saturation = float(metrics.saturation_area(int(mask.sum()), threshold, defect.relative_saturation))
+        regions.append((mask, saturation, defect, str(path)))
+    return regions
+
+
 @dataclass
 class LoadedSplit:
     """A split read into memory: ``images (N, 3, H, W)`` float32 in [0, 1], ``masks (N, H, W)`` bool,
-    ``labels (N,)`` long (1 = anomalous), and per image its defect type and file path (notebook 00)."""
+    ``labels (N,)`` long (1 = anomalous), and per image its defect type and file path (notebook 00).
+    ``regions``: MVTec LOCO's per-file defect regions for sPRO (:class:`Regions`, notebook 05); None for
+    the other layouts."""
 
     images: torch.Tensor
     masks: torch.Tensor
     labels: torch.Tensor
     defect_types: list[str]
     paths: list[str]
+    regions: Regions | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -515,6 +653,15 @@ def load_split(
     :func:`resize_shape`. With ``keep_aspect=True`` an image whose aspect ratio differs from that shape's
     by more than :data:`ASPECT_TOLERANCE` (3 %) raises :class:`DatasetError` naming it; smaller
     differences (KolektorSDD's parts vary in height by 4 %) are resized to the common shape.
+
+    MVTec LOCO samples (``Sample.defects_config`` set) also give ``regions`` (notebook 05): one per
+    ground-truth file, resized like the masks (nearest neighbour), with the defect of its pixel value
+    in :func:`read_defects_config`. Its saturation area is counted in pixels *at the loaded resolution*:
+    a relative threshold times the resized region's area; an absolute one (pixels of the original image)
+    times loaded / original image pixels, capped at the resized region's area. The official evaluation
+    works at the ground truth's own resolution, so at a smaller size the numbers are close to, not equal
+    to, the official ones. A region that vanishes when resized (thinner than a loaded pixel) is left out,
+    as no pixel of it can be called.
     """
     if max_images is not None:
         if isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1:
@@ -535,6 +682,8 @@ def load_split(
 
     images = torch.empty((len(samples), 3, *output_shape), dtype=torch.float32)
     masks = torch.empty((len(samples), *output_shape), dtype=torch.bool)
+    loco = any(s.defects_config is not None for s in samples)
+    regions, defects_by_file = [], {}  # (image index, mask, ...) and each defects_config.json read once
     for index, sample in enumerate(tqdm(samples, desc="loading images", disable=not progress)):
         if keep_aspect:
             height, width = _image_hw(Path(sample.image_path))
@@ -546,13 +695,34 @@ def load_split(
                     "(within 3 %; use keep_aspect=False to resize them all to a square)."
                 )
         images[index] = load_image(sample.image_path, image_size, keep_aspect, shape=output_shape)
-        masks[index] = load_mask(sample, output_shape)
+        if sample.defects_config is None or not sample.mask_paths:
+            masks[index] = load_mask(sample, output_shape)
+            continue
+        if sample.defects_config not in defects_by_file:
+            defects_by_file[sample.defects_config] = read_defects_config(sample.defects_config)
+        found = _read_regions(sample, output_shape, defects_by_file[sample.defects_config])
+        masks[index] = torch.stack([mask for mask, *_ in found]).any(0)  # = load_mask: nearest is pixel-wise
+        regions += [(index, *region) for region in found if region[0].any()]
     return LoadedSplit(
         images=images,
         masks=masks,
         labels=torch.tensor([s.label for s in samples], dtype=torch.long),
         defect_types=[s.defect_type for s in samples],
         paths=[str(s.image_path) for s in samples],
+        regions=_stack_regions(regions, output_shape) if loco else None,
+    )
+
+
+def _stack_regions(regions: list[tuple], shape_hw: tuple[int, int]) -> Regions:
+    """:class:`Regions` from ``(image index, mask, saturation area, defect, path)`` tuples."""
+    images, masks, saturation, defects, paths = zip(*regions) if regions else ((),) * 5
+    return Regions(
+        masks=torch.stack(masks) if masks else torch.zeros((0, *shape_hw), dtype=torch.bool),
+        images=torch.tensor(images, dtype=torch.long),
+        saturation=torch.tensor(saturation, dtype=torch.float64),
+        pixel_values=torch.tensor([defect.pixel_value for defect in defects], dtype=torch.long),
+        defect_names=[defect.defect_name for defect in defects],
+        paths=list(paths),
     )
 
 

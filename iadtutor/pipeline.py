@@ -165,10 +165,18 @@ class ScoreResult:
 def evaluate_scores(test: "data.LoadedSplit", scores: np.ndarray, maps: np.ndarray,
                     bootstrap: int = 0, seed: int = 0) -> dict:
     """Image AUROC, pixel AUROC and AUPRO (fractions), the AUROC per anomaly kind where the test set has
-    both (MVTec LOCO, the toy ``box``), and 95 % bootstrap intervals if ``bootstrap`` (resamples) (notebook 02)."""
+    both (MVTec LOCO, the toy ``box``), and 95 % bootstrap intervals if ``bootstrap`` (resamples) (notebook 02).
+
+    On MVTec LOCO data (``test.regions`` holds defect regions) also ``spro``: LOCO's official sPRO up to a
+    false-positive rate of 0.05 (the one LOCO AD reports), the FPR over every defect-free pixel as the
+    official code counts it (:func:`iadtutor.metrics.spro`, notebook 05).
+    """
     labels, masks = test.labels.numpy(), test.masks.numpy()
     result = metrics.evaluate_maps(labels, scores, masks, maps)
     result.update(metrics.auroc_by_kind([data.anomaly_kind(t) for t in test.defect_types], labels, scores))
+    regions = test.regions
+    if regions is not None and len(regions):
+        result["spro"] = metrics.spro(regions.masks, regions.images, regions.saturation, maps, fpr_limit=0.05)
     if bootstrap:
         result["image_auroc_ci"] = list(metrics.image_auroc_ci(labels, scores, n_boot=bootstrap, seed=seed))
         result["pixel_auroc_ci"] = list(metrics.pixel_auroc_ci(masks, maps, n_boot=bootstrap, seed=seed))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,8 @@ def build_mvtec_loco(root: Path):
     write_mask(cat / "ground_truth/logical_anomalies/000/001.png", box=(8, 6, 12, 10))
     write_image(cat / "test/structural_anomalies/000.png")
     write_mask(cat / "ground_truth/structural_anomalies/000/000.png")
+    (cat / "defects_config.json").write_text(json.dumps([{"defect_name": "any", "pixel_value": 255,
+                                                          "saturation_threshold": 1.0, "relative_saturation": True}]))
     expected_test = [
         ("000.png", "good", 0), ("000.png", "logical_anomalies", 2), ("000.png", "structural_anomalies", 1)
     ]
@@ -155,6 +158,21 @@ def test_find_category_reads_splits_labels_defects_and_masks(tmp_path, layout):
             assert sample.label == int(sample.defect_type != "good")
             assert all(p.exists() and "ground_truth" in p.parts for p in sample.mask_paths)
             assert sample.image_path.parent.parent == tmp_path / category / "test"
+
+
+@pytest.mark.parametrize("layout", sorted(BUILDERS))
+def test_only_loco_splits_have_defect_regions(tmp_path, layout):
+    category, *_ = BUILDERS[layout](tmp_path)
+    splits = find_category(tmp_path, category)
+    test = load_split(splits.test, image_size=6, progress=False)
+    if layout != "mvtec_loco":
+        assert test.regions is None and all(s.defects_config is None for s in splits.test)
+        return
+    assert all(s.defects_config == tmp_path / category / "defects_config.json" for s in splits.test)
+    assert len(test.regions) == 3  # one per ground-truth file: two of the logical image, one structural
+    defect_images = [i for i, label in enumerate(test.labels.tolist()) if label == 1]
+    assert test.regions.images.tolist() == [defect_images[0]] * 2 + [defect_images[1]]
+    assert torch.equal(test.regions.masks[:2].any(0), test.masks[defect_images[0]])
 
 
 def test_mvtec_mask_files_are_matched_by_name(tmp_path):
