@@ -56,29 +56,6 @@ from tqdm.auto import tqdm
 
 from iadtutor import metrics
 
-__all__ = [
-    "LAYOUTS",
-    "IMAGE_SUFFIXES",
-    "DatasetError",
-    "Sample",
-    "CategorySplits",
-    "find_category",
-    "list_categories",
-    "detect_layout",
-    "resize_shape",
-    "split_normals",
-    "load_image",
-    "load_mask",
-    "binarize_mask",
-    "AnomalyDataset",
-    "LoadedSplit",
-    "load_split",
-    "DEFECTS_CONFIG",
-    "DefectConfig",
-    "read_defects_config",
-    "Regions",
-]
-
 LAYOUTS = ("mvtec_ad", "mvtec_loco", "visa", "btad", "mpdd", "kolektor")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -147,10 +124,8 @@ def _image_files(folder: Path) -> list[Path]:
     )
 
 
-def _check_layout_name(layout: str, allow_auto: bool = True) -> None:
-    if layout == "auto" and allow_auto:
-        return
-    if layout not in LAYOUTS:
+def _check_layout_name(layout: str) -> None:
+    if layout != "auto" and layout not in LAYOUTS:
         raise DatasetError(f"Unknown layout {layout!r}: expected 'auto' or one of {', '.join(LAYOUTS)}.")
 
 
@@ -304,11 +279,6 @@ def _kolektor_label_files(category_dir: Path) -> list[Path]:
             if p.stem.endswith(KOLEKTOR_LABEL_SUFFIX)]
 
 
-def _label_is_empty(path: Path) -> bool:
-    """True when the label image has no non-zero pixel (anomalib's rule for a normal KolektorSDD part)."""
-    return not np.asarray(_open_image(path, "label")).any()
-
-
 def split_normals(samples: Sequence[Sample], train_fraction: float = KOLEKTOR_TRAIN_FRACTION,
                   seed: int = KOLEKTOR_SPLIT_SEED) -> tuple[list[Sample], list[Sample]]:
     """Split normal samples at random into ``(train, test)``, both sorted by path (notebook 00).
@@ -342,7 +312,7 @@ def _find_kolektor(data_root: Path, category: str, seed: int, train_fraction: fl
             if label is None:
                 raise DatasetError(f"KolektorSDD part {image_path} has no label image: expected "
                                    f"{folder / (image_path.stem + KOLEKTOR_LABEL_SUFFIX + '.bmp')}.")
-            if _label_is_empty(label):
+            if not np.asarray(_open_image(label, "label")).any():  # anomalib's rule for a normal part
                 normal.append(Sample(image_path, 0, "good", ()))
             else:
                 defective.append(Sample(image_path, 1, "defect", (label,)))
@@ -502,13 +472,8 @@ class AnomalyDataset(torch.utils.data.Dataset):
         sample = self.samples[index]
         image = load_image(sample.image_path, self.image_size, self.keep_aspect)
         mask = load_mask(sample, image.shape[-2:])
-        return {
-            "image": image,
-            "mask": mask,
-            "label": int(sample.label),
-            "defect_type": sample.defect_type,
-            "path": str(sample.image_path),
-        }
+        return {"image": image, "mask": mask, "label": int(sample.label), "defect_type": sample.defect_type,
+                "path": str(sample.image_path)}
 
 
 # --------------------------------------------------------------------------- MVTec LOCO's regions (sPRO)
@@ -516,12 +481,9 @@ class AnomalyDataset(torch.utils.data.Dataset):
 
 @dataclass(frozen=True)
 class DefectConfig:
-    """One defect of an MVTec LOCO category, as its ``defects_config.json`` lists it (notebook 05).
-
-    Every ground-truth pixel of this defect holds ``pixel_value``. ``relative_saturation``: the region
-    is fully found once ``saturation_threshold`` (a fraction) of its area is called; otherwise once
-    ``saturation_threshold`` pixels of the original image are (capped at the region's area).
-    """
+    """One defect of an MVTec LOCO ``defects_config.json`` (notebook 05): its ground-truth pixels hold
+    ``pixel_value``; a region of it is fully found once ``saturation_threshold`` of its pixels are called,
+    a fraction of its area when ``relative_saturation``, else original-image pixels (capped at its area)."""
 
     defect_name: str
     pixel_value: int
@@ -530,12 +492,8 @@ class DefectConfig:
 
 
 def read_defects_config(path: str | os.PathLike) -> dict[int, DefectConfig]:
-    """Read an MVTec LOCO ``defects_config.json`` into ``{pixel value: DefectConfig}`` (notebook 05).
-
-    The file is a JSON list of objects with the keys ``defect_name``, ``pixel_value`` (1 to 255),
-    ``saturation_threshold`` (> 0) and ``relative_saturation`` (true / false). Anything else raises
-    :class:`DatasetError` naming the file.
-    """
+    """Read an MVTec LOCO ``defects_config.json`` into ``{pixel value: DefectConfig}`` (notebook 05);
+    anything but the expected JSON raises :class:`DatasetError` naming the file."""
     path = Path(path)
     keys = ("defect_name", "pixel_value", "saturation_threshold", "relative_saturation")
     expected = f"a JSON list of objects with the keys {', '.join(keys)}"
@@ -553,14 +511,14 @@ def read_defects_config(path: str | os.PathLike) -> dict[int, DefectConfig]:
         missing = [key for key in keys if key not in entry]
         if missing:
             raise DatasetError(f"Entry {number} of {path} lacks the key(s) {', '.join(missing)}: expected {expected}.")
-        value, threshold, relative = entry["pixel_value"], entry["saturation_threshold"], entry["relative_saturation"]
-        if (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 255
-                or isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0
-                or not isinstance(relative, bool) or value in defects):
+        name, value, threshold, relative = (entry[key] for key in keys)
+        # JSON values are exactly int, float or bool: type() keeps true from passing as the number 1
+        if not (type(value) is int and 1 <= value <= 255 and value not in defects
+                and type(threshold) in (int, float) and threshold > 0 and type(relative) is bool):
             raise DatasetError(f"Entry {number} of {path} ({entry}) must have a pixel_value from 1 to 255 that "
                                "no other entry has, a saturation_threshold above 0 and a relative_saturation "
                                "of true or false.")
-        defects[value] = DefectConfig(str(entry["defect_name"]), value, float(threshold), relative)
+        defects[value] = DefectConfig(str(name), value, float(threshold), relative)
     return defects
 
 
@@ -568,10 +526,12 @@ def read_defects_config(path: str | os.PathLike) -> dict[int, DefectConfig]:
 class Regions:
     """MVTec LOCO's defect regions of a loaded split, one per ground-truth file, for sPRO (notebook 05).
 
-    ``masks (R, H, W)`` bool at the loaded resolution, ``images (R,)`` long: the index of each region's
-    image in the split, ``saturation (R,)`` float64: its saturation area in pixels at the loaded
-    resolution (see :func:`load_split`), ``pixel_values (R,)`` long, and per region its defect name and
-    file path. ``R`` is 0 for a split without defect images.
+    ``masks (R, H, W)`` bool, resized like the split's masks; ``images (R,)`` long: each region's image
+    index in the split; ``saturation (R,)`` float64: its :func:`iadtutor.metrics.saturation_area` in
+    pixels at the loaded resolution (an absolute threshold is scaled by loaded / original image pixels; the
+    official evaluation works at the ground truth's own size, so a smaller one gives a close, not equal,
+    sPRO); ``pixel_values (R,)`` long, ``defect_names`` and ``paths``. A region thinner than a loaded pixel
+    vanishes in resizing and is left out; ``R`` is 0 for a split without defect images.
     """
 
     masks: torch.Tensor
@@ -585,19 +545,6 @@ class Regions:
         return len(self.paths)
 
 
-def _defect_of(path: Path, pixels: np.ndarray, defects: dict[int, DefectConfig], config: Path) -> DefectConfig:
-    """The defect whose pixel value a LOCO ground-truth file holds (exactly one non-zero value)."""
-    values = np.unique(pixels[pixels > 0]).tolist()
-    if len(values) != 1:
-        raise DatasetError(f"Ground-truth file {path} holds the non-zero pixel values {values[:5]}: "
-                           f"expected exactly one, a pixel_value of {config}.")
-    value = int(values[0])
-    if value not in defects:
-        raise DatasetError(f"Ground-truth file {path} has pixel value {value}, which {config} does not list "
-                           f"(it lists {sorted(defects)}).")
-    return defects[value]
-
-
 def _read_regions(sample: Sample, shape_hw: tuple[int, int], defects: dict[int, DefectConfig]) -> list[tuple]:
     """``(mask (H, W) bool, saturation area, defect, path)`` per ground-truth file of a LOCO sample."""
     image_hw = _image_hw(Path(sample.image_path))
@@ -606,7 +553,14 @@ def _read_regions(sample: Sample, shape_hw: tuple[int, int], defects: dict[int, 
     for path in sample.mask_paths:
         pixels = _mask_pixels(Path(path))
         _check_mask_shape(pixels, path, sample, image_hw)
-        defect = _defect_of(Path(path), pixels, defects, sample.defects_config)
+        values = np.unique(pixels[pixels > 0]).tolist()
+        if len(values) != 1:
+            raise DatasetError(f"Ground-truth file {path} holds the non-zero pixel values {values[:5]}: "
+                               f"expected exactly one, a pixel_value of {sample.defects_config}.")
+        defect = defects.get(int(values[0]))
+        if defect is None:
+            raise DatasetError(f"Ground-truth file {path} has pixel value {int(values[0])}, which "
+                               f"{sample.defects_config} does not list (it lists {sorted(defects)}).")
         mask = _resize_mask(pixels == defect.pixel_value, shape_hw)
         threshold = defect.saturation_threshold * (1.0 if defect.relative_saturation else area_scale)
         saturation = float(metrics.saturation_area(int(mask.sum()), threshold, defect.relative_saturation))
@@ -617,9 +571,8 @@ def _read_regions(sample: Sample, shape_hw: tuple[int, int], defects: dict[int, 
 @dataclass
 class LoadedSplit:
     """A split read into memory: ``images (N, 3, H, W)`` float32 in [0, 1], ``masks (N, H, W)`` bool,
-    ``labels (N,)`` long (1 = anomalous), and per image its defect type and file path (notebook 00).
-    ``regions``: MVTec LOCO's per-file defect regions for sPRO (:class:`Regions`, notebook 05); None for
-    the other layouts."""
+    ``labels (N,)`` long (1 = anomalous), per image its defect type and file path, and for MVTec LOCO the
+    split's :class:`Regions` (None for the other layouts) (notebook 00)."""
 
     images: torch.Tensor
     masks: torch.Tensor
@@ -653,15 +606,7 @@ def load_split(
     :func:`resize_shape`. With ``keep_aspect=True`` an image whose aspect ratio differs from that shape's
     by more than :data:`ASPECT_TOLERANCE` (3 %) raises :class:`DatasetError` naming it; smaller
     differences (KolektorSDD's parts vary in height by 4 %) are resized to the common shape.
-
-    MVTec LOCO samples (``Sample.defects_config`` set) also give ``regions`` (notebook 05): one per
-    ground-truth file, resized like the masks (nearest neighbour), with the defect of its pixel value
-    in :func:`read_defects_config`. Its saturation area is counted in pixels *at the loaded resolution*:
-    a relative threshold times the resized region's area; an absolute one (pixels of the original image)
-    times loaded / original image pixels, capped at the resized region's area. The official evaluation
-    works at the ground truth's own resolution, so at a smaller size the numbers are close to, not equal
-    to, the official ones. A region that vanishes when resized (thinner than a loaded pixel) is left out,
-    as no pixel of it can be called.
+    MVTec LOCO samples (``Sample.defects_config`` set) also give the split's :class:`Regions`.
     """
     if max_images is not None:
         if isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1:
@@ -682,8 +627,7 @@ def load_split(
 
     images = torch.empty((len(samples), 3, *output_shape), dtype=torch.float32)
     masks = torch.empty((len(samples), *output_shape), dtype=torch.bool)
-    loco = any(s.defects_config is not None for s in samples)
-    regions, defects_by_file = [], {}  # (image index, mask, ...) and each defects_config.json read once
+    found, defects_by_file = [], {}  # LOCO: (image index, mask, saturation, defect, path); each config read once
     for index, sample in enumerate(tqdm(samples, desc="loading images", disable=not progress)):
         if keep_aspect:
             height, width = _image_hw(Path(sample.image_path))
@@ -700,30 +644,20 @@ def load_split(
             continue
         if sample.defects_config not in defects_by_file:
             defects_by_file[sample.defects_config] = read_defects_config(sample.defects_config)
-        found = _read_regions(sample, output_shape, defects_by_file[sample.defects_config])
-        masks[index] = torch.stack([mask for mask, *_ in found]).any(0)  # = load_mask: nearest is pixel-wise
-        regions += [(index, *region) for region in found if region[0].any()]
-    return LoadedSplit(
-        images=images,
-        masks=masks,
-        labels=torch.tensor([s.label for s in samples], dtype=torch.long),
-        defect_types=[s.defect_type for s in samples],
-        paths=[str(s.image_path) for s in samples],
-        regions=_stack_regions(regions, output_shape) if loco else None,
-    )
-
-
-def _stack_regions(regions: list[tuple], shape_hw: tuple[int, int]) -> Regions:
-    """:class:`Regions` from ``(image index, mask, saturation area, defect, path)`` tuples."""
-    images, masks, saturation, defects, paths = zip(*regions) if regions else ((),) * 5
-    return Regions(
-        masks=torch.stack(masks) if masks else torch.zeros((0, *shape_hw), dtype=torch.bool),
-        images=torch.tensor(images, dtype=torch.long),
-        saturation=torch.tensor(saturation, dtype=torch.float64),
-        pixel_values=torch.tensor([defect.pixel_value for defect in defects], dtype=torch.long),
-        defect_names=[defect.defect_name for defect in defects],
-        paths=list(paths),
-    )
+        in_image = _read_regions(sample, output_shape, defects_by_file[sample.defects_config])
+        masks[index] = torch.stack([mask for mask, *_ in in_image]).any(0)  # = load_mask: nearest is pixel-wise
+        found += [(index, *region) for region in in_image if region[0].any()]
+    regions = None
+    if any(s.defects_config is not None for s in samples):
+        indices, region_masks, saturation, defects, paths = zip(*found) if found else ((),) * 5
+        regions = Regions(
+            masks=torch.stack(region_masks) if found else torch.zeros((0, *output_shape), dtype=torch.bool),
+            images=torch.tensor(indices, dtype=torch.long), saturation=torch.tensor(saturation, dtype=torch.float64),
+            pixel_values=torch.tensor([defect.pixel_value for defect in defects], dtype=torch.long),
+            defect_names=[defect.defect_name for defect in defects], paths=list(paths))
+    return LoadedSplit(images=images, masks=masks, labels=torch.tensor([s.label for s in samples], dtype=torch.long),
+                       defect_types=[s.defect_type for s in samples], paths=[str(s.image_path) for s in samples],
+                       regions=regions)
 
 
 def anomaly_kind(defect_type: str) -> str:

@@ -58,14 +58,8 @@ FILLS = ("noise", "cutpaste")
 FUSIONS = ("paste", "blend")
 
 # Labels 1..6 of the self-supervised task (label 0 is "normal"); order as in the authors' dm_com6.
-DEFECT_CLASSES = (
-    ("bezier_blob", "cutpaste"),
-    ("bezier_scar", "cutpaste"),
-    ("bezier_clump", "cutpaste"),
-    ("bezier_blob", "noise"),
-    ("bezier_scar", "noise"),
-    ("bezier_clump", "noise"),
-)
+DEFECT_CLASSES = (("bezier_blob", "cutpaste"), ("bezier_scar", "cutpaste"), ("bezier_clump", "cutpaste"),
+                  ("bezier_blob", "noise"), ("bezier_scar", "noise"), ("bezier_clump", "noise"))
 CLASS_NAMES = ("normal",) + tuple(f"{shape}+{fill}" for shape, fill in DEFECT_CLASSES)
 
 BLEND_ALPHA_RANGE = (0.4, 0.9)
@@ -73,9 +67,7 @@ BLEND_ALPHA_RANGE = (0.4, 0.9)
 REFERENCE_SIZE = 256
 
 
-# ----------------------------------------------------------------------------------------------------
-# Bézier curves
-# ----------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------- Bézier curves
 
 def bezier_curve(control_points, n_points: int = 100) -> np.ndarray:
     """Points ``(n_points, 2)`` of the Bézier curve with ``control_points`` ``(K, 2)`` (notebook 06).
@@ -111,9 +103,8 @@ def closed_bezier_contour(points, k: float = 0.3, n_per_segment: int = 50) -> np
     return np.concatenate(segments)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Shapes: each maker returns a small boolean array (its own canvas); _place puts it into the image.
-# ----------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------- Shapes
+# Each maker returns a small boolean array (its own canvas); _place puts it into the image.
 
 def _scale(height: int, width: int) -> float:
     return min(height, width) / REFERENCE_SIZE
@@ -224,19 +215,11 @@ def _bezier_clump(height: int, width: int, rng: np.random.Generator) -> np.ndarr
     noise = F.interpolate(coarse, size=region.shape, mode="bicubic", align_corners=False)[0, 0].numpy()
     blobs = region & (noise > np.quantile(noise[region], rng.uniform(0.5, 0.7)))
     clump = ndimage.binary_erosion(blobs)
-    for candidate in (clump, blobs, region):  # tiny regions may erode away completely
-        if candidate.any():
-            return candidate
-    return region
+    return next((candidate for candidate in (clump, blobs) if candidate.any()), region)  # tiny ones erode away
 
 
-_SHAPE_MAKERS = {
-    "rectangle": _rectangle,
-    "rect_scar": _rect_scar,
-    "bezier_scar": _bezier_scar,
-    "bezier_clump": _bezier_clump,
-    "bezier_blob": _bezier_blob,
-}
+_SHAPE_MAKERS = {"rectangle": _rectangle, "rect_scar": _rect_scar, "bezier_scar": _bezier_scar,
+                 "bezier_clump": _bezier_clump, "bezier_blob": _bezier_blob}
 
 
 def _place(shape: np.ndarray, foreground: np.ndarray, rng: np.random.Generator, n_tries: int = 10):
@@ -265,9 +248,7 @@ def _place(shape: np.ndarray, foreground: np.ndarray, rng: np.random.Generator, 
     return best, (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Fills and fusion
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------- Fills and fusion
 
 def _noise_fill(patch_h: int, patch_w: int, rng: np.random.Generator) -> torch.Tensor:
     """Colour noise ``(3, h, w)``: uniform in ``mean +- spread`` (mean 50-200, spread 0-50 grey levels,
@@ -306,9 +287,7 @@ def fuse(image: torch.Tensor, fill: torch.Tensor, region: torch.Tensor, alpha: f
     return torch.where(region, alpha * fill + (1.0 - alpha) * image, image)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Foreground
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------- Foreground
 
 def otsu_threshold(values, bins: int = 256) -> float:
     """Otsu's threshold of ``values``: the cut between histogram bins that maximises the between-class
@@ -333,10 +312,9 @@ def foreground_mask(image: torch.Tensor, is_texture: bool = False, min_fraction:
     The border (a frame 1/16 of the image wide) is taken as background: each pixel's colour distance
     from the border's mean, in units of the border's per-channel spread (at least 0.02), is smoothed
     and thresholded with Otsu; small specks are opened away and small holes (under 0.5 % of the
-    image) filled. A stand-in for the paper's saliency network (EDN) that works for objects on a
-    plain background. Textures
-    (``is_texture=True``), images where no pixel is 3 spreads away from the border colour and images
-    where less than ``min_fraction`` stands out get the whole image.
+    image) filled. A stand-in for the paper's saliency network (EDN) that works for objects on a plain
+    background. Textures (``is_texture=True``), images where no pixel is 3 spreads away from the border
+    colour and images where less than ``min_fraction`` stands out get the whole image.
     """
     image = _check_image(image)
     height, width = image.shape[1:]
@@ -366,9 +344,7 @@ def foreground_mask(image: torch.Tensor, is_texture: bool = False, min_fraction:
     return torch.from_numpy(foreground)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Making defects
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------- Making defects
 
 def _check_image(image) -> torch.Tensor:
     if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
@@ -438,9 +414,8 @@ def make_defect(image: torch.Tensor, shape: str, fill: str, fusion: str, rng=Non
             patch = _noise_fill(patch_h, patch_w, rng)
         else:
             patch = _cutpaste_fill(image, patch_h, patch_w, allowed, rng)
-        if fusion == "paste":
-            weight = 1.0
-        else:
+        weight = 1.0  # paste
+        if fusion == "blend":
             weight = float(rng.uniform(*BLEND_ALPHA_RANGE)) if alpha is None else float(alpha)
         region = torch.from_numpy(placed)
         canvas = image.clone()
@@ -474,9 +449,7 @@ def gallery(image: torch.Tensor, rng=None, foreground="auto", is_texture: bool =
     return entries
 
 
-# ----------------------------------------------------------------------------------------------------
-# The 7-class self-supervised task
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- The 7-class self-supervised task
 
 def _check_images(images) -> torch.Tensor:
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
@@ -493,18 +466,18 @@ class DefectMakerDataset(torch.utils.data.Dataset):
 
     Item ``i`` is ``(image (3, H, W) float in [0, 1], label)`` with ``label = i % n_classes`` (7 by
     default; 0 = normal, ``k`` = ``classes[k - 1]``, by default :data:`DEFECT_CLASSES`) made from normal
-    image ``(i // n_classes) % N``: every image
-    appears once per class per pass, so classes are balanced. The fusion (paste or blend) is drawn
-    per item: the paper uses both but does not make them separate classes. Defects are drawn from a
-    generator seeded by ``(seed, epoch, i)`` — call :meth:`set_epoch` for fresh defects each epoch.
+    image ``i // n_classes``: every image appears once per class, so classes are balanced. The fusion
+    (paste or blend) is drawn per item: the paper uses both but does not make them separate classes.
+    Defects are drawn from a generator seeded by ``(seed, epoch, i)`` — call :meth:`set_epoch` for fresh
+    defects each epoch.
 
     ``foregrounds``: ``(N, H, W)`` bool masks, or ``None`` to estimate them with :func:`foreground_mask`
     (whole images when ``is_texture``). ``augment``: random flips (and transposes for square images) of
-    the normal image first, as the authors do. ``repeats``: passes over the images per epoch.
+    the normal image first, as the authors do.
     """
 
     def __init__(self, images: torch.Tensor, classes=DEFECT_CLASSES, foregrounds=None, is_texture: bool = False,
-                 seed: int = 0, augment: bool = True, repeats: int = 1):
+                 seed: int = 0, augment: bool = True):
         self.images = _check_images(images)
         for shape, fill in classes:
             _check_choice(shape, SHAPES, "shape")
@@ -518,7 +491,7 @@ class DefectMakerDataset(torch.utils.data.Dataset):
         self.foregrounds = torch.as_tensor(np.asarray(foregrounds, dtype=bool))
         if self.foregrounds.shape != (n_images, height, width):
             raise ValueError(f"foregrounds must have shape {(n_images, height, width)}; got {tuple(self.foregrounds.shape)}.")
-        self.seed, self.augment, self.repeats = seed, augment, repeats
+        self.seed, self.augment = seed, augment
         self.epoch = 0
 
     @property
@@ -526,7 +499,7 @@ class DefectMakerDataset(torch.utils.data.Dataset):
         return 1 + len(self.classes)
 
     def __len__(self) -> int:
-        return len(self.images) * self.n_classes * self.repeats
+        return len(self.images) * self.n_classes
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -536,7 +509,7 @@ class DefectMakerDataset(torch.utils.data.Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} items.")
         label = index % self.n_classes
-        image_index = (index // self.n_classes) % len(self.images)
+        image_index = index // self.n_classes
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image, foreground = self.images[image_index], self.foregrounds[image_index]
         if self.augment:
@@ -564,9 +537,7 @@ def _random_flip(image: torch.Tensor, mask: torch.Tensor, rng: np.random.Generat
     return image.contiguous(), mask.contiguous()
 
 
-# ----------------------------------------------------------------------------------------------------
-# Fine-tuning
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------ Fine-tuning
 
 class ClassifierHead(nn.Module):
     """Global average pooling of the last tap ``(N, C, h, w)`` -> BatchNorm1d -> linear layer ->
@@ -666,9 +637,7 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
     return model.eval(), history
 
 
-# ----------------------------------------------------------------------------------------------------
-# Saving and loading fine-tuned weights
-# ----------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------- Saving and loading fine-tuned weights
 
 def save_finetuned(backbone: FeatureExtractor, path) -> Path:
     """Write ``{"backbone": name, "state_dict": ...}`` to ``path`` atomically (temp file + rename) (notebook 06)."""

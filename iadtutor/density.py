@@ -35,16 +35,15 @@ from iadtutor.knn import CHUNK_BYTES, flatten_patches, knn_distances
 
 
 def patch_positions(shape: tuple[int, int, int]) -> pd.DataFrame:
-    """Where each flattened patch comes from: columns ``image``, ``row``, ``col`` for ``shape = (M, h, w)``.
-    (Notebook 04.)"""
+    """Where each flattened patch of ``shape (M, h, w)`` comes from: columns image, row, col (notebook 04)."""
     m, h, w = shape
     image, row, col = np.unravel_index(np.arange(m * h * w), (m, h, w))
     return pd.DataFrame({"image": image, "row": row, "col": col})
 
 
 def neighbour_distances(bank: torch.Tensor, k_max: int, squared: bool = False) -> torch.Tensor:
-    """Distances ``(B, k_max)`` of every bank row ``(B, C)`` to its ``k_max`` nearest *other* rows, ascending.
-    (Notebook 04.)"""
+    """Distances ``(B, k_max)`` of every bank row ``(B, C)`` to its ``k_max`` nearest *other* rows, ascending
+    (notebook 04)."""
     if k_max < 1 or k_max >= len(bank):
         raise ValueError(f"k_max must be between 1 and the number of bank patches minus one ({len(bank) - 1}); "
                          f"got {k_max}.")
@@ -61,11 +60,8 @@ def local_densities(train_embeddings: torch.Tensor, k: int = 5, squared: bool = 
 
 
 def density_table(densities: torch.Tensor, paths=None) -> pd.DataFrame:
-    """One row per bank patch: ``image``, ``row``, ``col``, ``density`` (and ``path`` if ``paths`` is given).
-    (Notebook 04.)
-
-    ``densities``: ``(M, h, w)``. Sort it to find the densest and sparsest patches and where they are.
-    """
+    """One row per bank patch of ``densities (M, h, w)``: ``image``, ``row``, ``col``, ``density`` (and ``path``
+    if ``paths`` is given). Sort it to find the densest and sparsest patches and where they are (notebook 04)."""
     if densities.ndim != 3:
         raise ValueError(f"densities must have shape (M, h, w); got {tuple(densities.shape)}.")
     table = patch_positions(tuple(densities.shape))
@@ -158,8 +154,8 @@ class NeighbourSearch:
 
 def neighbour_search(train_embeddings: torch.Tensor, test_embeddings: torch.Tensor, k_max: int,
                      squared: bool = False, chunk_bytes: int = CHUNK_BYTES) -> NeighbourSearch:
-    """Search once: the bank against itself (``k_max`` nearest others) and the test patches against the bank.
-    (Notebook 04.)"""
+    """Search once: the bank against itself (``k_max`` nearest others) and the test patches against the bank
+    (notebook 04)."""
     bank, test = flatten_patches(train_embeddings), flatten_patches(test_embeddings)
     if test_embeddings.shape[1:] != train_embeddings.shape[1:]:
         raise ValueError(f"test embeddings {tuple(test_embeddings.shape)} and train embeddings "
@@ -177,8 +173,8 @@ def patch_masks(masks: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
 
 def neighbour_density_summary(terms: dict[str, torch.Tensor], masks: torch.Tensor, labels: torch.Tensor
                               ) -> pd.DataFrame:
-    """Who gets forgiven by LDKNN? Mean 1-NN distance and mean density of that neighbour, per kind of patch.
-    (Notebook 04.)
+    """Who gets forgiven by LDKNN? Mean 1-NN distance and mean density of that neighbour, per kind of patch
+    (notebook 04).
 
     ``terms``: :meth:`NeighbourSearch.ldknn_terms` (or :meth:`iadtutor.knn.LDKNN.terms`) for all test images;
     ``masks`` ``(N, H, W)``, ``labels`` ``(N,)``. Rows: ``patches of normal images``, ``normal patches of

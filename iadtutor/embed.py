@@ -13,6 +13,8 @@ Every switch of the LWinNN ablation (paper table 3) is a field of :class:`Embedd
   border averages use only real pixels) or unpadded like the reference code (``AvgPool2d(3, 1)``:
   64×64 -> 62×62 at 256 px),
 * ``interpolation`` — ``"bilinear"`` or ``"nearest"`` when resizing taps to the first tap's size.
+
+Where the defaults differ from the paper or its code, and by how much: ``book/deviations.md``.
 """
 
 from __future__ import annotations

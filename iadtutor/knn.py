@@ -14,7 +14,8 @@ Image scores are the maximum of the map (LWinNN eq. 4); :func:`anomaly_maps` ups
 to image size (bilinear) and blurs them with a Gaussian of σ = 4 pixels.
 
 Distances use ``|x - y|² = |x|² + |y|² - 2 x·y`` so that the heavy part is a matrix multiplication, and
-work is cut into chunks so memory stays bounded whatever the number of images.
+work is cut into chunks so memory stays bounded whatever the number of images. Where the scorers differ
+from the papers' code (PatchCore's embedding, LDKNN's squared distance): ``book/deviations.md``.
 """
 
 from __future__ import annotations

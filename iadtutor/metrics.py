@@ -51,9 +51,7 @@ KIND_METRICS = ("image_auroc_structural", "image_auroc_logical")
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Input checks
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------- Input checks
 def _as_numpy(array, name: str) -> np.ndarray:
     """A numpy view of a numpy array, torch tensor or nested list."""
     if isinstance(array, torch.Tensor):
@@ -72,10 +70,8 @@ def _as_binary(array: np.ndarray, name: str) -> np.ndarray:
     if array.dtype == bool:
         return array
     if not np.isin(array, (0, 1)).all():
-        raise ValueError(
-            f"{name} must be binary (bool, or 0 = normal and 1 = anomalous); "
-            f"got values such as {np.unique(array)[:5].tolist()}."
-        )
+        raise ValueError(f"{name} must be binary (bool, or 0 = normal and 1 = anomalous); "
+                         f"got values such as {np.unique(array)[:5].tolist()}.")
     return array != 0
 
 
@@ -91,9 +87,7 @@ def _as_scores(array: np.ndarray, name: str) -> np.ndarray:
 def _check_labels_scores(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     labels, scores = _as_numpy(labels, "labels"), _as_numpy(scores, "scores")
     if labels.ndim != 1 or scores.shape != labels.shape:
-        raise ValueError(
-            f"labels and scores must both have shape (N,); got {labels.shape} and {scores.shape}."
-        )
+        raise ValueError(f"labels and scores must both have shape (N,); got {labels.shape} and {scores.shape}.")
     if len(labels) == 0:
         raise ValueError("labels and scores are empty; they need one entry per image.")
     return _as_binary(labels, "labels"), _as_scores(scores, "scores")
@@ -102,9 +96,7 @@ def _check_labels_scores(labels, scores) -> tuple[np.ndarray, np.ndarray]:
 def _check_masks_maps(masks, maps) -> tuple[np.ndarray, np.ndarray]:
     masks, maps = _as_numpy(masks, "masks"), _as_numpy(maps, "maps")
     if masks.ndim != 3 or maps.shape != masks.shape:
-        raise ValueError(
-            f"masks and maps must both have shape (N, H, W); got {masks.shape} and {maps.shape}."
-        )
+        raise ValueError(f"masks and maps must both have shape (N, H, W); got {masks.shape} and {maps.shape}.")
     if masks.size == 0:
         raise ValueError(f"masks and maps are empty (shape {masks.shape}); they need at least one pixel.")
     return _as_binary(masks, "masks"), _as_scores(maps, "maps")
@@ -120,44 +112,31 @@ def _pixel_metric_undefined(masks: np.ndarray, metric_name: str) -> bool:
     if masks.any() and not masks.all():
         return False
     missing = "anomalous pixels (only normal images?)" if not masks.any() else "normal pixels"
-    warnings.warn(
-        f"{metric_name}: the masks contain no {missing}, so the metric is undefined; returning nan.",
-        RuntimeWarning,
-        stacklevel=3,
-    )
+    warnings.warn(f"{metric_name}: the masks contain no {missing}, so the metric is undefined; returning nan.",
+                  RuntimeWarning, stacklevel=3)
     return True
 
 
-# ----------------------------------------------------------------------------------------------------
-# AUROC
-# ----------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------- AUROC
 def image_auroc(labels, scores) -> float:
-    """Image-level AUROC of ``scores (N,)`` against ``labels (N,)`` (0 normal, 1 anomalous).
-    (Used from notebook 01 on.)"""
+    """Image-level AUROC of ``scores (N,)`` against ``labels (N,)`` (0 = normal; used from notebook 01 on)."""
     labels, scores = _check_labels_scores(labels, scores)
     if labels.all() or not labels.any():
-        raise ValueError(
-            "image_auroc needs both normal (0) and anomalous (1) images in labels, "
-            f"but all {len(labels)} labels are {int(labels[0])}."
-        )
+        raise ValueError("image_auroc needs both normal (0) and anomalous (1) images in labels, "
+                         f"but all {len(labels)} labels are {int(labels[0])}.")
     return float(roc_auc_score(labels, scores))
 
 
 def pixel_auroc(masks, maps) -> float:
-    """Pixel-level AUROC: all pixels of all images pooled, ``masks (N, H, W)`` vs ``maps (N, H, W)``.
-    (Used from notebook 01 on.)
-
-    Returns nan (with a warning) when the masks hold no anomalous pixels or no normal pixels.
-    """
+    """Pixel-level AUROC: all pixels of all images pooled, ``masks (N, H, W)`` vs ``maps (N, H, W)``; nan (with
+    a warning) when the masks hold no anomalous or no normal pixels (used from notebook 01 on)."""
     masks, maps = _check_masks_maps(masks, maps)
     if _pixel_metric_undefined(masks, "pixel_auroc"):
         return float("nan")
     return float(roc_auc_score(masks.ravel(), maps.ravel()))
 
 
-# ----------------------------------------------------------------------------------------------------
-# PRO curve and AUPRO
-# ----------------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------- PRO curve and AUPRO
 def label_regions(masks) -> tuple[np.ndarray, int]:
     """Connected defect regions of each mask: ``(N, H, W)`` int labels (0 = normal) and their count (notebook 02).
 
@@ -177,11 +156,9 @@ def _cut_curve_at(fpr: np.ndarray, pro: np.ndarray, fpr_limit: float) -> tuple[n
     n_kept = np.searchsorted(fpr, fpr_limit, side="right")  # fpr is non-decreasing and starts at 0
     fpr_kept, pro_kept = fpr[:n_kept], pro[:n_kept]
     if fpr_kept[-1] < fpr_limit:
-        f0, f1 = fpr[n_kept - 1], fpr[n_kept]
-        p0, p1 = pro[n_kept - 1], pro[n_kept]
-        pro_at_limit = p0 + (fpr_limit - f0) / (f1 - f0) * (p1 - p0)
+        f0, f1, p0, p1 = fpr[n_kept - 1], fpr[n_kept], pro[n_kept - 1], pro[n_kept]
         fpr_kept = np.append(fpr_kept, fpr_limit)
-        pro_kept = np.append(pro_kept, pro_at_limit)
+        pro_kept = np.append(pro_kept, p0 + (fpr_limit - f0) / (f1 - f0) * (p1 - p0))
     return fpr_kept, pro_kept
 
 
@@ -246,12 +223,8 @@ def pro_curve(masks, maps, fpr_limit: float = 0.3, n_thresholds: int | None = No
 
 
 def aupro(masks, maps, fpr_limit: float = 0.3, n_thresholds: int | None = None) -> float:
-    """Area under the PRO curve for FPR in [0, fpr_limit], divided by ``fpr_limit`` (a value in [0, 1]).
-    (Used from notebook 01 on.)
-
-    ``masks (N, H, W)`` bool, ``maps (N, H, W)`` float; see :func:`pro_curve`. Returns nan (with a
-    warning) when the masks hold no anomalous pixels or no normal pixels.
-    """
+    """Area under the PRO curve (:func:`pro_curve`) for FPR in [0, fpr_limit], divided by ``fpr_limit`` (a value
+    in [0, 1]); nan (with a warning) when the masks hold no anomalous or no normal pixels (used from notebook 01 on)."""
     masks, maps = _check_masks_maps(masks, maps)
     _check_fpr_limit(fpr_limit)
     if _pixel_metric_undefined(masks, "aupro"):
@@ -260,12 +233,9 @@ def aupro(masks, maps, fpr_limit: float = 0.3, n_thresholds: int | None = None) 
     return float(trapezoid(pro, fpr) / fpr_limit)
 
 
-# ----------------------------------------------------------------------------------------------------
-# sPRO (MVTec LOCO AD)
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------- sPRO (MVTec LOCO AD)
 def saturation_area(region_area, saturation_threshold: float, relative_saturation: bool) -> np.ndarray:
-    """Pixels of a defect region that must be called for its overlap to saturate at 1 (MVTec LOCO).
-    (MVTec LOCO, notebook 05.)
+    """Pixels of a defect region that must be called for its overlap to saturate at 1 (MVTec LOCO, notebook 05).
 
     ``relative_saturation``: ``saturation_threshold`` is a fraction of the region's area; otherwise it is
     a number of pixels, capped at the region's area. Values come from the category's
@@ -279,8 +249,7 @@ def saturation_area(region_area, saturation_threshold: float, relative_saturatio
 
 def spro_curve(region_masks, region_images, saturation, maps, fpr_limit: float = 0.05,
                good_images_only: bool = False):
-    """Saturated per-region-overlap curve (MVTec LOCO AD's official metric) of ``maps (N, H, W)``.
-    (MVTec LOCO, notebook 05.)
+    """Saturated per-region-overlap curve (MVTec LOCO AD's official metric) of ``maps (N, H, W)`` (notebook 05).
 
     ``region_masks (R, H, W)`` bool: one ground-truth *file* per defect (a LOCO region may consist of
     several blobs, and regions of one image may overlap); ``region_images (R,)``: the index into ``maps``
@@ -349,9 +318,7 @@ def spro(region_masks, region_images, saturation, maps, fpr_limit: float = 0.05,
     return float(trapezoid(overlap, fpr) / fpr_limit)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Bootstrap confidence intervals
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------- Bootstrap confidence intervals
 def _bootstrap_draws(n_items: int, n_boot: int, seed: int) -> np.ndarray:
     """``(n_boot, n_items)`` indices drawn with replacement; every interval function uses these."""
     if n_boot < 1:
@@ -361,18 +328,12 @@ def _bootstrap_draws(n_items: int, n_boot: int, seed: int) -> np.ndarray:
 
 def _percentile_interval(values: np.ndarray, confidence: float, n_boot: int) -> tuple[float, float]:
     if len(values) == 0:
-        raise ValueError(
-            "bootstrap: every resample held a single class, so no interval can be computed; "
-            "it needs more normal and anomalous images."
-        )
+        raise ValueError("bootstrap: every resample held a single class, so no interval can be computed; "
+                         "it needs more normal and anomalous images.")
     n_skipped = n_boot - len(values)
     if n_skipped > 0.05 * n_boot:
-        warnings.warn(
-            f"bootstrap: {n_skipped} of {n_boot} resamples held a single class and were skipped; "
-            "with so few images of one class the interval is unreliable.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        warnings.warn(f"bootstrap: {n_skipped} of {n_boot} resamples held a single class and were skipped; "
+                      "with so few images of one class the interval is unreliable.", RuntimeWarning, stacklevel=3)
     alpha = 1.0 - confidence
     low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
@@ -491,9 +452,7 @@ def auroc_by_kind(kinds, labels, scores) -> dict[str, float]:
     return result
 
 
-# ----------------------------------------------------------------------------------------------------
-# Everything at once
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------- Everything at once
 def evaluate_maps(labels, image_scores, masks, maps, fpr_limit: float = 0.3) -> dict[str, float]:
     """The three standard numbers of an IAD paper for one category (used from notebook 01 on).
 
@@ -501,10 +460,8 @@ def evaluate_maps(labels, image_scores, masks, maps, fpr_limit: float = 0.3) -> 
     ``{"image_auroc": ..., "pixel_auroc": ..., "aupro": ...}`` as fractions in [0, 1].
     """
     if len(labels) != len(masks):
-        raise ValueError(
-            "evaluate_maps: labels and masks must describe the same N images; "
-            f"got {len(labels)} and {len(masks)}."
-        )
+        raise ValueError("evaluate_maps: labels and masks must describe the same N images; "
+                         f"got {len(labels)} and {len(masks)}.")
     return {
         "image_auroc": image_auroc(labels, image_scores),
         "pixel_auroc": pixel_auroc(masks, maps),

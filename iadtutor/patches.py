@@ -25,15 +25,15 @@ def _check_cell(row: int, col: int, grid_hw: tuple[int, int]) -> None:
 
 def cells_to_pixels(r0: int, r1: int, c0: int, c1: int, grid_hw: tuple[int, int],
                     image_hw: tuple[int, int]) -> tuple[float, float, float, float]:
-    """Pixel box ``(x0, x1, y0, y1)`` covered by patch rows ``r0 … r1`` and columns ``c0 … c1`` (inclusive).
-    (Notebook 02.)"""
+    """Pixel box ``(x0, x1, y0, y1)`` covered by patch rows ``r0 … r1`` and columns ``c0 … c1`` (inclusive)
+    (notebook 02)."""
     scale_y, scale_x = image_hw[0] / grid_hw[0], image_hw[1] / grid_hw[1]
     return c0 * scale_x - 0.5, (c1 + 1) * scale_x - 0.5, r0 * scale_y - 0.5, (r1 + 1) * scale_y - 0.5
 
 
 def patch_pixels(row: int, col: int, grid_hw: tuple[int, int], image_hw: tuple[int, int]):
-    """Pixel box ``(x0, x1, y0, y1)`` of patch ``(row, col)`` of an ``h × w`` grid over an ``H × W`` image.
-    (Notebook 01.)"""
+    """Pixel box ``(x0, x1, y0, y1)`` of patch ``(row, col)`` of an ``h × w`` grid over an ``H × W`` image
+    (notebook 01)."""
     _check_cell(row, col, grid_hw)
     return cells_to_pixels(row, row, col, col, grid_hw, image_hw)
 
@@ -128,8 +128,7 @@ def support_box(gradient: torch.Tensor) -> tuple[float, float, float, float]:
 
 
 def cell_at(y: float, x: float, grid_hw: tuple[int, int], image_hw: tuple[int, int]) -> tuple[int, int]:
-    """The grid cell ``(row, col)`` of an ``h × w`` grid over an ``H × W`` image that holds pixel ``(y, x)``.
-    (Notebook 01.)"""
+    """The cell ``(row, col)`` of an ``h × w`` grid over an ``H × W`` image holding pixel ``(y, x)`` (notebook 01)."""
     row = int(y * grid_hw[0] // image_hw[0])
     col = int(x * grid_hw[1] // image_hw[1])
     _check_cell(row, col, grid_hw)

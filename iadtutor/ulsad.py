@@ -21,51 +21,13 @@ The pieces, in the order of the paper:
 The pure-torch model (:class:`ULSADModel`, the loss and attention functions) is separate from the training
 wrapper :class:`ULSAD` (``fit`` / ``predict`` / ``attention_maps`` / ``save`` / ``load``), as in anomalib.
 
-Where the paper's text and the authors' code (github.com/sukanyapatra1997/ULSAD-2024, ``anomalib/models/
-ulsad/``) differ, the defaults follow the code, which produced the paper's numbers; the text's reading is
-one setting away (:data:`PAPER_TEXT` holds all of them):
-
-1. ``l_v`` of eq. 2 is the squared L2 norm (a *sum* over channels); the code takes the *mean* over
-   channels, so that the cosine term ``l_d`` (in [0, 2]) still counts next to it.
-   Default ``magnitude="mean"``; ``"sum"`` is eq. 2.
-2. Layer order. Tables 5-6 list every convolution with a ReLU, followed by a BatchNorm row; the code does
-   conv -> BatchNorm -> ReLU. Default ``layer_order="conv-bn-relu"``; ``"conv-relu-bn"`` is the tables'.
-   So the FRN's output is a ReLU's in the code (``U~'`` and ``U~''`` are >= 0) and BatchNorm-6's in
-   table 5. ``frn_output_relu=False`` drops the last ReLU (in neither; for experiments).
-3. FRN bottleneck. The code has no ReLU after the encoder's last BatchNorm (a linear bottleneck); table 5
-   lists one. Default ``frn_bottleneck_relu=False``; ``True`` is table 5.
-4. FRN initialisation: the code draws the convolution weights Xavier-uniform with the gain of a leaky ReLU
-   (``frn_init="xavier"``); the paper says nothing (``"default"``: PyTorch's). Sec. 4.1 also speaks of
-   LeakyReLU activations; the tables and the code use ReLU, and so do we (no option).
-5. Global bottleneck. Table 6's Conv-6 (8 x 8 kernel at 256 px, padding 1) leaves a 3 x 3 code; the code
-   has padding 0, a 1 x 1 code: one 64-number vector for the whole image. Default ``ae_code_size=1``
-   (kernel ``S / 32`` at image size ``S``); ``3`` is table 6.
-6. Global decoder sizes. The code interpolates to ``S/64 - 1, S/32, S/16 - 1, S/8 - 1, S/4 - 1`` (256 px:
-   3, 8, 15, 31, 63) before each 4x4 convolution with padding 2 (which adds one pixel); table 6 reads
-   31 (a typo for 3), 8, 16, 32, 64. Default ``ae_upsample_sizes="code"``; ``"table"`` is 3, 8, 16, 32, 64.
-7. Global BatchNorm: the code's has no learned scale and shift and eps 1e-4 (``ae_affine_batchnorm=False``);
-   table 6 names plain BatchNorm rows (``True``).
-8. Global output: table 6 gives Conv-7 a ReLU; the code leaves it linear (standardised features are
-   negative half of the time). Default ``ae_output_relu=False``.
-9. Table 5 gives the last transposed convolution 384 kernels and padding 1; the text (``2 c*`` outputs)
-   and the code use ``2 c*`` kernels and padding 2, which keeps the map at ``h* x w*``. No option.
-10. ``c*``. Tables 5-6 work with ``c* = 384`` although layers 2+3 of Wide-ResNet50-2 give 1536 channels;
-    the code average-pools the concatenated channels down to 384 (as PatchCore does). We do the same when
-    ``feature_channels`` is smaller than the concatenation, and keep all channels otherwise
-    (EfficientNet-Lite0: 40 + 112 = 152; ResNet18: 128 + 256 = 384, i.e. no pooling).
-11. The paper does not mention smoothing; the code blurs the upsampled maps with a Gaussian (sigma 4 px at
-    256 px). We do the same (``blur_sigma``, 0 disables). Quantiles are fitted on exactly the maps
-    :meth:`ULSAD.predict` returns (image resolution, blurred), as in the code; ``q_alpha`` -> 0 and
-    ``q_beta`` -> 0.1 (sec. 3.5, after EfficientAD).
-
-Two things the code's configurations do that we deliberately do not follow, since they look at the test
-set: ``val_split_mode: same_as_test`` makes the "validation" images the test images (the quantiles come
-from the good test images), and the checkpoint kept for testing is the epoch with the best image AUROC on
-that split. Here the quantiles come from a separate set of normal images (the dataset's
-``validation/good``, else a held-out part of the training images) and the last epoch is kept.
-Same as the code: Adam (lr 2e-4, weight decay 2e-5, batches of 8, 200 epochs; its step schedule at
-epoch 200 never fires), ``lambda`` 0.5 for all three loss terms, ImageNet normalisation of the image for
-both networks, channel statistics over the training set, attention of eqs. 3-4 (softmax over the keys).
+Where the paper's text and the authors' code (github.com/sukanyapatra1997/ULSAD-2024) differ, the defaults
+follow the code, which produced the paper's numbers; the text's reading is one setting away
+(:data:`PAPER_TEXT` holds all of them). The book's page "Where iadtutor differs from the papers' code"
+(``book/deviations.md``) lists every difference with its measured effect on the toy factory; two things
+the code's configurations do are deliberately not followed since they look at the test set (quantiles
+from the good test images, checkpoint chosen by test AUROC): here the quantiles come from separate normal
+images and the last epoch is kept.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def chapter_notebooks(root: Path = REPO_ROOT) -> list[Path]:
 
 def expected_pages(root: Path = REPO_ROOT) -> list[str]:
     """Every page the book must have, relative to the HTML folder (:func:`check`, the browser tests)."""
-    pages = ["book/intro.html", "book/papers.html", "book/datasets.html", "book/results.html", "book/real_results.html"]
+    pages = ["book/intro.html", "book/papers.html", "book/datasets.html", "book/deviations.html", "book/results.html", "book/real_results.html"]
     return pages + [f"notebooks/{nb.stem}.html" for nb in chapter_notebooks(root)]
 
 
