@@ -16,7 +16,7 @@ export ATEN_CPU_CAPABILITY ?= avx2
 export MKL_CBWR ?= AVX2
 export ONEDNN_MAX_CPU_ISA ?= AVX2
 
-.PHONY: all setup lock browser toy course execute book test test-unit test-notebooks test-book bench clean
+.PHONY: all setup lock browser toy course execute book test test-unit test-notebooks test-book bench deviations clean
 
 all: course
 
@@ -66,6 +66,10 @@ test-notebooks: setup
 
 test-unit: setup
 	$(BIN)/python -m pytest -q tests -m "not browser and not book and not slow"
+
+# The effects on the toy factory of book/deviations.md (about 9 minutes: one ULSAD training per setting).
+deviations: setup toy
+	$(BIN)/python book/deviations/measure.py
 
 bench: setup
 	$(BIN)/python benchmarks/bench_lwinnn.py
