@@ -217,18 +217,18 @@ def _add_optional_commands(commands, data_commands) -> None:
     """Sub-commands whose modules live beside this one (reproduction runs, dataset downloads)."""
     from iadtutor.tools import download, runs
 
-    download_parser = data_commands.add_parser("download", help="download and verify a public dataset")
-    download.add_download_arguments(download_parser)
-    download_parser.set_defaults(handler=download.download_command)
-    verify_parser = data_commands.add_parser("verify", help="verify a dataset folder against known counts")
-    download.add_verify_arguments(verify_parser)
-    verify_parser.set_defaults(handler=download.verify_command)
-    hold_out = data_commands.add_parser("hold-out", help="copy a category, holding out training normals as test/good")
-    download.add_hold_out_arguments(hold_out)
-    hold_out.set_defaults(handler=download.hold_out_command)
-    visa = data_commands.add_parser("prepare-visa", help="split VisA into the MVTec AD layout (1cls split)")
-    download.add_prepare_visa_arguments(visa)
-    visa.set_defaults(handler=download.prepare_visa_command)
+    for name, help_text, add_arguments, handler in (
+            ("download", "download and verify a public dataset", download.add_download_arguments,
+             download.download_command),
+            ("verify", "verify a dataset folder against known counts", download.add_verify_arguments,
+             download.verify_command),
+            ("hold-out", "copy a category, holding out training normals as test/good",
+             download.add_hold_out_arguments, download.hold_out_command),
+            ("prepare-visa", "split VisA into the MVTec AD layout (1cls split)",
+             download.add_prepare_visa_arguments, download.prepare_visa_command)):
+        sub = data_commands.add_parser(name, help=help_text)
+        add_arguments(sub)
+        sub.set_defaults(handler=handler)
     reproduce = commands.add_parser("reproduce", help="papermill / evaluate sweeps with result tables")
     runs.add_reproduce_arguments(reproduce)
     reproduce.set_defaults(handler=runs.reproduce_command)

@@ -13,7 +13,7 @@ import torch
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from iadtutor.knn import LocalWindowNN, anomaly_maps, window_offsets
+from iadtutor.knn import DEFAULT_SIGMA, LocalWindowNN, anomaly_maps, window_offsets
 from iadtutor.metrics import METRIC_TITLES
 from iadtutor.patches import offset_of, patch_pixels, window_distances, window_pixels
 from iadtutor.viz import core
@@ -262,7 +262,7 @@ class WindowExplorer(core.FigureApp):
                  train_embeddings: torch.Tensor, test_embeddings: torch.Tensor, window: int = 7,
                  test_index: int = 0, row: int | None = None, col: int | None = None,
                  test_names: Sequence[str] | None = None, windows: Sequence[int] = (1, 3, 5, 7, 9, 11, 13, 15),
-                 n_train_shown: int = 4, sigma: float = 4.0, device: str = "cpu"):
+                 n_train_shown: int = 4, sigma: float = DEFAULT_SIGMA, device: str = "cpu"):
         if len(train_images) != len(train_embeddings) or len(test_images) != len(test_embeddings):
             raise ValueError("train_images / test_images must have one embedding each in train_embeddings / "
                              "test_embeddings.")
