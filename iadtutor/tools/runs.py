@@ -1,12 +1,11 @@
-"""Reproduction sweeps, ``iadtutor reproduce`` (README "Reproduction runs"): ``iadtutor evaluate`` or a notebook
-over a grid of datasets x categories x methods x parameters, with the results in one table.
-
-Each point is a *run* with a stable id (``toy-weave-lwinnn-window3-1f2e3d4c``), run as a subprocess (``--jobs N``
-at once, or on a Dask cluster: ``--scheduler tcp://host:8786`` or ``local:N``) into ``OUT/runs/RUN_ID/``
-(``run.json``; ``result.json`` once finished, else ``error.json`` with the reason in one line; stdout, stderr,
-the executed notebook). ``OUT/results.csv``, ``comparison.csv`` (beside the papers', :mod:`iadtutor.tools.papers`),
-``summary.md`` / ``.html`` sum them up. A second sweep skips finished runs and retries failed ones; a run whose
-Dask worker died goes once more. A grid comes from a YAML/JSON file, a preset of :data:`PRESETS` and/or flags::
+"""Reproduction sweeps, ``iadtutor reproduce`` (README "Reproduction runs"): ``iadtutor evaluate`` or a notebook over a
+grid of datasets x categories x methods x parameters. Each point is a *run* with a stable id
+(``toy-weave-lwinnn-window3-1f2e3d4c``), run as a subprocess (``--jobs N`` at once, or on a Dask cluster:
+``--scheduler tcp://host:8786`` or ``local:N``) into ``OUT/runs/RUN_ID/``: ``run.json``, ``result.json`` once finished
+(else ``error.json``, the reason in one line), stdout, stderr, the executed notebook. ``OUT/results.csv``,
+``comparison.csv`` (beside the papers', :mod:`iadtutor.tools.papers`) and ``summary.md`` / ``.html`` sum them up. A
+second sweep skips finished runs and retries failed ones; a run whose Dask worker died goes once more. A grid comes
+from a YAML/JSON file, a preset of :data:`PRESETS` and/or flags::
 
     iadtutor reproduce --dataset toy --data-root data/toy --categories weave,bracket \\
         --methods spade,lwinnn --param window=3,7 --param backbone=efficientnet_lite0 --out runs/toy --jobs 2
@@ -15,17 +14,19 @@ Dask worker died goes once more. A grid comes from a YAML/JSON file, a preset of
     methods: [spade, lwinnn]
     params: {window: [3, 7], backbone: resnet18}
 
-A parameter becomes ``--NAME VALUE`` of ``iadtutor evaluate`` (``true``: a bare switch); one that only some methods
-read (:data:`METHOD_PARAMS`; a grid's ``method_params:`` overrides it) reaches only those, so ``--methods
-spade,lwinnn --param window=3,7`` makes three runs. A notebook run gets ``dataset``, ``data_root``, ``category``,
-``method``, the parameters and ``result_path`` from papermill and ends with ``iadtutor.tools.runs.record_result(
-{"image_auroc": ..., ...}, result_path)`` (evaluate's metric names); one that records nothing has failed.
+Categories: a list, ``"a,b"`` or ``all`` (the dataset's own, else the folders of its data root, default
+``data/DATASET``). A parameter becomes ``--NAME VALUE`` of ``iadtutor evaluate`` (``true``: a bare switch); one that
+only some methods read (:data:`METHOD_PARAMS`; grid key ``method_params:`` overrides it) reaches only those
+(``--methods spade,lwinnn --param window=3,7``: three runs). A notebook run gets ``dataset``, ``data_root``,
+``category``, ``method``, the parameters and ``result_path`` from papermill and ends with :func:`record_result`
+(evaluate's metric names); one that records nothing has failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import ctypes
 import dataclasses
 import functools
@@ -77,17 +78,14 @@ PRESETS = {
 def write_json_atomic(path: Path | str, data) -> Path:
     """:func:`iadtutor.files.write_json_atomic` that also takes numpy / torch values and paths (run records)."""
     def builtin(value):
-        if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
-            return value.tolist()
-        if isinstance(value, Path):
-            return str(value)
+        if hasattr(value, "tolist") or isinstance(value, Path):  # numpy arrays and scalars, torch tensors
+            return value.tolist() if hasattr(value, "tolist") else str(value)
         raise TypeError(f"{type(value).__name__} is not JSON serialisable")
     return files.write_json_atomic(path, data, default=builtin)
 
 
 def read_json(path: Path) -> dict | None:
-    """The JSON in ``path``, or None when missing or half written (how ``iadtutor reproduce`` and notebook 07 tell
-    a finished run)."""
+    """The JSON in ``path``, or None when missing or half written (a finished run has a readable result.json)."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -95,8 +93,8 @@ def read_json(path: Path) -> dict | None:
 
 
 def record_result(metrics: dict, result_path: str | os.PathLike | None = None) -> Path | None:
-    """Record a notebook's metrics for ``iadtutor reproduce`` (the last cell of notebooks 03-07) as JSON in
-    ``result_path`` or ``$IADTUTOR_RESULT_PATH``; None (nothing written) when neither is set."""
+    """The last cell of notebooks 03-07: ``metrics`` as JSON in ``result_path`` or ``$IADTUTOR_RESULT_PATH`` for
+    ``iadtutor reproduce``; None (nothing written) when neither is set."""
     if not isinstance(metrics, dict):
         raise TypeError(f"record_result expects a dict of metrics, got {type(metrics).__name__}.")
     path = result_path or os.environ.get(RESULT_PATH_ENV)
@@ -116,48 +114,47 @@ class RunSpec:
     runner: str = "evaluate"
     notebook: str = ""
 
-    def identity(self) -> dict:
-        """What the run computes, hashed into its id (``data_root`` is where the data is, not what)."""
-        return {"runner": self.runner, "notebook": Path(self.notebook).name, "dataset": self.dataset,
-                "category": self.category, "method": self.method, "params": dict(self.params)}
-
     @property
     def run_id(self) -> str:
-        """``dataset-category-method-params-hash``: the run's folder under ``OUT/runs``."""
-        digest = hashlib.sha1(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
+        """``dataset-category-method-params-hash``, the run's folder; ``data_root`` (where, not what) is not hashed."""
+        identity = {"runner": self.runner, "notebook": Path(self.notebook).name, "dataset": self.dataset,
+                    "category": self.category, "method": self.method, "params": dict(self.params)}
+        digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
         words = [self.dataset, self.category, self.method or Path(self.notebook).stem]
         words += [f"{name}{value}" for name, value in self.params]
         return "-".join(re.sub(r"[^A-Za-z0-9_.=]+", "_", str(word)) for word in words)[:90] + f"-{digest}"
 
     def to_dict(self) -> dict:
-        """The content of a run's ``run.json`` (``iadtutor reproduce``, notebook 07)."""
+        """The content of a run's ``run.json``."""
         return {"run_id": self.run_id, **dataclasses.asdict(self), "params": dict(self.params)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunSpec":
-        """The run of a ``run.json`` (:func:`collect_results`)."""
+        """The run of a ``run.json``."""
         return cls(data["dataset"], data["category"], data.get("method", ""),
                    tuple(sorted(data.get("params", {}).items())), data.get("data_root", ""),
                    data.get("runner", "evaluate"), data.get("notebook", ""))
 
 
 def parse_value(text: str):
-    """An ``iadtutor reproduce --param`` value: ``"3"`` -> 3, ``"0.01"`` -> 0.01, ``"true"`` -> True, ``"none"``
-    -> None, anything else stays text."""
+    """A ``--param`` value: ``"3"`` -> 3, ``"0.01"`` -> 0.01, ``"true"`` -> True, ``"none"`` -> None, else text."""
     lowered = text.strip().lower()
     if lowered in ("true", "false", "none", "null"):
         return {"true": True, "false": False}.get(lowered)
     for convert in (int, float):
-        try:
+        with contextlib.suppress(ValueError):
             return convert(text)
-        except ValueError:
-            pass
     return text.strip()
 
 
 def _as_list(value) -> list:
-    """One grid value or several, as a list (``params: {window: [3, 7], backbone: resnet18}``)."""
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _datasets_of(grid: dict) -> dict:
+    datasets = grid.get("datasets") or {}  # a mapping, a list or one name
+    return {name: dict(options or {}) for name, options in
+            (datasets if isinstance(datasets, dict) else dict.fromkeys(_as_list(datasets))).items()}
 
 
 def load_grid(path: Path | str) -> dict:
@@ -173,39 +170,34 @@ def load_grid(path: Path | str) -> dict:
     return grid
 
 
-def _categories_of(dataset: str, wanted, data_root: Path) -> list[str]:
-    """A grid's categories: a list, ``"a,b"``, or ``all`` (the dataset's own, else the folders in ``data_root``)."""
-    if wanted not in (None, "all", ["all"]):
-        return [c.strip() for c in wanted.split(",") if c.strip()] if isinstance(wanted, str) else list(wanted)
-    if dataset in DATASET_CATEGORIES:
-        return list(DATASET_CATEGORIES[dataset])
-    if not data_root.is_dir():
-        raise ValueError(f"Cannot list the categories of {dataset!r}: {data_root} is not a folder; name them.")
-    return sorted(p.name for p in data_root.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
 def expand_grid(grid: dict) -> list[RunSpec]:
     """All runs of a grid, in a stable order, without duplicates (``iadtutor reproduce``, notebook 07)."""
     notebook = str(grid.get("notebook") or "")
     runner = grid.get("runner", "notebook" if notebook else "evaluate")
+    methods = [m for m in _as_list(grid.get("methods") or []) if m]
     if runner not in ("evaluate", "notebook"):
         raise ValueError(f"runner must be 'evaluate' or 'notebook', got {runner!r}.")
     if runner == "notebook" and not notebook:
         raise ValueError("runner 'notebook' needs a notebook path (grid key 'notebook' or --notebook).")
-    datasets = grid.get("datasets")
-    if not datasets:
+    if not grid.get("datasets"):
         raise ValueError("The grid names no dataset (grid key 'datasets' or --dataset).")
-    datasets = datasets if isinstance(datasets, dict) else dict.fromkeys(_as_list(datasets))
-    methods = [m for m in _as_list(grid.get("methods") or []) if m]
     if not methods and runner == "evaluate":
         raise ValueError("The grid names no method (grid key 'methods' or --methods).")
     params = {name: _as_list(values) for name, values in (grid.get("params") or {}).items()}
-    readers = grid.get("method_params", METHOD_PARAMS)
-    specs: dict[str, RunSpec] = {}
-    for dataset, options in datasets.items():
-        options = options or {}
+    readers, specs = grid.get("method_params", METHOD_PARAMS), {}
+    for dataset, options in _datasets_of(grid).items():
         data_root = str(options.get("data_root") or Path("data") / dataset)
-        categories = _categories_of(dataset, options.get("categories", grid.get("categories", "all")), Path(data_root))
+        categories = options.get("categories", grid.get("categories", "all"))
+        if isinstance(categories, str) and categories != "all":
+            categories = [c.strip() for c in categories.split(",") if c.strip()]
+        elif categories not in (None, "all", ["all"]):
+            categories = list(categories)
+        elif dataset in DATASET_CATEGORIES:
+            categories = list(DATASET_CATEGORIES[dataset])
+        elif Path(data_root).is_dir():
+            categories = sorted(p.name for p in Path(data_root).iterdir() if p.is_dir() and not p.name.startswith("."))
+        else:
+            raise ValueError(f"Cannot list the categories of {dataset!r}: {data_root} is not a folder; name them.")
         for category, method in itertools.product(categories, methods or [""]):
             relevant = {name: values for name, values in params.items()
                         if not method or name not in readers or method in readers[name]}
@@ -218,8 +210,7 @@ def expand_grid(grid: dict) -> list[RunSpec]:
 
 # --------------------------------------------------------------------------------------- executing runs
 def one_line_error(stderr: str, returncode: int | None = None) -> str:
-    """The line of a failed run's stderr that says what went wrong, at most 300 characters (``error.json`` of
-    ``iadtutor reproduce``)."""
+    """The line of a failed run's stderr that says what went wrong, at most 300 characters (``error.json``)."""
     lines = [re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line).strip() for line in stderr.splitlines()]
     lines = [line for line in lines if line and not set(line) <= set("-=^~ ")]
     for line in reversed(lines):
@@ -230,8 +221,7 @@ def one_line_error(stderr: str, returncode: int | None = None) -> str:
 
 def command_for(spec: RunSpec, run_dir: Path, evaluate_command, base_dir: Path | None = None
                 ) -> tuple[list[str], dict]:
-    """The subprocess command of a run and its extra environment (``iadtutor reproduce``; notebook 07 records
-    it). Relative paths are taken from ``base_dir`` (default: the current folder)."""
+    """The subprocess command of a run and its extra environment; relative paths from ``base_dir`` (default: here)."""
     base_dir = Path(base_dir or Path.cwd())
     data_root = str((base_dir / spec.data_root).resolve())
     if spec.runner == "evaluate":
@@ -264,8 +254,7 @@ def start_run(spec: RunSpec, out_dir: Path | str) -> Path:
 
 def finish_run(run_dir: Path, record: dict, seconds: float, metrics: dict | None = None, error: str | None = None,
                returncode: int | None = None) -> dict:
-    """Write ``result.json`` (``metrics``) or, given an ``error``, ``error.json``; return it (every runner of
-    ``iadtutor reproduce`` and notebook 07)."""
+    """Write ``result.json`` (``metrics``) or, given an ``error``, ``error.json``; return it (every runner)."""
     record = {**record, "seconds": round(seconds, 3)}
     if error is None:
         record.update(status="ok", metrics=metrics)
@@ -276,53 +265,44 @@ def finish_run(run_dir: Path, record: dict, seconds: float, metrics: dict | None
 
 
 def _kill_group(process: subprocess.Popen) -> None:
-    """Kill a run and its children (a notebook's kernel)."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the run and its children (a notebook's kernel)
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _run_metrics(spec: RunSpec, run_dir: Path, stdout: str) -> dict:
     """What a finished run measured: the notebook's ``recorded.json``, or evaluate's last line of stdout."""
     if spec.runner == "notebook":
-        recorded = read_json(run_dir / "recorded.json")
-        if not isinstance(recorded, dict):
+        if not isinstance(recorded := read_json(run_dir / "recorded.json"), dict):
             raise ValueError("the notebook ran but recorded no result; end it with "
                              "iadtutor.tools.runs.record_result(metrics, result_path)")
         return recorded
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    try:
-        metrics = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        metrics = None
-    if not isinstance(metrics, dict):
-        last = lines[-1][:120] if lines else ""
-        raise ValueError(f"the last line of standard output is not one JSON object: {last!r}")
-    return metrics
+    last = next((line for line in reversed(stdout.splitlines()) if line.strip()), "")
+    with contextlib.suppress(ValueError):
+        if isinstance(metrics := json.loads(last), dict):
+            return metrics
+    raise ValueError(f"the last line of standard output is not one JSON object: {last[:120]!r}")
 
 
 def execute_run(spec: RunSpec, out_dir: Path | str, *, evaluate_command=DEFAULT_EVALUATE_COMMAND,
                 timeout: float | None = None, threads: int | None = None, running: set | None = None,
                 base_dir: Path | str | None = None, die_with_parent: bool = False) -> dict:
-    """Run one point of the grid as a subprocess and write its record (``iadtutor reproduce``). ``threads``:
-    its OMP/MKL threads; ``running``: a set holding the process while it runs (an interrupted sweep kills
-    those); ``die_with_parent``: it is killed if this process dies (Linux; used on Dask workers)."""
+    """Run one point as a subprocess (``threads`` OMP/MKL threads, in the set ``running`` meanwhile; killed with this
+    process if ``die_with_parent``, Linux) and write its record."""
     run_dir = start_run(spec, out_dir)
     command, extra_env = command_for(spec, run_dir, list(evaluate_command), base_dir)
     threads_env = dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS"), str(threads)) if threads else {}
-    env = {**threads_env, **os.environ, **extra_env}  # --jobs N: N runs must not each use every core
     record, start = {**spec.to_dict(), "command": shlex.join(command)}, time.perf_counter()
     preexec = (functools.partial(ctypes.CDLL(None).prctl, 1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
                if die_with_parent and sys.platform.startswith("linux") else None)
-    try:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                   start_new_session=True, preexec_fn=preexec)
+    try:  # --jobs N: N runs must not each use every core
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**threads_env, **os.environ, **extra_env}, start_new_session=True,
+                                   preexec_fn=preexec)
     except OSError as error:
         return finish_run(run_dir, record, 0.0, error=f"could not start {command[0]}: {error}")
     running = set() if running is None else running
     running.add(process)
-    error, returncode = None, None
+    error, returncode, metrics = None, None, None
     try:
         stdout, stderr = process.communicate(timeout=timeout)
         returncode = process.returncode
@@ -338,11 +318,11 @@ def execute_run(spec: RunSpec, out_dir: Path | str, *, evaluate_command=DEFAULT_
     (run_dir / "stderr.txt").write_text(stderr, encoding="utf-8")
     if error is None and returncode != 0:
         error = one_line_error(stderr, returncode)
-    metrics = None
-    try:
-        metrics = _run_metrics(spec, run_dir, stdout) if error is None else None
-    except ValueError as failure:
-        error = str(failure)
+    elif error is None:
+        try:
+            metrics = _run_metrics(spec, run_dir, stdout)
+        except ValueError as failure:
+            error = str(failure)
     return finish_run(run_dir, record, time.perf_counter() - start, metrics, error, returncode)
 
 
@@ -350,19 +330,13 @@ def run_sweep(specs: list[RunSpec], out_dir: Path | str, *, jobs: int = 1, evalu
               timeout: float | None = None, rerun: bool = False, echo=print, scheduler: str | None = None,
               execute=None) -> list[dict]:
     """Run every run without a ``result.json`` (all with ``rerun``): ``jobs`` subprocesses at a time, on the Dask
-    cluster ``scheduler`` (a run whose worker died goes once more), or through ``execute(todo, out_dir, report)``
-    (notebook 07's in-process runner). Returns one record per run, ``status`` ok / failed / skipped
-    (``iadtutor reproduce``). Ctrl-C kills the running subprocesses; finished runs keep their results."""
+    cluster ``scheduler`` or through ``execute(todo, out_dir, report)`` (notebook 07); one record per run, ``status``
+    ok / failed / skipped. Ctrl-C kills the running subprocesses; finished runs keep their results."""
     out_dir = Path(out_dir)
     write_json_atomic(out_dir / "sweep.json", {"runs": [spec.to_dict() for spec in specs]})
-    records, todo = [], []
-    for spec in specs:
-        done = None if rerun else read_json(out_dir / "runs" / spec.run_id / "result.json")
-        if done:
-            records.append({**done, "status": "skipped"})
-        else:
-            todo.append(spec)
-    skipped = len(records)
+    done = {spec.run_id: None if rerun else read_json(out_dir / "runs" / spec.run_id / "result.json") for spec in specs}
+    records = [{**done[spec.run_id], "status": "skipped"} for spec in specs if done[spec.run_id]]
+    todo, skipped = [spec for spec in specs if not done[spec.run_id]], len(records)
     if skipped:
         echo(f"{skipped} of {len(specs)} runs finished before; skipping them.")
 
@@ -376,74 +350,68 @@ def run_sweep(specs: list[RunSpec], out_dir: Path | str, *, jobs: int = 1, evalu
     if execute is not None:
         execute(todo, out_dir, report)
         return records
-    client, cluster, running, futures = None, None, set(), {}
-    if scheduler:
-        client, cluster = dask_client(scheduler)
-        echo(f"Dask cluster {client.scheduler.address}: {len(client.scheduler_info()['workers'])} workers.")
-        pool = client.get_executor(pure=False)
-        # The default command names this interpreter; on a worker, its own one is used instead.
-        command = None if tuple(evaluate_command) == DEFAULT_EVALUATE_COMMAND else list(evaluate_command)
-        task = functools.partial(execute_on_worker, out_dir=str(out_dir.resolve()), evaluate_command=command,
-                                 timeout=timeout, base_dir=str(Path.cwd()))
-    else:
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, int(jobs)))
-        task = functools.partial(execute_run, out_dir=out_dir, evaluate_command=evaluate_command, timeout=timeout,
-                                 threads=max(1, (os.cpu_count() or 1) // max(1, int(jobs))), running=running)
-
-    try:
-        for spec in todo:
-            futures[pool.submit(task, spec)] = (spec, 1, time.perf_counter())
-        while futures:
-            finished, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in finished:
-                spec, attempt, started = futures.pop(future)
-                try:
-                    report(future.result())
-                    continue
-                except Exception as error:  # a Dask worker died (KilledWorker); here a bug or a full disk
-                    reason = f"{type(error).__name__}: {error}"
-                if scheduler and attempt == 1:
-                    echo(f"retrying {spec.run_id}: {reason}")
-                    futures[pool.submit(task, spec)] = (spec, 2, time.perf_counter())
-                else:
-                    report(finish_run(out_dir / "runs" / spec.run_id, spec.to_dict(), time.perf_counter() - started,
-                                      error=f"failed twice on the Dask cluster: {reason}" if scheduler else reason))
-    except BaseException:
-        for future in futures:
-            future.cancel()
-        for process in list(running):
-            _kill_group(process)
-        raise
-    finally:
-        pool.shutdown(wait=True)
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+    running, futures = set(), {}
+    with contextlib.ExitStack() as stack:  # on leaving: the pool waits for its runs, then the Dask client closes
+        if scheduler:
+            client = stack.enter_context(dask_client(scheduler))
+            echo(f"Dask cluster {client.scheduler.address}: {len(client.scheduler_info()['workers'])} workers.")
+            pool = stack.enter_context(client.get_executor(pure=False))
+            # The default command names this interpreter; on a worker, its own one is used instead.
+            command = None if tuple(evaluate_command) == DEFAULT_EVALUATE_COMMAND else list(evaluate_command)
+            task = functools.partial(execute_on_worker, out_dir=str(out_dir.resolve()), evaluate_command=command,
+                                     timeout=timeout, base_dir=str(Path.cwd()))
+        else:
+            pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(max_workers=max(1, int(jobs))))
+            task = functools.partial(execute_run, out_dir=out_dir, evaluate_command=evaluate_command, timeout=timeout,
+                                     threads=max(1, (os.cpu_count() or 1) // max(1, int(jobs))), running=running)
+        try:
+            futures.update({pool.submit(task, spec): (spec, 1, time.perf_counter()) for spec in todo})
+            while futures:
+                finished, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in finished:
+                    spec, attempt, started = futures.pop(future)
+                    try:
+                        report(future.result())
+                        continue
+                    except Exception as error:  # a Dask worker died (KilledWorker); here a bug or a full disk
+                        reason = f"{type(error).__name__}: {error}"
+                    if scheduler and attempt == 1:
+                        echo(f"retrying {spec.run_id}: {reason}")
+                        futures[pool.submit(task, spec)] = (spec, 2, time.perf_counter())
+                    else:
+                        report(finish_run(out_dir / "runs" / spec.run_id, spec.to_dict(), time.perf_counter() - started,
+                                          error=f"failed twice on the Dask cluster: {reason}" if scheduler else reason))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            for process in list(running):
+                _kill_group(process)
+            raise
     return records
 
 
+@contextlib.contextmanager
 def dask_client(scheduler: str):
-    """``(Client, LocalCluster or None)`` of ``--scheduler`` (README "Sweeps on a Dask cluster"): an address, or
-    ``local:N`` for N workers on 127.0.0.1 that give a task up when its worker dies (``allowed-failures: 0``),
-    leaving the one retry to :func:`run_sweep`."""
+    """The Dask client of ``--scheduler`` (README "Sweeps on a Dask cluster"), closed on leaving: an address, or
+    ``local:N`` workers on 127.0.0.1 that give up a task whose worker died (the retry is :func:`run_sweep`'s)."""
     try:
         import dask
         from dask.distributed import Client, LocalCluster
     except ImportError as error:
         raise ValueError("--scheduler needs Dask: pip install 'dask[distributed]'.") from error
+    cluster, workers = None, scheduler.removeprefix("local:")
     if scheduler.startswith("local:"):
-        workers = scheduler.partition(":")[2]
         if not workers.isdigit() or int(workers) < 1:
             raise ValueError(f"--scheduler local:N needs a positive number of workers N; got {scheduler!r}.")
         with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
             cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, host="127.0.0.1",
                                    dashboard_address=None)
-        return Client(cluster), cluster
     try:
-        return Client(scheduler, timeout=30), None
+        client = Client(scheduler if cluster is None else cluster, timeout=30)
     except (OSError, TimeoutError) as error:
         raise ValueError(f"--scheduler {scheduler}: could not reach a Dask scheduler there ({error}).") from error
+    with contextlib.nullcontext() if cluster is None else cluster, client:  # the client closes first, then the cluster
+        yield client
 
 
 def execute_on_worker(spec: RunSpec, out_dir: str, evaluate_command, timeout, base_dir: str) -> dict:
@@ -457,12 +425,11 @@ def execute_on_worker(spec: RunSpec, out_dir: str, evaluate_command, timeout, ba
 
 # -------------------------------------------------------------------------------- collecting, comparing
 def collect_results(out_dir: Path | str, run_ids: list[str] | None = None) -> pd.DataFrame:
-    """``results.csv`` (``iadtutor reproduce``, notebook 07): a row per run folder (of ``run_ids``): status ok /
-    failed / not run, ``param_NAME``, metrics (``image_auroc_ci`` as ``_low``, ``_high``), error, ``config``."""
-    runs_dir = Path(out_dir) / "runs"
+    """``results.csv`` (notebook 07 too): a row per run folder (of ``run_ids``): status ok / failed / not run,
+    ``param_NAME``, metrics (``*_ci`` as ``_low``, ``_high``), error, ``config``: ``method (varying params)``."""
+    runs_dir, rows = Path(out_dir) / "runs", []
     if run_ids is None:
         run_ids = sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
-    rows = []
     for run_id in run_ids:
         if (spec_data := read_json(runs_dir / run_id / "run.json")) is None:
             continue
@@ -470,8 +437,7 @@ def collect_results(out_dir: Path | str, run_ids: list[str] | None = None) -> pd
         row = {"run_id": run_id, "status": "not run", "dataset": spec.dataset, "category": spec.category,
                "group": group_of(spec.dataset, spec.category), "method": spec.method, "runner": spec.runner,
                **{f"param_{name}": value for name, value in spec.params}}
-        result, failure = read_json(runs_dir / run_id / "result.json"), read_json(runs_dir / run_id / "error.json")
-        if result is not None:
+        if (result := read_json(runs_dir / run_id / "result.json")) is not None:
             row.update(status="ok", seconds=result.get("seconds"))
             for name, value in result.get("metrics", {}).items():
                 if name == "method":
@@ -480,48 +446,38 @@ def collect_results(out_dir: Path | str, run_ids: list[str] | None = None) -> pd
                     row[f"{name}_low"], row[f"{name}_high"] = value
                 elif name not in ("dataset", "category") and (value is None or isinstance(value, (int, float, str))):
                     row[name] = value
-        elif failure is not None:
+        elif (failure := read_json(runs_dir / run_id / "error.json")) is not None:
             row.update(status="failed", error=failure.get("error", ""), seconds=failure.get("seconds"))
         rows.append(row)
-    table = pd.DataFrame(rows)
-    if table.empty:
+    if (table := pd.DataFrame(rows)).empty:
         return table
     params = sorted(c for c in table.columns if c.startswith("param_"))
     for column in params:
         values = [row[column] for row in rows if row.get(column) is not None]
         if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             table[column] = table[column].astype("Int64")  # keep window=3 from becoming 3.0 next to blanks
-    table["config"] = config_labels(table)
+    varying = [c for c in table.columns if c.startswith("param_") and table[c].dropna().astype(str).nunique() > 1]
+
+    def config(row) -> str:
+        parts = ", ".join(f"{c.removeprefix('param_')}={row[c]}" for c in varying if pd.notna(row[c]))
+        return (row["method"] or "notebook") + (f" ({parts})" if parts else "")
+
+    table["config"] = table.apply(config, axis=1)
     first = ["run_id", "status", "dataset", "category", "group", "method", "config"]
     last = [c for c in ("error", "seconds") if c in table.columns]
     table = table[first + params + [c for c in table.columns if c not in first + params + last] + last]
     return table.sort_values(["dataset", "category", "config"], kind="stable").reset_index(drop=True)
 
 
-def config_labels(table: pd.DataFrame) -> pd.Series:
-    """``method (name=value, ...)`` with the parameters that differ between runs (``config`` of ``iadtutor
-    reproduce``'s results.csv)."""
-    varying = [c for c in table.columns if c.startswith("param_") and table[c].dropna().astype(str).nunique() > 1]
-
-    def label(row) -> str:
-        parts = [f"{c[len('param_'):]}={row[c]}" for c in varying if pd.notna(row[c])]
-        name = row["method"] or "notebook"
-        return f"{name} ({', '.join(parts)})" if parts else name
-
-    return table.apply(label, axis=1) if len(table) else pd.Series(dtype=str)
-
-
 def group_averages(results: pd.DataFrame) -> pd.DataFrame:
-    """Metrics averaged per (dataset, config, group of the papers or ``mean``), ``n_categories`` of ``n_expected``
-    finished (the summary and comparison of ``iadtutor reproduce``)."""
+    """Metrics per (dataset, config, papers' group or ``mean``), ``n_categories`` of ``n_expected`` finished."""
     if results.empty or "status" not in results:
         return pd.DataFrame()
     rows = []
     for (dataset, config), part in results[results["status"] == "ok"].groupby(["dataset", "config"], sort=True):
         everything = DATASET_CATEGORIES.get(dataset) or tuple(results.loc[results.dataset == dataset, "category"])
         for group, members in {**CATEGORY_GROUPS.get(dataset, {}), "mean": tuple(dict.fromkeys(everything))}.items():
-            sub = part[part["category"].isin(members)]
-            if sub.empty:
+            if (sub := part[part["category"].isin(members)]).empty:
                 continue
             row = {"dataset": dataset, "category": group, "level": level_of(dataset, group),
                    "method": sub["method"].iloc[0], "config": config, "n_categories": len(sub),
@@ -536,7 +492,6 @@ def group_averages(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-LEVELS = {"category": 0, "group": 1, "dataset": 2}
 COMPARISON_COLUMNS = ["dataset", "category", "level", "method", "config", "backbone", "metric", "ours", "ci_low",
                       "ci_high", "paper", "difference", "paper_in_ci", "source", "table", "paper_backbone",
                       "paper_variant", "paper_std", "coverage", "paper_note"]
@@ -544,8 +499,8 @@ COMPARISON_COLUMNS = ["dataset", "category", "level", "method", "config", "backb
 
 def compare_with_papers(results: pd.DataFrame, groups: pd.DataFrame | None = None,
                         papers: pd.DataFrame | None = None) -> pd.DataFrame:
-    """``comparison.csv`` (``iadtutor reproduce``, ``book/real_runs/make_tables.py``): ours beside the papers' in %,
-    on dataset, category / group, method, metric; ``paper_in_ci``: inside our bootstrap 95 % interval, if any."""
+    """``comparison.csv`` (and ``book/real_runs/make_tables.py``): ours beside the papers' numbers in %;
+    ``paper_in_ci``: the paper's number lies in our bootstrap 95 % interval (None: no interval)."""
     papers = paper_results() if papers is None else papers
     groups = group_averages(results) if groups is None else groups
     finished = results[results["status"] == "ok"] if not results.empty else results
@@ -568,7 +523,8 @@ def compare_with_papers(results: pd.DataFrame, groups: pd.DataFrame | None = Non
     merged = pd.DataFrame(ours).merge(theirs, on=["dataset", "category", "method", "metric"], how="inner")
     inside = (merged["ci_low"] <= merged["paper"]) & (merged["paper"] <= merged["ci_high"])
     has_ci = merged["ci_low"].notna() & merged["ci_high"].notna()
-    merged = merged.assign(difference=merged["ours"] - merged["paper"], order=merged["level"].map(LEVELS),
+    merged = merged.assign(difference=merged["ours"] - merged["paper"],
+                           order=merged["level"].map({"category": 0, "group": 1, "dataset": 2}),
                            paper_in_ci=pd.Series([bool(i) if h else None for i, h in zip(inside, has_ci)],
                                                  index=merged.index, dtype=object))
     merged = merged.sort_values(["dataset", "order", "category", "config", "metric", "source", "table",
@@ -583,7 +539,7 @@ def _percent(value, scale: float = 1.0, sign: str = "") -> str:
 
 
 def _markdown_table(table: pd.DataFrame) -> str:
-    """A pipe table for ``summary.md``, cells as they are (pandas' ``to_markdown`` would need tabulate)."""
+    """A pipe table for ``summary.md``, cells as they are (pandas' ``to_markdown`` would pad them)."""
     def cell(value) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
     lines = ["| " + " | ".join(map(cell, table.columns)) + " |", "|" + "|".join("---" for _ in table.columns) + "|"]
@@ -592,24 +548,21 @@ def _markdown_table(table: pd.DataFrame) -> str:
 
 
 def _category_view(part: pd.DataFrame) -> pd.DataFrame:
-    """One dataset's summary table: categories (in their groups) x configs, image AUROC % [95 % CI] or failed."""
+    """One dataset's summary table: categories (in the papers' order) x configs, image AUROC % [95 % CI] or failed."""
     def cell(row) -> str:
         if row["status"] != "ok":
             return "failed" if row["status"] == "failed" else ""
         low, high = row.get("image_auroc_ci_low"), row.get("image_auroc_ci_high")
         interval = f" [{_percent(low, 100)}, {_percent(high, 100)}]" if pd.notna(low) and pd.notna(high) else ""
         return _percent(row.get("image_auroc"), 100) + interval
-
     dataset = part["dataset"].iloc[0]
     groups = {g: i for i, g in enumerate(CATEGORY_GROUPS.get(dataset, {}))}
     categories = {c: i for i, c in enumerate(DATASET_CATEGORIES.get(dataset, ()))}
-
-    def order(category: str) -> tuple:  # the papers' groups, then their order of categories
-        return groups.get(group_of(dataset, category), len(groups)), categories.get(category, len(categories)), category
-
     view = part.assign(cell=part.apply(cell, axis=1)).pivot_table(
         index="category", columns="config", values="cell", aggfunc="first", fill_value="")
-    view = view.loc[sorted(view.index, key=order)].reset_index().rename_axis(columns=None)
+    view = view.loc[sorted(view.index, key=lambda c: (groups.get(group_of(dataset, c), len(groups)),
+                                                      categories.get(c, len(categories)), c))]
+    view = view.reset_index().rename_axis(columns=None)
     view.insert(0, "group", [group_of(dataset, c) for c in view["category"]])
     return view
 
@@ -626,10 +579,8 @@ def _groups_view(groups: pd.DataFrame) -> pd.DataFrame:
 
 def _comparison_view(comparison: pd.DataFrame) -> pd.DataFrame:
     """The summary table of :func:`compare_with_papers`, in percent."""
-    def setting(row) -> str:
-        parts = (f"{row['source']} {row['table']}", row["paper_backbone"], row["paper_variant"])
-        return ", ".join(part for part in parts if part)
-
+    setting = comparison.fillna("").apply(lambda row: ", ".join(part for part in (
+        f"{row['source']} {row['table']}", row["paper_backbone"], row["paper_variant"]) if part), axis=1)
     return pd.DataFrame({
         "category": comparison["category"] + comparison["coverage"].map(lambda c: f" ({c})" if c else ""),
         "ours": comparison["config"], "our backbone": comparison["backbone"].fillna(""),
@@ -639,8 +590,7 @@ def _comparison_view(comparison: pd.DataFrame) -> pd.DataFrame:
         "paper %": comparison["paper"].map(_percent),
         "ours − paper": comparison["difference"].map(lambda v: _percent(v, sign="+")),
         "paper in CI": comparison["paper_in_ci"].map(lambda v: {True: "yes", False: "no"}.get(v, "")),
-        "paper's setting": comparison.fillna("").apply(setting, axis=1),
-    })
+        "paper's setting": setting})
 
 
 def summary_sections(results: pd.DataFrame, groups: pd.DataFrame, comparison: pd.DataFrame) -> list:
@@ -679,8 +629,7 @@ HTML_HEAD = ("<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Reproduc
 
 
 def write_summary(out_dir: Path | str, results: pd.DataFrame, papers: pd.DataFrame | None = None) -> dict:
-    """Write ``results.csv``, ``comparison.csv``, ``summary.md`` and ``summary.html`` atomically and return
-    their paths (``iadtutor reproduce``, notebook 07)."""
+    """Write ``results.csv``, ``comparison.csv``, ``summary.md`` and ``summary.html`` atomically; their paths."""
     out_dir, groups = Path(out_dir), group_averages(results)
     comparison = compare_with_papers(results, groups, papers) if not results.empty else pd.DataFrame()
     markdown, page = [], [HTML_HEAD]
@@ -728,13 +677,10 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
 def grid_from_args(args: argparse.Namespace) -> dict:
     """The grid of ``iadtutor reproduce``: a preset and / or grid file, changed by the flags."""
     grid: dict = json.loads(json.dumps(PRESETS[args.preset])) if args.preset else {}
-    if args.grid:
-        grid.update(load_grid(args.grid))
+    grid.update(load_grid(args.grid) if args.grid else {})
     if args.dataset:
-        grid["datasets"] = {name.strip(): {} for name in args.dataset.split(",") if name.strip()}
-    datasets = grid.get("datasets") or {}
-    datasets = datasets if isinstance(datasets, dict) else dict.fromkeys(_as_list(datasets))
-    grid["datasets"] = {name: dict(options or {}) for name, options in datasets.items()}
+        grid["datasets"] = [name.strip() for name in args.dataset.split(",") if name.strip()]
+    grid["datasets"] = _datasets_of(grid)
     for item in args.data_root:
         name, _, folder = item.rpartition("=")
         if not name and len(grid["datasets"]) != 1:
