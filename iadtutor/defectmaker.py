@@ -45,6 +45,7 @@ import torchvision.transforms.functional as TF
 from scipy import ndimage
 from scipy.special import comb
 from torch import nn
+from tqdm.auto import tqdm
 
 from iadtutor import pipeline
 from iadtutor.backbones import FeatureExtractor, load_backbone, resolve_device
@@ -137,10 +138,6 @@ def _rectangle_size(height: int, width: int, rng: np.random.Generator,
     return rect_h, rect_w
 
 
-def _rectangle(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    return np.ones(_rectangle_size(height, width, rng), dtype=bool)
-
-
 def _rotated_rectangle(length: float, thickness: float, angle: float) -> np.ndarray:
     """Pixels whose centres lie in a ``length`` x ``thickness`` rectangle turned by ``angle`` (radians)
     from the vertical, on an odd-sized canvas centred on it (so the centre pixel is always inside)."""
@@ -155,10 +152,8 @@ def _rotated_rectangle(length: float, thickness: float, angle: float) -> np.ndar
 def _rect_scar(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     """CutPaste scar: 2-16 px wide, 10-25 px long (at 256 px), turned by -45..45 degrees."""
     scale = _scale(height, width)
-    thickness = max(rng.uniform(2, 16) * scale, 1.0)
-    length = max(rng.uniform(10, 25) * scale, 2.0)
-    angle = np.deg2rad(rng.uniform(-45, 45))
-    return _rotated_rectangle(length, thickness, angle)
+    thickness, length = max(rng.uniform(2, 16) * scale, 1.0), max(rng.uniform(10, 25) * scale, 2.0)
+    return _rotated_rectangle(length, thickness, np.deg2rad(rng.uniform(-45, 45)))
 
 
 def _bezier_scar(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -201,10 +196,6 @@ def _closed_bezier_region(rect_h: int, rect_w: int, rng: np.random.Generator) ->
     return ndimage.binary_fill_holes(outline)
 
 
-def _bezier_blob(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    return _closed_bezier_region(*_rectangle_size(height, width, rng), rng)
-
-
 def _bezier_clump(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     """A closed-Bézier region (2-12 % of the image) cut by thresholded smooth noise into blobs of about
     4-10 px (at 256 px), then eroded by one pixel so the blobs come apart: a clump of small defects."""
@@ -218,8 +209,10 @@ def _bezier_clump(height: int, width: int, rng: np.random.Generator) -> np.ndarr
     return next((candidate for candidate in (clump, blobs) if candidate.any()), region)  # tiny ones erode away
 
 
-_SHAPE_MAKERS = {"rectangle": _rectangle, "rect_scar": _rect_scar, "bezier_scar": _bezier_scar,
-                 "bezier_clump": _bezier_clump, "bezier_blob": _bezier_blob}
+# rectangle: a solid CutPaste patch; bezier_blob: a closed-Bézier region of the same size.
+_SHAPE_MAKERS = {"rectangle": lambda h, w, rng: np.ones(_rectangle_size(h, w, rng), dtype=bool),
+                 "rect_scar": _rect_scar, "bezier_scar": _bezier_scar, "bezier_clump": _bezier_clump,
+                 "bezier_blob": lambda h, w, rng: _closed_bezier_region(*_rectangle_size(h, w, rng), rng)}
 
 
 def _place(shape: np.ndarray, foreground: np.ndarray, rng: np.random.Generator, n_tries: int = 10):
@@ -255,8 +248,7 @@ def _noise_fill(patch_h: int, patch_w: int, rng: np.random.Generator) -> torch.T
     as in the authors' code), drawn on a grid of cells 1-4 px large and stretched up to 2:1, then
     resized bilinearly (fine speckle to coarse grain)."""
     mean, spread = rng.uniform(50, 200) / 255, rng.uniform(0, 50) / 255
-    cell = rng.choice([1.0, 2.0, 4.0])
-    stretch = rng.choice([0.5, 1.0, 2.0])
+    cell, stretch = rng.choice([1.0, 2.0, 4.0]), rng.choice([0.5, 1.0, 2.0])
     grid = (max(1, round(patch_h / (cell * stretch))), max(1, round(patch_w * stretch / cell)))
     coarse = torch.from_numpy(rng.uniform(mean - spread, mean + spread, size=(3, *grid))).float()
     fill = F.interpolate(coarse[None], size=(patch_h, patch_w), mode="bilinear", align_corners=False)[0]
@@ -275,10 +267,8 @@ def _cutpaste_fill(image: torch.Tensor, patch_h: int, patch_w: int, foreground: 
     patch = image[:, top:top + patch_h, left:left + patch_w]
     brightness, contrast, saturation = rng.uniform(0.9, 1.1, size=3)
     hue = rng.uniform(-0.1, 0.1)
-    patch = TF.adjust_brightness(patch, float(brightness))
-    patch = TF.adjust_contrast(patch, float(contrast))
-    patch = TF.adjust_saturation(patch, float(saturation))
-    return TF.adjust_hue(patch, float(hue))
+    patch = TF.adjust_contrast(TF.adjust_brightness(patch, float(brightness)), float(contrast))
+    return TF.adjust_hue(TF.adjust_saturation(patch, float(saturation)), float(hue))
 
 
 def fuse(image: torch.Tensor, fill: torch.Tensor, region: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
@@ -346,19 +336,20 @@ def foreground_mask(image: torch.Tensor, is_texture: bool = False, min_fraction:
 
 # --------------------------------------------------------------------------------------------- Making defects
 
-def _check_image(image) -> torch.Tensor:
-    if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
+def _check_image(image, name: str = "image") -> torch.Tensor:
+    """A CPU float32 copy of ``image`` ``(3, H, W)`` (or of ``images`` ``(N, 3, H, W)``) in [0, 1], else ValueError."""
+    ndim, layout = (3, "(3, H, W)") if name == "image" else (4, "(N, 3, H, W)")
+    if not (isinstance(image, torch.Tensor) and image.ndim == ndim and image.shape[-3] == 3
+            and image.is_floating_point()):
         description = f"{type(image).__name__} {tuple(getattr(image, 'shape', ()))} {getattr(image, 'dtype', '')}"
-        raise ValueError(f"image must be a float torch tensor (3, H, W) with values in [0, 1]; got {description}.")
-    _check_range(image, "image")
-    return image.detach().cpu().float()
-
-
-def _check_range(images: torch.Tensor, name: str) -> None:
-    low, high = float(images.min()), float(images.max())
+        raise ValueError(f"{name} must be a float torch tensor {layout} with values in [0, 1]; got {description}.")
+    if len(image) == 0:
+        raise ValueError(f"{name} is empty: fine-tuning needs at least one normal image.")
+    low, high = float(image.min()), float(image.max())
     if low < -1e-4 or high > 1 + 1e-4:
         raise ValueError(f"{name} must hold values in [0, 1] (not ImageNet-normalised, not 0-255); "
                          f"got values from {low:.3g} to {high:.3g}.")
+    return image.detach().cpu().float()
 
 
 def _as_rng(rng) -> np.random.Generator:
@@ -399,9 +390,8 @@ def make_defect(image: torch.Tensor, shape: str, fill: str, fusion: str, rng=Non
     A draw that changes nothing (a cut-paste patch identical to what it covers) is drawn again.
     """
     image = _check_image(image)
-    _check_choice(shape, SHAPES, "shape")
-    _check_choice(fill, FILLS, "fill")
-    _check_choice(fusion, FUSIONS, "fusion")
+    for value, choices, name in ((shape, SHAPES, "shape"), (fill, FILLS, "fill"), (fusion, FUSIONS, "fusion")):
+        _check_choice(value, choices, name)
     if alpha is not None and not 0.0 < alpha <= 1.0:
         raise ValueError(f"alpha must be in (0, 1]; got {alpha}.")
     rng = _as_rng(rng)
@@ -414,9 +404,7 @@ def make_defect(image: torch.Tensor, shape: str, fill: str, fusion: str, rng=Non
             patch = _noise_fill(patch_h, patch_w, rng)
         else:
             patch = _cutpaste_fill(image, patch_h, patch_w, allowed, rng)
-        weight = 1.0  # paste
-        if fusion == "blend":
-            weight = float(rng.uniform(*BLEND_ALPHA_RANGE)) if alpha is None else float(alpha)
+        weight = 1.0 if fusion == "paste" else float(rng.uniform(*BLEND_ALPHA_RANGE) if alpha is None else alpha)
         region = torch.from_numpy(placed)
         canvas = image.clone()
         canvas[:, top:bottom, left:right] = patch
@@ -451,16 +439,6 @@ def gallery(image: torch.Tensor, rng=None, foreground="auto", is_texture: bool =
 
 # --------------------------------------------------------------------------- The 7-class self-supervised task
 
-def _check_images(images) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
-        description = f"{type(images).__name__} {tuple(getattr(images, 'shape', ()))}"
-        raise ValueError(f"images must be a float torch tensor (N, 3, H, W) with values in [0, 1]; got {description}.")
-    if len(images) == 0:
-        raise ValueError("images is empty: fine-tuning needs at least one normal image.")
-    _check_range(images, "images")
-    return images.detach().cpu().float()
-
-
 class DefectMakerDataset(torch.utils.data.Dataset):
     """Normal images and their synthetic-defect versions, labelled for the 7-class task (notebook 06).
 
@@ -478,7 +456,7 @@ class DefectMakerDataset(torch.utils.data.Dataset):
 
     def __init__(self, images: torch.Tensor, classes=DEFECT_CLASSES, foregrounds=None, is_texture: bool = False,
                  seed: int = 0, augment: bool = True):
-        self.images = _check_images(images)
+        self.images = _check_image(images, "images")
         for shape, fill in classes:
             _check_choice(shape, SHAPES, "shape")
             _check_choice(fill, FILLS, "fill")
@@ -490,7 +468,8 @@ class DefectMakerDataset(torch.utils.data.Dataset):
             foregrounds = foregrounds.cpu()
         self.foregrounds = torch.as_tensor(np.asarray(foregrounds, dtype=bool))
         if self.foregrounds.shape != (n_images, height, width):
-            raise ValueError(f"foregrounds must have shape {(n_images, height, width)}; got {tuple(self.foregrounds.shape)}.")
+            raise ValueError(f"foregrounds must have shape {(n_images, height, width)}; "
+                             f"got {tuple(self.foregrounds.shape)}.")
         self.seed, self.augment = seed, augment
         self.epoch = 0
 
@@ -566,7 +545,7 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
                       weight_decay: float = 3e-5, classes=DEFECT_CLASSES, augment: bool = True,
                       freeze_bn: bool = True, max_grad_norm: float | None = 5.0,
                       backbone_lr_factor: float = 0.1) -> tuple[FeatureExtractor, dict]:
-    """Fine-tune a copy of ``backbone`` on the DefectMaker task; ``backbone`` itself is left unchanged (notebook 06).
+    """Fine-tune a copy of ``backbone`` on the DefectMaker task, leaving ``backbone`` unchanged (notebook 06).
 
     ``images``: ``(N, 3, H, W)`` normal images in ``[0, 1]`` (resize them first; the paper uses 256 px).
     A :class:`ClassifierHead` on the global-pooled last tap is trained jointly with all backbone
@@ -587,8 +566,6 @@ def finetune_backbone(backbone: FeatureExtractor, images: torch.Tensor, epochs: 
     per epoch under ``loss`` (mean cross-entropy), ``accuracy`` (fraction of training items classified
     right) and ``lr`` (the head's learning rate at the end of the epoch).
     """
-    from tqdm.auto import tqdm
-
     if not isinstance(backbone, FeatureExtractor):
         raise ValueError(f"backbone must be an iadtutor.backbones.FeatureExtractor; got {type(backbone).__name__}.")
     if epochs < 1 or batch_size < 1:
@@ -661,28 +638,23 @@ def load_finetuned(path, device="cpu", backbone: FeatureExtractor | None = None)
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or not {"backbone", "state_dict"} <= payload.keys():
         raise ValueError(f"{path}: expected a file written by save_finetuned with keys 'backbone' and 'state_dict'.")
-    if backbone is None:
-        backbone = load_backbone(payload["backbone"], device="cpu", download=False, verbose=False)
-    else:
-        if backbone.name != payload["backbone"]:
-            raise ValueError(f"{path} holds {payload['backbone']} weights, but the backbone given is {backbone.name}.")
-        backbone = copy.deepcopy(backbone).cpu()
+    if backbone is not None and backbone.name != payload["backbone"]:
+        raise ValueError(f"{path} holds {payload['backbone']} weights, but the backbone given is {backbone.name}.")
+    backbone = (load_backbone(payload["backbone"], device="cpu", download=False, verbose=False) if backbone is None
+                else copy.deepcopy(backbone).cpu())
     backbone.load_state_dict(payload["state_dict"])
     return backbone.eval().to(resolve_device(device))
 
 
 # ------------------------------------------------------------------------------------------------ REB
-# REB = DefectMaker fine-tuned features (finetune_backbone) + LDKNN. The paper's table 5 separates the two:
-# the same scorers (vanilla KNN and LDKNN) on different representations (ImageNet weights, weights
-# fine-tuned on synthetic defects). Vanilla KNN is GlobalNN(coreset=1.0, k=k): PatchCore with k
-# neighbours and no coreset. REB's taps are the second and third ResNet stages, "phi_2 + phi_3" (sec. 3.2).
+# REB = DefectMaker fine-tuned features + LDKNN; table 5 puts both scorers on both representations.
+# REB's taps are the second and third ResNet stages, "phi_2 + phi_3" (sec. 3.2).
 REB_LAYERS = pipeline.METHODS["ldknn"].layers
 
 
 def reb_scorers(k: int = 5, alpha: float = 1.0, device="cpu") -> dict[str, Callable[[], PatchScorer]]:
-    """The two scorers of REB's table 5 as ``{name: factory}``: ``"KNN"`` (mean distance to the ``k``
-    nearest memory-bank patches) and ``"LDKNN"`` (distance to the nearest minus ``alpha`` times its local
-    density, the mean distance to its ``k`` nearest bank neighbours) (notebook 06)."""
+    """The two scorers of REB's table 5 as ``{name: factory}`` (notebook 06): ``"KNN"`` = ``GlobalNN`` with ``k``
+    neighbours and no coreset, and ``"LDKNN"`` (nearest distance minus ``alpha`` times its local density)."""
     if k < 1:
         raise ValueError(f"k must be at least 1; got {k}.")
     return {"KNN": lambda: GlobalNN(coreset=1.0, k=k, device=device),
@@ -713,7 +685,8 @@ def compare_representations(category: "pipeline.Category", backbones: Mapping[st
     rows, results = [], {}
     for representation, backbone in backbones.items():
         if not isinstance(backbone, FeatureExtractor):
-            raise ValueError(f"backbones[{representation!r}] must be a FeatureExtractor; got {type(backbone).__name__}.")
+            raise ValueError(f"backbones[{representation!r}] must be a FeatureExtractor; "
+                             f"got {type(backbone).__name__}.")
         embedded = pipeline.embed_category(category, PatchEmbedder(backbone, config), batch_size, progress)
         for name, make in scorers.items():
             start = time.perf_counter()
@@ -727,8 +700,7 @@ def compare_representations(category: "pipeline.Category", backbones: Mapping[st
 
 
 def results_grid(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame:
-    """One metric of :func:`compare_representations` as a representation x scorer grid (table 5's layout).
-    (Notebook 06.)"""
+    """One metric of :func:`compare_representations` as a representation x scorer grid (table 5, notebook 06)."""
     if metric not in table.columns:
         raise ValueError(f"metric must be one of the table's columns {list(table.columns)}; got {metric!r}.")
     return table.pivot(index="representation", columns="scorer", values=metric).loc[

@@ -22,12 +22,8 @@ The pure-torch model (:class:`ULSADModel`, the loss and attention functions) is 
 wrapper :class:`ULSAD` (``fit`` / ``predict`` / ``attention_maps`` / ``save`` / ``load``), as in anomalib.
 
 Where the paper's text and the authors' code (github.com/sukanyapatra1997/ULSAD-2024) differ, the defaults
-follow the code, which produced the paper's numbers; the text's reading is one setting away
-(:data:`PAPER_TEXT` holds all of them). The book's page "Where iadtutor differs from the papers' code"
-(``book/deviations.md``) lists every difference with its measured effect on the toy factory; two things
-the code's configurations do are deliberately not followed since they look at the test set (quantiles
-from the good test images, checkpoint chosen by test AUROC): here the quantiles come from separate normal
-images and the last epoch is kept.
+follow the code, which produced the paper's numbers; :data:`PAPER_TEXT` gives the text's reading. The book's
+page ``book/deviations.md`` lists every difference, and what is deliberately not followed.
 """
 
 from __future__ import annotations
@@ -60,8 +56,7 @@ UPSAMPLE_SIZES = ("code", "table")
 #: give the text's reading instead (each one on its own, or all: ``ULSADConfig.small(**PAPER_TEXT)``).
 PAPER_TEXT = {
     "magnitude": "sum",               # eq. 2: squared L2 norm over channels (code: mean over channels)
-    "layer_order": "conv-relu-bn",    # tables 5-6: ReLU, then a BatchNorm row (code: conv -> BN -> ReLU), so
-                                      # the FRN ends with BatchNorm-6 (code: with a ReLU, outputs >= 0)
+    "layer_order": "conv-relu-bn",    # tables 5-6: ReLU, then a BatchNorm row (code: conv -> BN -> ReLU)
     "frn_bottleneck_relu": True,      # table 5: Conv-3 has a ReLU (code: BN only)
     "frn_init": "default",            # no initialisation in the paper (code: Xavier-uniform, leaky-ReLU gain)
     "ae_code_size": 3,                # table 6: Conv-6 8x8, padding 1 -> 3 x 3 code (code: padding 0 -> 1 x 1)
@@ -76,24 +71,14 @@ PAPER_TEXT = {
 # ----------------------------------------------------------------------------------------------------------
 @dataclass
 class ULSADConfig:
-    """Everything that defines a ULSAD model and its training. Defaults are the paper's (sec. 4.1, app. A)
-    where its text and the authors' code agree, else the code's (module docstring; :data:`PAPER_TEXT`) (notebook 05).
+    """Everything that defines a ULSAD model and its training (notebook 05). Defaults are the paper's (sec. 4.1,
+    app. A) where its text and the authors' code agree, else the code's (:data:`PAPER_TEXT` gives the text's).
 
-    Architecture: ``feature_channels`` is ``c*`` (None keeps all concatenated backbone channels);
-    ``frn_encoder_channels`` / ``frn_decoder_channels`` are the kernels of table 5 (the last decoder
-    layer always has ``2 c*``); ``ae_encoder_channels`` (six convolutions) / ``ae_decoder_channels`` are
-    those of table 6. ``image_size`` (pixels, a multiple of 32, at least 64) is the square size images
-    are resized to before the networks.
-
-    Code versus text (module docstring, points 1-8): ``layer_order``, ``frn_bottleneck_relu``,
-    ``frn_output_relu``, ``frn_init``, ``ae_code_size``, ``ae_upsample_sizes``, ``ae_affine_batchnorm``,
-    ``ae_output_relu``.
-
-    Losses and maps: ``lambda_local`` (eqs. 1, 7) and ``lambda_global`` (eqs. 5, 6, 8) weight the cosine
-    term; ``magnitude`` is ``"mean"`` (the authors' code) or ``"sum"`` (eq. 2, squared L2 norm).
-    Normalisation: quantiles ``alpha`` / ``beta``; ``blur_sigma`` in pixels at ``image_size``.
-    Training: Adam with ``learning_rate`` and ``weight_decay``; ``seed`` seeds initialisation, the
-    hold-out split and the batch order.
+    ``feature_channels`` is ``c*`` (None keeps all backbone channels); ``frn_*_channels`` / ``ae_*_channels``
+    are the kernels of tables 5 / 6; ``image_size`` (pixels, a multiple of 32, at least 64) is the square size
+    images are resized to. ``lambda_local`` (eqs. 1, 7) and ``lambda_global`` (eqs. 5, 6, 8) weight the cosine
+    term; quantiles ``alpha`` / ``beta``; ``blur_sigma`` in pixels at ``image_size``; Adam with
+    ``learning_rate`` and ``weight_decay``; ``seed`` seeds initialisation, the hold-out split and batch order.
     """
 
     backbone: str = "auto"
@@ -125,9 +110,8 @@ class ULSADConfig:
 
     def __post_init__(self):
         # Tuples survive torch.save / weights_only loading as lists; normalise them back.
-        self.frn_encoder_channels = tuple(self.frn_encoder_channels)
-        self.frn_decoder_channels = tuple(self.frn_decoder_channels)
-        self.ae_encoder_channels = tuple(self.ae_encoder_channels)
+        for name in ("frn_encoder_channels", "frn_decoder_channels", "ae_encoder_channels"):
+            setattr(self, name, tuple(getattr(self, name)))
         if self.image_size < 64 or self.image_size % 32:
             raise ValueError(f"image_size must be a multiple of 32 and at least 64 pixels; got {self.image_size}.")
         if len(self.frn_encoder_channels) != 3 or len(self.frn_decoder_channels) != 2:
@@ -157,64 +141,45 @@ class ULSADConfig:
         (no pooling), narrow networks, ``blur_sigma`` 2 px (the paper's 4 px at 256 px, scaled), and 100
         epochs in batches of 4 with learning rate 3e-3, since 40 training images give far fewer steps per
         epoch than the paper's few hundred. Everything else as in the authors' code."""
-        settings = dict(
-            image_size=128,
-            feature_channels=None,
-            frn_encoder_channels=(64, 128, 128),
-            frn_decoder_channels=(64, 32),
-            ae_encoder_channels=(16, 16, 32, 32, 32, 32),
-            ae_decoder_channels=32,
-            blur_sigma=2.0,
-            epochs=100,
-            batch_size=4,
-            learning_rate=3e-3,
-        )
-        settings.update(changes)
-        return cls(**settings)
+        settings = dict(image_size=128, feature_channels=None, frn_encoder_channels=(64, 128, 128),
+                        frn_decoder_channels=(64, 32), ae_encoder_channels=(16, 16, 32, 32, 32, 32),
+                        ae_decoder_channels=32, blur_sigma=2.0, epochs=100, batch_size=4, learning_rate=3e-3)
+        return cls(**{**settings, **changes})
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Distances, losses and attention (eqs. 1-8), on tensors shaped (N, C, h, w)
 # ----------------------------------------------------------------------------------------------------------
 def magnitude_distance(a: Tensor, b: Tensor, magnitude: str = "mean") -> Tensor:
-    """``l_v`` of eq. 2 at every location, ``(N, C, h, w)`` -> ``(N, h, w)``: the mean of ``(a - b)^2`` over
-    the channels, as the authors' code computes it; ``magnitude="sum"`` gives eq. 2's ``||a - b||^2``
-    (``C`` times larger, so that it swamps the cosine term ``l_d``, which lies in [0, 2]).
-
-    (Notebook 05.)"""
+    """``l_v`` of eq. 2 at every location, ``(N, C, h, w)`` -> ``(N, h, w)`` (notebook 05): the mean of
+    ``(a - b)^2`` over channels (the authors' code); ``magnitude="sum"``: eq. 2's ``||a - b||^2``."""
     squared = (a - b).pow(2)
     return squared.sum(dim=1) if magnitude == "sum" else squared.mean(dim=1)
 
 
 def direction_distance(a: Tensor, b: Tensor) -> Tensor:
-    """``l_d`` of eq. 2 at every location: ``1 - cos(a, b)`` over channels. ``(N, C, h, w)`` -> ``(N, h, w)``.
-    (Notebook 05.)"""
+    """``l_d`` of eq. 2: ``1 - cos(a, b)`` over channels, ``(N, C, h, w)`` -> ``(N, h, w)`` (notebook 05)."""
     return 1.0 - F.cosine_similarity(a, b, dim=1, eps=1e-8)
 
 
 def distance_map(predicted: Tensor, target: Tensor, lam: float, magnitude: str = "mean") -> Tensor:
-    """``l_v + lam * l_d`` at every location, ``(N, C, h, w)`` -> ``(N, h, w)`` (notebook 05).
-
-    This is the summand of eqs. 1, 5, 6 and the anomaly maps of eqs. 7 and 8.
-    """
+    """``l_v + lam * l_d``, ``(N, C, h, w)`` -> ``(N, h, w)``: the summand of eqs. 1, 5, 6, the maps of eqs. 7, 8
+    (notebook 05)."""
     return magnitude_distance(predicted, target, magnitude) + lam * direction_distance(predicted, target)
 
 
 def local_loss(reconstruction: Tensor, features: Tensor, lambda_local: float, magnitude: str = "mean") -> Tensor:
-    """``L_pl`` of eq. 1: mean over locations (and images) of ``l_v + lambda_l l_d`` between ``U~'`` and ``U``.
-    (Notebook 05.)"""
+    """``L_pl`` of eq. 1: mean of ``l_v + lambda_l l_d`` between ``U~'`` and ``U`` (notebook 05)."""
     return distance_map(reconstruction, features, lambda_local, magnitude).mean()
 
 
 def attention_weights(keys: Tensor, queries: Tensor) -> Tensor:
     """Attention weights of eqs. 3-4: ``W[p, q] = softmax_p(k_p . q_q / sqrt(c))`` (notebook 05).
 
-    ``keys`` and ``queries`` are ``(N, c, h, w)``; the result is ``(N, k, k)`` with ``k = h * w``, indexed
-    ``[image, key p, query q]``; every column (fixed query ``q``) sums to 1 over the keys ``p``.
+    ``keys``, ``queries`` ``(N, c, h, w)`` -> ``(N, k, k)``, ``k = h * w``, indexed ``[image, key p, query q]``;
+    every column sums to 1 over the keys ``p``.
     """
-    c = keys.shape[1]
-    logits = keys.flatten(2).transpose(1, 2) @ queries.flatten(2) / math.sqrt(c)
-    return logits.softmax(dim=1)
+    return (keys.flatten(2).transpose(1, 2) @ queries.flatten(2) / math.sqrt(keys.shape[1])).softmax(dim=1)
 
 
 def self_attention_weights(features: Tensor) -> Tensor:
@@ -228,22 +193,15 @@ def cross_attention_weights(features: Tensor, global_output: Tensor) -> Tensor:
 
 
 def attend(features: Tensor, weights: Tensor) -> Tensor:
-    """``A = Z W``: every location ``q`` becomes the ``W[:, q]``-weighted mean of the features (notebook 05).
-
-    ``features (N, c, h, w)``, ``weights (N, k, k)`` -> ``(N, c, h, w)``.
-    """
+    """``A = Z W``: location ``q`` becomes the ``W[:, q]``-weighted mean of the features (notebook 05).
+    ``features (N, c, h, w)``, ``weights (N, k, k)`` -> ``(N, c, h, w)``."""
     n, c, h, w = features.shape
     return (features.flatten(2) @ weights).reshape(n, c, h, w)
 
 
-def consistency_loss(features: Tensor, global_output: Tensor, lambda_global: float,
-                     magnitude: str = "mean") -> Tensor:
-    """``L_pg`` of eq. 5 between the cross-attention map ``A^`` (eq. 4) and the self-attention map ``A`` (eq. 3).
-    (Notebook 05.)
-
-    ``features`` is ``U`` (a fixed target: no gradient flows into the frozen backbone), ``global_output``
-    is ``U^``; both ``(N, c, h, w)``.
-    """
+def consistency_loss(features: Tensor, global_output: Tensor, lambda_global: float, magnitude: str = "mean") -> Tensor:
+    """``L_pg`` of eq. 5 between the cross-attention map ``A^`` (eq. 4) and the self-attention map ``A`` (eq. 3)
+    (notebook 05). ``features`` = ``U`` (fixed target), ``global_output`` = ``U^``, both ``(N, c, h, w)``."""
     self_map = attend(features, self_attention_weights(features))
     cross_map = attend(features, cross_attention_weights(features, global_output))
     return distance_map(cross_map, self_map, lambda_global, magnitude).mean()
@@ -251,8 +209,7 @@ def consistency_loss(features: Tensor, global_output: Tensor, lambda_global: flo
 
 def local_global_loss(local_global: Tensor, global_output: Tensor, lambda_global: float,
                       magnitude: str = "mean") -> Tensor:
-    """``L_lg`` of eq. 6 between the FRN's second half ``U~''`` and the global output ``U^`` (both trained).
-    (Notebook 05.)"""
+    """``L_lg`` of eq. 6 between the FRN's second half ``U~''`` and the global output ``U^`` (notebook 05)."""
     return distance_map(local_global, global_output, lambda_global, magnitude).mean()
 
 
@@ -261,18 +218,14 @@ def local_global_loss(local_global: Tensor, global_output: Tensor, lambda_global
 # ----------------------------------------------------------------------------------------------------------
 def fit_quantiles(maps: Tensor | np.ndarray, alpha: float = 0.9, beta: float = 0.995) -> tuple[float, float]:
     """Empirical ``alpha`` and ``beta`` quantiles of all pixel values of ``maps`` pooled together (notebook 05).
-
-    numpy's default (linear) interpolation; numpy rather than ``torch.quantile``, which refuses more than
-    2**24 values (a few hundred 256 px maps).
-    """
+    numpy (linear interpolation), since ``torch.quantile`` refuses more than 2**24 values."""
     values = maps.detach().cpu().numpy() if isinstance(maps, Tensor) else np.asarray(maps)
     q_alpha, q_beta = np.quantile(values.astype(np.float64).ravel(), [alpha, beta])
     return float(q_alpha), float(q_beta)
 
 
 def normalize_map(maps: Tensor, q_alpha: float, q_beta: float) -> Tensor:
-    """``t(M) = 0.1 (M - q_alpha) / (q_beta - q_alpha)``: ``q_alpha`` -> 0, ``q_beta`` -> 0.1 (sec. 3.5).
-    (Notebook 05.)"""
+    """``t(M) = 0.1 (M - q_alpha) / (q_beta - q_alpha)``: ``q_alpha`` -> 0, ``q_beta`` -> 0.1 (notebook 05)."""
     return 0.1 * (maps - q_alpha) / max(q_beta - q_alpha, 1e-12)
 
 
@@ -280,16 +233,11 @@ def normalize_map(maps: Tensor, q_alpha: float, q_beta: float) -> Tensor:
 # Feature aggregation (sec. 3.1)
 # ----------------------------------------------------------------------------------------------------------
 def aggregate_features(taps: list[Tensor], feature_channels: int | None = None) -> Tensor:
-    """The feature aggregator: taps ``TAPS`` rescaled to the finer one, concatenated -> ``U (N, c*, h*, w*)``.
-    (Notebook 05.)
-
-    The stride-16 tap is bilinearly upsampled to the stride-8 tap's size. If ``feature_channels`` is
-    smaller than the concatenated channels, neighbouring channels are averaged down to that many (the
-    authors' code does this to reach ``c* = 384``; the paper's text does not mention it).
-    """
+    """The feature aggregator: taps ``TAPS``, the coarser bilinearly upsampled to the finer, concatenated ->
+    ``U (N, c*, h*, w*)`` (notebook 05). Neighbouring channels are averaged down to ``feature_channels`` when
+    there are more (the authors' code, to reach ``c* = 384``)."""
     fine, coarse = (taps[i] for i in TAPS)
-    coarse = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
-    features = torch.cat([fine, coarse], dim=1)
+    features = torch.cat([fine, F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)], 1)
     n, c, h, w = features.shape
     if feature_channels is not None and feature_channels < c:
         pooled = F.adaptive_avg_pool1d(features.flatten(2).transpose(1, 2), feature_channels)
@@ -320,20 +268,13 @@ def conv_block(conv: nn.Module, layer_order: str = "conv-bn-relu", relu: bool = 
 
 
 class FeatureReconstructionNetwork(nn.Module):
-    """FRN of the local branch (table 5): ``U (N, c*, h*, w*)`` -> ``(U~', U~'')``, each ``(N, c*, h*, w*)``.
-    (Notebook 05.)
+    """FRN of the local branch (table 5): ``U (N, c*, h*, w*)`` -> ``(U~', U~'')``, each ``(N, c*, h*, w*)``
+    (notebook 05).
 
-    Encoder: 3x3 convs, strides 2, 2, 1 (``h*`` must be divisible by 4). Decoder: 4x4 transposed convs
-    with stride 2, then a 5x5 one with stride 1 and ``2 c*`` kernels (padding 2, which keeps the size;
-    table 5 says 384 kernels and padding 1, the text and the code ``2 c*`` and 2). ``U~'`` is the first
-    half of the output channels, ``U~''`` the second.
-
-    Defaults as in the authors' code: ``conv -> BN -> ReLU``, no ReLU after the encoder's last BatchNorm
-    (``bottleneck_relu=False``), a ReLU after the last BatchNorm (both outputs are >= 0;
-    ``output_relu=False`` leaves it out) and Xavier-uniform weights with the gain of a leaky ReLU
-    (``init="xavier"``). Table 5 instead lists ``conv -> ReLU -> BN`` on every row
-    (``layer_order="conv-relu-bn"``, ``bottleneck_relu=True``: the output is BatchNorm-6's) and says nothing
-    about initialisation (``init="default"``: PyTorch's).
+    Encoder: 3x3 convs, strides 2, 2, 1 (``h*`` divisible by 4). Decoder: 4x4 transposed convs with stride 2,
+    then a 5x5 one with ``2 c*`` kernels and padding 2 (keeps the size); ``U~'`` is the first half of its
+    output channels, ``U~''`` the second. Defaults follow the authors' code (``output_relu``: a ReLU after the
+    last BatchNorm); the table's reading is in :data:`PAPER_TEXT`.
     """
 
     def __init__(self, feature_channels: int, encoder_channels=(768, 1536, 1536), decoder_channels=(768, 384),
@@ -366,9 +307,9 @@ class FeatureReconstructionNetwork(nn.Module):
 
 
 def upsample_sizes(image_size: int, sizes: str = "code") -> tuple[int, ...]:
-    """The five sizes the global decoder interpolates to before its 4x4 convolutions (padding 2, so each adds
-    one pixel). ``"code"`` (the authors' code): ``S/64 - 1, S/32, S/16 - 1, S/8 - 1, S/4 - 1`` (256 px: 3, 8,
-    15, 31, 63); ``"table"`` (table 6, its first size "31" read as 3): ``3, S/32, S/16, S/8, S/4`` (notebook 05)."""
+    """The five sizes the global decoder interpolates to before its 4x4 convs (padding 2: each adds a pixel)
+    (notebook 05). ``"code"``: ``S/64 - 1, S/32, S/16 - 1, S/8 - 1, S/4 - 1``; ``"table"`` (table 6):
+    ``3, S/32, S/16, S/8, S/4``."""
     s = image_size
     if sizes == "code":
         return (max(1, s // 64 - 1), s // 32, s // 16 - 1, s // 8 - 1, s // 4 - 1)
@@ -376,16 +317,13 @@ def upsample_sizes(image_size: int, sizes: str = "code") -> tuple[int, ...]:
 
 
 class GlobalAutoencoder(nn.Module):
-    """The global branch's autoencoder-like network (table 6): image ``(N, 3, S, S)`` -> ``U^ (N, c*, h*, w*)``.
-    (Notebook 05.)
+    """The global branch's autoencoder-like network (table 6): image ``(N, 3, S, S)`` -> ``U^ (N, c*, h*, w*)``
+    (notebook 05).
 
-    Encoder: five 4x4 convs with stride 2 (``S`` -> ``S/32``), then a bottleneck conv with an ``S/32``
-    kernel (table 6 at 256 px: 8 x 8) that leaves a ``code_size x code_size`` code: 1 x 1 in the authors'
-    code (padding 0, the default), 3 x 3 with table 6's padding 1. Decoder: five times bilinear upsampling
-    (:func:`upsample_sizes`) followed by a 4x4 conv with padding 2; then upsampling to ``h* x w*``, a 3x3
-    conv, and a 3x3 conv to ``c*`` channels, linear by default as in the code (``output_relu=True``: the
-    ReLU table 6 lists, which cannot match standardised features, negative half of the time).
-    BatchNorm as in the code: no learned scale and shift, eps 1e-4 (``affine_batchnorm=True``: PyTorch's).
+    Encoder: five 4x4 convs with stride 2 (``S`` -> ``S/32``), then a bottleneck conv with an ``S/32`` kernel
+    leaving a ``code_size x code_size`` code. Decoder: five times bilinear upsampling (:func:`upsample_sizes`)
+    and a 4x4 conv with padding 2; then upsampling to ``h* x w*``, a 3x3 conv, and a 3x3 conv to ``c*``
+    channels. Defaults follow the authors' code; the table's reading is in :data:`PAPER_TEXT`.
     """
 
     def __init__(self, feature_channels: int, image_size: int,
@@ -594,15 +532,12 @@ class ULSAD:
         # Channel statistics of the training features (Algorithm 1, line 4), accumulated in float64.
         n = len(train_images)
         cache_images, cache_features_list = [], []
-        total = total_sq = None
-        count = 0
+        total = total_sq = count = 0
         for start in self._batches(n, batch_size, "ULSAD features", progress):
             prepared = self._prepare(train_images[start:start + batch_size])
             features = self._raw_features(prepared)
-            f64 = features.double()
-            batch_sum, batch_sq = f64.sum(dim=(0, 2, 3)), f64.pow(2).sum(dim=(0, 2, 3))
-            total = batch_sum if total is None else total + batch_sum
-            total_sq = batch_sq if total_sq is None else total_sq + batch_sq
+            total = total + features.double().sum(dim=(0, 2, 3))
+            total_sq = total_sq + features.double().pow(2).sum(dim=(0, 2, 3))
             count += features[:, 0].numel()
             if cache_features:
                 cache_images.append(prepared.cpu())
@@ -795,13 +730,11 @@ class ULSAD:
 def evaluate_ulsad(category, backbone: FeatureExtractor, epochs: int | None = None,
                    device: str | torch.device = "auto", seed: int = 0, bootstrap: int = 0, progress: bool = True,
                    config: ULSADConfig | None = None) -> dict:
-    """Train ULSAD on ``category.train`` and measure it on ``category.test`` (notebook 05).
-
-    ``category`` is an :class:`iadtutor.pipeline.Category`. The quantiles are fitted on
-    ``category.validation`` when the dataset has one (MVTec LOCO), else on a seeded 10 % of the training
-    images. ``config`` defaults to the paper's, at the images' size (rounded to a multiple of 32).
-    Returns the metrics of :func:`iadtutor.pipeline.evaluate_scores` plus ``train_seconds``,
-    ``test_seconds_per_image`` (seconds), ``n_validation``, the ``config`` and the final ``loss``.
+    """Train ULSAD on ``category.train`` (a :class:`iadtutor.pipeline.Category`) and measure it on ``.test``
+    (notebook 05). Quantiles are fitted on ``category.validation`` when there is one, else on a seeded 10 % of
+    the training images; ``config`` defaults to the paper's at the images' size (a multiple of 32). Returns
+    :func:`iadtutor.pipeline.evaluate_scores`'s metrics plus ``train_seconds``, ``test_seconds_per_image``
+    (seconds), ``n_validation``, ``config`` and the final ``loss``.
     """
     from iadtutor.pipeline import evaluate_scores
 
