@@ -1,11 +1,6 @@
-"""What the figures of every notebook share: the renderer, image / map / mask traces and panels, grids,
-line and bar plots, tables, and :class:`FigureApp` (controls that redraw a figure). Figures take arrays
-in the package's shapes and set a height but no width (they fill the output area or the book's column).
-
-The ``iadtutor`` renderer (:func:`setup_notebook`) puts two mime types in each figure's output: the
-plotly JSON (JupyterLab draws it) and a ``text/html`` div with a ``Plotly.newPlot`` call that loads no
-plotly.js, MathJax or CDN (the book serves its own plotly.js).
-"""
+"""What the figures of every notebook share: the renderer, image / map / mask traces and panels, grids, line and
+bar plots, tables, and :class:`FigureApp` (controls that redraw a figure). Figures take arrays in the package's
+shapes and set a height but no width (they fill the output area or the book's column)."""
 
 from __future__ import annotations
 
@@ -40,8 +35,9 @@ _figure_counter = itertools.count(1)  # module level: plotly copies a renderer b
 
 
 class CourseRenderer(PlotlyRenderer):
-    """Both mime types of a figure in one output (every notebook). The div id comes from the figure's
-    JSON and a per-kernel counter: a re-run gives the same HTML, two equal figures on a page differ."""
+    """The ``iadtutor`` renderer of every notebook: the plotly JSON (JupyterLab draws it) and a ``text/html`` div
+    whose ``Plotly.newPlot`` loads no plotly.js, MathJax or CDN (the book serves its own). The div id: a hash of the
+    figure's JSON and a per-kernel counter (a re-run gives the same HTML, two equal figures on a page differ)."""
 
     def to_mimebundle(self, fig_dict) -> dict:
         bundle = super().to_mimebundle(dict(fig_dict))  # a copy: it adds the config to the dict it gets
@@ -54,9 +50,9 @@ class CourseRenderer(PlotlyRenderer):
 
 
 def setup_notebook(seed: int | None = 0, threads: int | None = None, template: str = TEMPLATE) -> int:
-    """Every notebook's first call: select the course renderer and a plain template, seed ``random``, ``numpy``
-    and ``torch`` (unless ``seed=None``) and fix torch's CPU ``threads``; return the threads in use. Seeded CPU
-    training repeats exactly only with a fixed thread count: convolutions split their sums (notebook 05)."""
+    """Every notebook's first call: the course renderer and ``template``, seeds for ``random``, ``numpy`` and ``torch``
+    (unless ``seed=None``) and torch's CPU ``threads`` (seeded training repeats only with fixed threads, notebook 05);
+    returns the threads in use."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive integer or None; got {threads!r}.")
     pio.renderers[RENDERER_NAME] = CourseRenderer(config={"displaylogo": False})
@@ -92,8 +88,8 @@ def to_rgb_uint8(image) -> np.ndarray:
 
 
 def downsample_map(values: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
-    """Average ``k × k`` blocks of a ``(H, W)`` map so its longer side is at most ``max_side`` (the last
-    blocks may be partial); returns the map and ``k`` (1: it already fits) (map overlays, notebooks 01-06)."""
+    """Average ``k × k`` blocks (the last may be partial) of a ``(H, W)`` map so its longer side is at most
+    ``max_side``; returns the map and ``k`` (1: it already fits) (map overlays, notebooks 01-06)."""
     factor = max(1, -(-max(values.shape) // max_side))
     if factor == 1:
         return values, 1
@@ -106,8 +102,7 @@ def downsample_map(values: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
 
 
 def value_range(arrays: Sequence, low: float = 0, high: float = 100) -> tuple[float, float]:
-    """One colour range for several maps: the ``low``-th and ``high``-th percentiles of all their values
-    (default: minimum and maximum) (notebooks 02-06)."""
+    """One colour range for several maps: the ``low``-th and ``high``-th percentiles (notebooks 02-06)."""
     values = np.concatenate([to_numpy(a).ravel() for a in arrays])
     return float(np.percentile(values, low)), float(np.percentile(values, high))
 
@@ -127,8 +122,8 @@ def require_columns(table: pd.DataFrame, columns: Sequence[str], name: str) -> N
 
 
 def image_trace(image, name: str = "image", format: str = "jpeg", quality: int = 90) -> go.Image:
-    """An image as a ``go.Image`` holding a ``data:`` URI, hover showing x, y (notebooks 00-07): ``"png"`` keeps
-    every pixel, ``"jpeg"`` (``quality`` 1-100) is about five times smaller (smaller notebooks)."""
+    """An image as a ``go.Image`` holding a ``data:`` URI (notebooks 00-07): ``"png"`` keeps every pixel, ``"jpeg"``
+    (``quality`` 1-100) is about five times smaller."""
     if format not in ("png", "jpeg"):
         raise ValueError(f"format must be 'png' or 'jpeg'; got {format!r}.")
     buffer, options = io.BytesIO(), {"quality": quality} if format == "jpeg" else {}
@@ -140,8 +135,7 @@ def image_trace(image, name: str = "image", format: str = "jpeg", quality: int =
 def map_trace(values, name: str = "anomaly score", colorscale: str = MAP_COLOURSCALE, opacity: float = 1.0,
               zmin: float | None = None, zmax: float | None = None, showscale: bool = True, dx: float = 1.0,
               dy: float = 1.0) -> go.Heatmap:
-    """A ``(h, w)`` map as a heatmap whose hover shows the value (map figures, notebooks 01-06). ``dx`` / ``dy``: one
-    cell's size in pixels, so that a coarse map (32×32 patch scores) can lie over a 128×128 image."""
+    """A ``(h, w)`` map as a heatmap (notebooks 01-06); ``dx`` / ``dy``: one cell's size in pixels (over an image)."""
     values = _as_map(values, name).astype(np.float32)  # x0, y0: cell centres, pixel i spans i - 0.5 … i + 0.5
     return go.Heatmap(z=values, x0=(dx - 1) / 2, dx=dx, y0=(dy - 1) / 2, dy=dy, name=name, colorscale=colorscale,
                       opacity=opacity, zmin=zmin, zmax=zmax, showscale=showscale,
@@ -149,8 +143,8 @@ def map_trace(values, name: str = "anomaly score", colorscale: str = MAP_COLOURS
 
 
 def mask_trace(mask, name: str = "ground truth", colour: str = MASK_COLOUR, width: float = 1.5) -> go.Contour:
-    """The outline of a ``(H, W)`` boolean mask, a contour line at 0.5 (notebooks 00-06). Only the
-    mask's bounding box plus a border of zeros (so outlines close at the edge) is stored, as uint8."""
+    """The outline of a ``(H, W)`` boolean mask (notebooks 00-06): a contour at 0.5 of its bounding box plus a border
+    of zeros (so outlines close at the edge), as uint8."""
     mask = _as_map(mask, name).astype(bool)
     if not mask.any():
         raise ValueError(f"{name} has no pixel set: there is no outline to draw.")
@@ -171,26 +165,24 @@ def box_shape(x0: float, x1: float, y0: float, y1: float, colour: str = SELECTED
 def finish_panels(fig: go.Figure, title: str | None = None, height: int | None = None, width: int | None = None,
                   top: tuple[int, int] = (50, 30), font_size: int | None = 11, showlegend: bool | None = False
                   ) -> go.Figure:
-    """Pixel axes on every panel (y down, square pixels, no grid or ticks), ``font_size`` panel titles and
-    tight margins; ``top``: the top margin with and without a ``title`` (image figures, notebooks 00-07)."""
+    """Pixel axes on every panel (y down, square pixels, no grid or ticks), ``font_size`` panel titles, tight margins;
+    ``top``: the top margin with and without a ``title`` (image figures, notebooks 00-07)."""
     fig.update_xaxes(showgrid=False, zeroline=False, showticklabels=False)
     fig.update_yaxes(showgrid=False, zeroline=False, showticklabels=False, autorange="reversed", constrain="domain")
     fig.for_each_yaxis(lambda axis: axis.update(scaleanchor=axis.anchor or "x"))
     if font_size:
         fig.update_annotations(font_size=font_size)
-    fig.update_layout(title=title, width=width, height=height, showlegend=showlegend,
-                      margin=dict(l=10, r=10, t=top[0] if title else top[1], b=10))
-    return fig
+    return fig.update_layout(title=title, width=width, height=height, showlegend=showlegend,
+                             margin=dict(l=10, r=10, t=top[0] if title else top[1], b=10))
 
 
 def add_image(fig: go.Figure, image, overlay=None, mask=None, row: int | None = None, col: int | None = None,
               overlay_name: str = "anomaly score", opacity: float = 0.5, colorscale: str = MAP_COLOURSCALE,
               zmin: float | None = None, zmax: float | None = None, showscale: bool = False,
               image_name: str = "image", max_overlay_side: int = 160, step: int = 1) -> go.Figure:
-    """Add an image, an optional overlay and a mask outline to subplot ``(row, col)`` (image figures, notebooks 00-07).
-    ``overlay``: a ``go.Heatmap``, or a ``(h, w)`` map over the image (its size or a coarser grid dividing
-    it) block-averaged to ``max_overlay_side`` cells a side. ``step > 1`` keeps every ``step``-th pixel of
-    image and mask, drawn at the original pixel coordinates (smaller notebooks)."""
+    """Add an image, an optional overlay and a mask outline to subplot ``(row, col)`` (notebooks 00-07). ``overlay``: a
+    ``go.Heatmap``, or a ``(h, w)`` map over the image (its size or a coarser grid dividing it) block-averaged to
+    ``max_overlay_side`` cells a side. ``step > 1``: every ``step``-th pixel of image and mask, at their coordinates."""
     where = {} if row is None else dict(row=row, col=col)
     rgb = to_rgb_uint8(image)[::step, ::step]
     first = len(fig.data)
@@ -216,9 +208,7 @@ def add_image(fig: go.Figure, image, overlay=None, mask=None, row: int | None = 
 
 
 def image_figure(image, overlay=None, mask=None, title: str | None = None, size: int = 420, **options) -> go.Figure:
-    """One image, an optional ``(H, W)`` heatmap ``overlay`` and the outline of an optional ``(H, W)`` ``mask``
-    (traces ``go.Image``, ``go.Heatmap``, ``go.Contour``); ``size``: height in pixels; ``options``: of
-    :func:`add_image` (``overlay_name``, ``opacity``, ``colorscale``, ``zmin``, ``zmax``) (notebook 01)."""
+    """:func:`add_image` (``options``: its keywords) alone in a figure ``size`` pixels high (notebook 01)."""
     fig = add_image(go.Figure(), image, overlay, mask, showscale=overlay is not None, **options)
     return finish_panels(fig, title, height=size + 40, top=(40, 10), font_size=None, showlegend=None)
 
@@ -240,9 +230,8 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, cols: int 
                zmin: float | None = None, zmax: float | None = None, cell: int = 200,
                title: str | None = None, boxes: Sequence | None = None,
                colorscale: str = MAP_COLOURSCALE, max_overlay_side: int = 64) -> go.Figure:
-    """Images, ``cols`` per row, with optional mask outlines, overlays and boxes (every notebook). ``masks``
-    / ``overlays``: ``(H, W)`` per image or ``None``; overlays share one colour range (default: their min
-    and max). ``boxes``: per image a list of pixel boxes ``(x0, x1, y0, y1)``. ``cell``: a row's height."""
+    """Images, ``cols`` per row (every notebook); ``masks`` / ``overlays``: ``(H, W)`` or ``None`` per image, overlays
+    in one colour range (default: their min and max); ``boxes``: per image pixel boxes ``(x0, x1, y0, y1)``."""
     n = len(images)
     for name, extra in (("masks", masks), ("overlays", overlays), ("boxes", boxes)):
         if extra is not None and len(extra) != n:
@@ -265,8 +254,7 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, cols: int 
 def heatmap_grid(maps: Sequence, titles: Sequence[str] | None = None, cols: int = 4,
                  colorscale: str = "Viridis", shared_scale: bool = False, cell: int = 180,
                  value_name: str = "value", title: str | None = None) -> go.Figure:
-    """``(h, w)`` maps side by side, hover showing the values (notebook 01). ``shared_scale=True``: one
-    colour range and bar (compare magnitudes); otherwise one range per map (compare patterns)."""
+    """``(h, w)`` maps side by side (notebook 01); ``shared_scale=True``: one colour range and bar for all."""
     fig, rows, cols = _grid(len(maps), cols, titles, (0.03, 0.08), "maps")
     arrays = [_as_map(m, "each map") for m in maps]
     zmin, zmax = value_range(arrays) if shared_scale else (None, None)
@@ -277,8 +265,8 @@ def heatmap_grid(maps: Sequence, titles: Sequence[str] | None = None, cols: int 
 
 
 def strongest_channels(feature_map, k: int = 4) -> list[int]:
-    """The ``k`` channels of a ``(C, h, w)`` feature map with the largest spatial standard deviation (a
-    pattern rather than a flat field), strongest first (notebooks 01, 05)."""
+    """The ``k`` channels of a ``(C, h, w)`` map with the largest spatial standard deviation, largest first
+    (notebooks 01, 05)."""
     array = to_numpy(feature_map)
     if array.ndim != 3:
         raise ValueError(f"feature_map must have shape (C, h, w); got {array.shape}.")
@@ -288,8 +276,7 @@ def strongest_channels(feature_map, k: int = 4) -> list[int]:
 
 def feature_map_grid(taps: Sequence, k: int = 4, image_index: int = 0, strides: Sequence[int] | None = None,
                      cell: int = 150) -> go.Figure:
-    """The ``k`` :func:`strongest_channels` of each tap, a row per tap (notebook 01). ``taps``: the
-    ``(N, C_i, h_i, w_i)`` maps of :meth:`iadtutor.embed.PatchEmbedder.steps`; ``strides`` label rows."""
+    """The ``k`` :func:`strongest_channels` of each ``(N, C_i, h_i, w_i)`` tap, a row per tap (notebook 01)."""
     maps, titles = [], []
     for t, tap in enumerate(taps):
         feature_map = to_numpy(tap[image_index])
@@ -318,8 +305,7 @@ def line_plot(x: Sequence, ys: Mapping[str, Sequence], title: str | None = None,
 def bar_plot(categories: Sequence[str], values: Mapping[str, Sequence], title: str | None = None,
              ylabel: str = "", yrange: Sequence[float] | None = None, width: int | None = None, height: int = 380,
              text_format: str = ".3f") -> go.Figure:
-    """Grouped bars labelled with their values: a group per category, a colour per entry of ``values``
-    (``{series: one value per category}``) (notebook 01)."""
+    """Grouped bars labelled with their values, a colour per ``{series: one value per category}`` (notebook 01)."""
     fig = go.Figure()
     labels = [str(c) for c in categories]
     for name, series in values.items():
@@ -331,15 +317,12 @@ def bar_plot(categories: Sequence[str], values: Mapping[str, Sequence], title: s
                              hovertemplate=f"%{{x}}<br>{name} %{{y:{text_format}}}<extra></extra>"))
     fig.update_layout(title=title, yaxis_title=ylabel, barmode="group", width=width, height=height,
                       margin=dict(l=60, r=20, t=50 if title else 20, b=60), uniformtext_minsize=8)
-    if yrange is not None:
-        fig.update_yaxes(range=list(yrange))
-    return fig
+    return fig if yrange is None else fig.update_yaxes(range=list(yrange))
 
 
 def results_table(rows: Sequence[Mapping] | pd.DataFrame, digits: int = 3,
                   index: str | Sequence[str] | None = None) -> pd.DataFrame:
-    """Rows of results (dicts or a DataFrame) with floats rounded to ``digits`` so printed numbers stay
-    stable; ``index``: the column(s) to use as row labels (notebooks 00-05)."""
+    """Rows of results (dicts or a DataFrame): floats rounded to ``digits``, ``index`` as labels (notebooks 00-05)."""
     frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     if index is not None:
         require_columns(frame, [index] if isinstance(index, str) else list(index), "results_table's index")
@@ -348,8 +331,7 @@ def results_table(rows: Sequence[Mapping] | pd.DataFrame, digits: int = 3,
 
 
 def steps_table(steps: Mapping[str, object], image_index: int = 0) -> pd.DataFrame:
-    """Shapes ``(C, h, w)`` of :meth:`iadtutor.embed.PatchEmbedder.steps` for one image, a row per step
-    and tap (notebook 01)."""
+    """Shapes ``(C, h, w)`` of ``PatchEmbedder.steps`` of one image, per step and tap (notebook 01)."""
     rows = []
     for step, value in steps.items():
         tensors = value if isinstance(value, (list, tuple)) else [value]
@@ -370,8 +352,7 @@ def pick_examples(defect_types: Sequence[str], per_type: int = 1, max_types: int
 
 
 def category_summary(splits) -> dict:
-    """One row about an :class:`iadtutor.data.CategorySplits`: layout, images per split, defect types
-    (notebook 00)."""
+    """One row about an :class:`iadtutor.data.CategorySplits`: layout, images per split, defect types (notebook 00)."""
     defects = [sample.defect_type for sample in splits.test if sample.label == 1]
     return {"category": splits.category, "layout": splits.layout, "train": len(splits.train),
             "validation": len(splits.validation), "test good": len(splits.test) - len(defects),
@@ -392,11 +373,9 @@ def cell_sliders(grid_hw: Sequence[int], row: int, col: int, what: str = "patch"
 
 
 class FigureApp:
-    """Controls that redraw a figure (the apps of notebooks 02-05): ``draw(**values)`` returns the figure for
-    the values of ``controls`` (``{argument name: ipywidgets control}``), ``describe(**values)`` an optional
-    line of text above it; ``rows``: the controls' names row by row (default: one row). The figure is
-    written into an ``ipywidgets.Output``'s state, so a notebook run without a browser (papermill, nbval,
-    the book) holds it too. :attr:`figure`: the last one drawn; :attr:`app`: the widget displayed."""
+    """Controls that redraw a figure (notebooks 02-05): ``draw(**values)`` returns the :attr:`figure` for the values of
+    ``controls`` (``{argument name: ipywidgets control}``), ``describe(**values)`` an optional line above it; ``rows``:
+    the controls' names row by row. The figure goes into an ``Output``'s state: a run without a browser keeps it."""
 
     def __init__(self, draw: Callable[..., go.Figure], controls: Mapping[str, widgets.Widget],
                  describe: Callable[..., str] | None = None, rows: Sequence[Sequence[str]] | None = None):

@@ -23,8 +23,7 @@ COLOURS = qualitative.Plotly
 
 def window_sweep_figure(table: pd.DataFrame, title: str | None = "LWinNN over window sizes δ",
                         metrics: Sequence[str] = ("image_auroc", "pixel_auroc", "aupro")) -> go.Figure:
-    """Left: each metric against δ; right: search milliseconds per test image against δ (notebook 03).
-    ``table``: :func:`iadtutor.pipeline.window_sweep` (``window``, the metrics, ``search_seconds_per_image``)."""
+    """Each metric (left) and search milliseconds per test image (right) against δ of a window sweep (notebook 03)."""
     core.require_columns(table, ["window", *metrics, "search_seconds_per_image"], "window_sweep_figure")
     fig = make_subplots(rows=1, cols=2, subplot_titles=("detection and segmentation", "search time per test image"),
                         horizontal_spacing=0.12)
@@ -40,11 +39,11 @@ def window_sweep_figure(table: pd.DataFrame, title: str | None = "LWinNN over wi
     fig.update_xaxes(title_text="window size δ (patches)", tickvals=windows)
     fig.update_yaxes(title_text="metric", row=1, col=1)
     fig.update_yaxes(title_text="ms per test image", rangemode="tozero", row=1, col=2)
-    fig.update_layout(title=title, width=900, height=380, margin=dict(l=60, r=20, t=70 if title else 40, b=50))
-    return fig
+    return fig.update_layout(title=title, width=900, height=380, margin=dict(l=60, r=20, t=70 if title else 40, b=50))
 
 
-def _metric_panels(lines, metrics: Sequence[str], x: str, x_hover: str) -> go.Figure:
+def _metric_panels(lines, metrics: Sequence[str], x: str, x_hover: str, title, extra_width: int, bottom: int,
+                   **layout) -> go.Figure:
     """A panel per metric, a line per ``(name, rows, line style)`` of ``lines`` (its legend entry once)."""
     fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[METRIC_TITLES.get(m, m) for m in metrics],
                         horizontal_spacing=0.1)
@@ -54,22 +53,21 @@ def _metric_panels(lines, metrics: Sequence[str], x: str, x_hover: str) -> go.Fi
                                      showlegend=j == 0, mode="lines+markers", line=line,
                                      hovertemplate=f"{name}<br>{x_hover}<br>{METRIC_TITLES.get(metric, metric)} "
                                                    "%{y:.3f}<extra></extra>"), row=1, col=j + 1)
+    fig.update_layout(title=title, width=450 * len(metrics) + extra_width, height=400, **layout,
+                      margin=dict(l=50, r=20, t=70 if title else 40, b=bottom))
     return fig
 
 
 def translation_figure(table: pd.DataFrame, metrics: Sequence[str] = ("image_auroc", "aupro"),
                        title: str | None = "Where each search breaks: more translation jitter") -> go.Figure:
-    """Each metric against the translation jitter, a line per method (notebook 03).
-    ``table``: :func:`iadtutor.pipeline.translation_study`."""
+    """Each metric against the translation jitter, a line per method (notebook 03)."""
     core.require_columns(table, ["translation", "method", *metrics], "translation_figure")
     lines = [(str(method), part, dict(color=COLOURS[i % len(COLOURS)]))
              for i, (method, part) in enumerate(table.groupby("method", sort=False))]
-    fig = _metric_panels(lines, metrics, "translation", "translation ±%{x}")
+    fig = _metric_panels(lines, metrics, "translation", "translation ±%{x}", title, 120, 90,
+                         legend=dict(orientation="h", y=-0.25))
     fig.update_xaxes(title_text="max. translation (fraction of image side)")
-    fig.update_yaxes(range=[0, 1.02])
-    fig.update_layout(title=title, width=450 * len(metrics) + 120, height=400,
-                      legend=dict(orientation="h", y=-0.25), margin=dict(l=50, r=20, t=70 if title else 40, b=90))
-    return fig
+    return fig.update_yaxes(range=[0, 1.02])
 
 
 def coverage_figure(table: pd.DataFrame, x: str = "window", group: str = "category",
@@ -88,23 +86,18 @@ def coverage_figure(table: pd.DataFrame, x: str = "window", group: str = "catego
     fig.update_xaxes(title_text=xlabel or ("window size δ (patches)" if x == "window" else x),
                      tickvals=sorted(table[x].unique().tolist()))
     fig.update_yaxes(title_text="share of patches with d_δ ≤ 1.05 · d_global", range=[0, 1.02])
-    fig.update_layout(title=title, width=680, height=400, margin=dict(l=60, r=20, t=60 if title else 20, b=50))
-    return fig
+    return fig.update_layout(title=title, width=680, height=400, margin=dict(l=60, r=20, t=60 if title else 20, b=50))
 
 
 def k_alpha_figure(table: pd.DataFrame, metrics: Sequence[str] = ("image_auroc", "aupro"),
                    title: str | None = "KNN vs LDKNN over K") -> go.Figure:
-    """Each metric against K: KNN dashed black, LDKNN a line per α (REB fig. 5) (notebook 04).
-    ``table``: :func:`iadtutor.pipeline.k_alpha_sweep`."""
+    """Each metric against K: KNN dashed black, LDKNN a line per α (REB fig. 5) (notebook 04)."""
     core.require_columns(table, ["method", "k", "alpha", *metrics], "k_alpha_figure")
     lines = [("KNN (mean of K nearest)", table[table["method"] == "KNN"], dict(color="black", dash="dash"))]
     for i, (alpha, part) in enumerate(table[table["method"] == "LDKNN"].groupby("alpha", sort=True)):
         lines.append((f"LDKNN α = {alpha:g}", part, dict(color=COLOURS[i % len(COLOURS)])))
-    fig = _metric_panels(lines, metrics, "k", "K = %{x}")
-    fig.update_xaxes(title_text="K (neighbours)", tickvals=sorted(table["k"].unique().tolist()))
-    fig.update_layout(title=title, width=450 * len(metrics) + 160, height=400,
-                      margin=dict(l=50, r=20, t=70 if title else 40, b=50))
-    return fig
+    fig = _metric_panels(lines, metrics, "k", "K = %{x}", title, 160, 50)
+    return fig.update_xaxes(title_text="K (neighbours)", tickvals=sorted(table["k"].unique().tolist()))
 
 
 def k_alpha_table(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame:
@@ -119,8 +112,7 @@ def k_alpha_table(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFr
 
 
 def with_seconds(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """A copy of ``table`` with its ``seconds`` columns written ``"0.012 s"`` (notebook 03): the test
-    sanitizer masks ``<number> s``, so metrics are still compared but run-to-run times are not."""
+    """``table`` with its ``seconds`` columns as ``"0.012 s"``, which the test sanitizer masks (notebook 03)."""
     return table.assign(**{column: [f"{value:.{digits}f} s" for value in table[column]]
                            for column in table.columns if "seconds" in str(column)})
 
@@ -128,11 +120,8 @@ def with_seconds(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 def maps_grid(images, masks, maps: Mapping[str, np.ndarray], indices: Sequence[int],
               row_titles: Sequence[str] | None = None, image_scores: Mapping[str, Sequence[float]] | None = None,
               cell: int = 200, display_size: int = 128, opacity: float = 0.6, title: str | None = None) -> go.Figure:
-    """Rows: test images ``indices`` (``images (N, 3, H, W)``, ``masks (N, H, W)``); columns: the image, then
-    each method's map over it (``maps {method: (N, H, W)}``, ``image_scores {method: (N,)}`` in the titles)
-    (notebook 03). A method keeps one colour range (1st-99.9th percentile): colours compare down a column.
-    The first column is thinned to about ``display_size`` pixels, the image under a map to half that, the
-    smooth maps to a quarter (drawn interpolated), so that notebooks stay small."""
+    """Rows: test images ``indices``; columns: the image, then each method's map ``{method: (N, H, W)}`` over it in one
+    colour range per method (notebook 03). Images are thinned to about ``display_size`` pixels (under a map: half)."""
     if not maps:
         raise ValueError("maps must hold at least one method's anomaly maps.")
     names, indices = list(maps), [int(i) for i in indices]
@@ -175,8 +164,7 @@ def density_histogram_figure(densities: Mapping[str, Sequence[float]], nbins: in
                              title: str | None = "Local density of the memory bank's patches",
                              xlabel: str = "local density d (mean distance to the K nearest bank patches)"
                              ) -> go.Figure:
-    """Overlaid histograms of ``{name: local densities}``, one set of ``nbins`` bins drawn as bars of counts
-    (not every patch's value) (notebook 04)."""
+    """Overlaid histograms of ``{name: local densities}`` in one set of ``nbins`` bins (notebook 04)."""
     if not densities:
         raise ValueError("densities must hold at least one set of values.")
     arrays = {str(name): core.to_numpy(values).ravel().astype(np.float64) for name, values in densities.items()}
@@ -189,9 +177,8 @@ def density_histogram_figure(densities: Mapping[str, Sequence[float]], nbins: in
                              marker_color=COLOURS[i % len(COLOURS)], customdata=np.stack([edges[:-1], edges[1:]], 1),
                              hovertemplate=f"{name}<br>d %{{customdata[0]:.2f}} – %{{customdata[1]:.2f}}"
                                            "<br>%{y} patches<extra></extra>"))
-    fig.update_layout(title=title, barmode="overlay", bargap=0, xaxis_title=xlabel, yaxis_title="patches",
-                      width=760, height=380, margin=dict(l=60, r=20, t=60 if title else 20, b=50))
-    return fig
+    return fig.update_layout(title=title, barmode="overlay", bargap=0, xaxis_title=xlabel, yaxis_title="patches",
+                             width=760, height=380, margin=dict(l=60, r=20, t=60 if title else 20, b=50))
 
 
 def projection_figure(points, values, positions: pd.DataFrame, value_name: str = "local density",
@@ -211,16 +198,14 @@ def projection_figure(points, values, positions: pd.DataFrame, value_name: str =
                     colorbar=dict(title=value_name), opacity=0.8),
         hovertemplate="train image %{customdata[0]}, patch (%{customdata[1]}, %{customdata[2]})"
                       f"<br>{value_name} %{{customdata[3]:.3f}}<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title=axis_names[0], yaxis_title=axis_names[1], width=size + 100,
-                      height=size, margin=dict(l=60, r=20, t=60 if title else 20, b=50))
-    return fig
+    return fig.update_layout(title=title, xaxis_title=axis_names[0], yaxis_title=axis_names[1], width=size + 100,
+                             height=size, margin=dict(l=60, r=20, t=60 if title else 20, b=50))
 
 
 def ldknn_terms_figure(image, mask, terms: Mapping[str, np.ndarray], alpha: float, knn_map=None,
                        title: str | None = None, cell: int = 230) -> go.Figure:
-    """A test image and the ``(h, w)`` patch maps of its LDKNN score (REB eq. 3) over it: ``distance``
-    |f − m_j|, α·``density`` d_j of the neighbour and the ``score``, after an optional ``knn_map``
-    (notebook 04). ``terms``: one image's maps of :func:`iadtutor.density.ldknn_terms`."""
+    """A test image and its ``(h, w)`` LDKNN terms (REB eq. 3) over it: ``distance``, α·``density`` of the neighbour
+    and ``score``, after an optional ``knn_map`` (notebook 04)."""
     panels = [("image and ground truth", None)]
     if knn_map is not None:
         panels.append(("KNN score", core.to_numpy(knn_map)))
@@ -238,9 +223,8 @@ def ldknn_terms_figure(image, mask, terms: Mapping[str, np.ndarray], alpha: floa
 def ldknn_explorer(images, masks, terms: Mapping[str, object], names: Sequence[str], alpha: float = 1.0,
                    knn_maps=None, index: int = 0, alphas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
                    ) -> core.FigureApp:
-    """:func:`ldknn_terms_figure` with a test-image dropdown and an α slider, the score recomputed as
-    ``distance - α·density`` (notebook 04). ``terms``: ``(n, h, w)`` ``distance`` and ``density`` of the
-    ``n`` images; ``knn_maps``: optional ``(n, h, w)`` KNN maps."""
+    """:func:`ldknn_terms_figure` with a test-image dropdown and an α slider (notebook 04); ``terms``: ``(n, h, w)``
+    ``distance`` and ``density``."""
     def draw(index, alpha):
         distance, density = terms["distance"][index], terms["density"][index]
         one = {"distance": distance, "density": density, "score": distance - alpha * density}
@@ -253,10 +237,9 @@ def ldknn_explorer(images, masks, terms: Mapping[str, object], names: Sequence[s
 
 
 class WindowExplorer(core.FigureApp):
-    """LWinNN's window search (eq. 2) for a test patch you pick (default: the highest score) (notebooks 02, 03).
-    Top: the test image with the patch (green) and its δ×δ window (yellow), the mask, the anomaly map, the
-    distance per window offset; bottom: the train image with the nearest neighbour (red) and runners-up.
-    ``*_images (N, 3, H, W)`` in [0, 1], ``test_masks (N, H, W)``, ``*_embeddings (N, C, h, w)``."""
+    """LWinNN's window search (eq. 2) for a test patch you pick (default: the highest score) (notebooks 02, 03). Top:
+    the test image with the patch (green) and its δ×δ window (yellow), the mask, the anomaly map, the distance per
+    window offset; bottom: the train image with the nearest neighbour (red) and runners-up."""
 
     def __init__(self, train_images: torch.Tensor, test_images: torch.Tensor, test_masks: torch.Tensor,
                  train_embeddings: torch.Tensor, test_embeddings: torch.Tensor, window: int = 7,
@@ -272,8 +255,7 @@ class WindowExplorer(core.FigureApp):
         self.train_embeddings, self.test_embeddings = train_embeddings, test_embeddings
         self.grid_hw, self.image_hw = tuple(test_embeddings.shape[-2:]), tuple(test_images.shape[-2:])
         self.sigma, self.device, self.n_train_shown = sigma, device, max(1, min(n_train_shown, len(train_images)))
-        self._scorers: dict[int, LocalWindowNN] = {}
-        self._results: dict[tuple[int, int], tuple] = {}
+        self._scorers, self._results = {}, {}  # LocalWindowNN per δ; nearest() per (test image, δ)
         if row is None or col is None:
             row, col = divmod(int(torch.argmax(self.nearest(test_index, window)[0])), self.grid_hw[1])
         names = list(test_names) if test_names is not None else [f"test {i}" for i in range(len(test_images))]
@@ -298,8 +280,7 @@ class WindowExplorer(core.FigureApp):
         return self._results[key]
 
     def match(self, test_index: int, row: int, col: int, window: int) -> dict:
-        """The figure's numbers for one patch: nearest ``distance``, ``train_index``, ``dy``, ``dx``, ``match_cell``,
-        ``per_offset (M, δ, δ)`` distances, the best ``per_image``, their ``ranking``, the ``anomaly_map``."""
+        """The figure's numbers for one patch: its nearest neighbour, ``per_offset (M, δ, δ)`` distances and more."""
         distance, train_index, offset_index, amap = self.nearest(test_index, window)
         dy, dx = offset_of(int(offset_index[row, col]), window)
         per_offset = window_distances(self.test_embeddings[test_index], self.train_embeddings, row, col, window)
@@ -322,8 +303,7 @@ class WindowExplorer(core.FigureApp):
         core.add_image(fig, image, mask=mask, row=1, col=1)
         core.add_image(fig, mask.float(), row=1, col=2, image_name="ground truth")
         core.add_image(fig, image, overlay=found["anomaly_map"], mask=mask, row=1, col=3, opacity=0.6)
-        offsets = list(window_offsets(window))
-        per_offset = found["per_offset"].min(0)
+        offsets, per_offset = list(window_offsets(window)), found["per_offset"].min(0)
         values = per_offset.values.numpy().astype(np.float32)
         values[~np.isfinite(values)] = np.nan  # outside the image: left blank
         fig.add_trace(go.Heatmap(z=values, x=offsets, y=offsets, colorscale="Viridis_r", showscale=True,
@@ -348,10 +328,8 @@ class WindowExplorer(core.FigureApp):
             colour = core.MATCH_COLOUR if train_index == best else "white"
             fig.add_shape(**core.box_shape(*patch_pixels(row + dy, col + dx, self.grid_hw, self.image_hw),
                                            colour=colour), row=2, col=position)
-        core.finish_panels(fig, height=500, top=(40, 40))
-        fig.update_xaxes(showticklabels=True, dtick=1, row=1, col=4)  # the δ×δ grid: offsets on the axes
-        fig.update_yaxes(showticklabels=True, dtick=1, row=1, col=4)
-        return fig
+        core.finish_panels(fig, height=500, top=(40, 40)).update_xaxes(showticklabels=True, dtick=1, row=1, col=4)
+        return fig.update_yaxes(showticklabels=True, dtick=1, row=1, col=4)  # the δ×δ grid: offsets on the axes
 
     def describe(self, test_index: int, row: int, col: int, window: int) -> str:
         """One line about the nearest neighbour of the patch (shown above the figure)."""

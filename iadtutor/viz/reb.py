@@ -1,6 +1,5 @@
-"""Figures and tables of notebook 06 (DefectMaker and REB, ``shared/papers/002_*.txt``): the defect
-gallery, the 7-class self-supervised task, the fine-tuning curve, KNN vs LDKNN on ImageNet vs
-fine-tuned features (REB's table 5), and anomaly maps by method. Shared pieces: :mod:`iadtutor.viz.core`."""
+"""Figures and tables of notebook 06 (DefectMaker and REB, ``shared/papers/002_*.txt``): the defect gallery, the
+7-class self-supervised task, the fine-tuning curve, KNN vs LDKNN (REB's table 5), and anomaly maps by method."""
 
 from __future__ import annotations
 
@@ -21,10 +20,8 @@ REPRESENTATION_COLOURS = ("#7f7f7f", "#d62728", "#1f77b4", "#2ca02c")
 
 def gallery_figure(entries: Sequence[Mapping], foreground=None, cell: int = 170,
                    title: str | None = "DefectMaker: every shape × fill × fusion") -> go.Figure:
-    """:func:`iadtutor.defectmaker.gallery` entries, a row per shape (notebook 06): first the image dimmed
-    with the defect's pixels white and the ``foreground`` ``(H, W)`` outlined in yellow, then a column per
-    fill x fusion with the changed pixels outlined. ``entries``: dicts with ``shape``, ``fill``,
-    ``fusion``, ``image (3, H, W)``, ``mask (H, W)``; ``cell``: a row's height in pixels."""
+    """:func:`iadtutor.defectmaker.gallery` entries, a row per shape (notebook 06): the dimmed image with the shape
+    white and the ``foreground`` outlined, then a column per fill x fusion with the changed pixels outlined."""
     by_key = {(e["shape"], e["fill"], e["fusion"]): e for e in entries}
     shapes = [s for s in SHAPES if any(key[0] == s for key in by_key)]
     combos = [(fill, fusion) for fill in FILLS for fusion in FUSIONS]
@@ -53,8 +50,7 @@ def gallery_figure(entries: Sequence[Mapping], foreground=None, cell: int = 170,
 def task_figure(dataset, image_index: int = 0, cell: int = 190,
                 title: str | None = "The 7-class self-supervised task: one normal image, six defect classes"
                 ) -> go.Figure:
-    """Item ``image_index`` of every class of a :class:`iadtutor.defectmaker.DefectMakerDataset` (one normal
-    image, flipped as the dataset flips it), changed pixels outlined, titled with the label (notebook 06)."""
+    """Item ``image_index`` of every class of a ``DefectMakerDataset``, changed pixels outlined (notebook 06)."""
     n_classes = dataset.n_classes
     if not 0 <= image_index < len(dataset.images):
         raise ValueError(f"image_index must be in [0, {len(dataset.images)}); got {image_index}.")
@@ -66,9 +62,8 @@ def task_figure(dataset, image_index: int = 0, cell: int = 190,
 
 def training_curve_figure(history: Mapping[str, Sequence[float]], n_classes: int = len(CLASS_NAMES),
                           title: str | None = "DefectMaker fine-tuning: loss and accuracy per epoch") -> go.Figure:
-    """Cross-entropy (left axis) and training accuracy (right axis) per epoch of
-    :func:`iadtutor.defectmaker.finetune_backbone`'s ``history``, with dotted chance levels ``ln(n_classes)``
-    and ``1 / n_classes`` (notebook 06)."""
+    """Cross-entropy (left axis) and training accuracy (right) per epoch of ``finetune_backbone``'s ``history``, with
+    dotted chance levels ``ln(n_classes)`` and ``1 / n_classes`` (notebook 06)."""
     for key in ("loss", "accuracy"):
         if key not in history or not len(history[key]):
             raise ValueError(f"history has no {key!r} values; pass the history returned by finetune_backbone.")
@@ -87,14 +82,13 @@ def training_curve_figure(history: Mapping[str, Sequence[float]], n_classes: int
     fig.update_xaxes(title_text="epoch", dtick=1)
     fig.update_yaxes(title_text="loss", rangemode="tozero", secondary_y=False)
     fig.update_yaxes(title_text="accuracy", range=[0, 1], secondary_y=True)
-    fig.update_layout(title=title, height=380, hovermode="x unified", legend=dict(orientation="h", y=-0.2),
-                      margin=dict(l=60, r=60, t=50 if title else 20, b=50))
-    return fig
+    return fig.update_layout(title=title, height=380, hovermode="x unified", legend=dict(orientation="h", y=-0.2),
+                             margin=dict(l=60, r=60, t=50 if title else 20, b=50))
 
 
 def comparison_table(table: pd.DataFrame, metrics: Sequence[str] = METRICS, digits: int = 3) -> pd.DataFrame:
-    """:func:`iadtutor.defectmaker.compare_representations`'s table laid out like REB's table 5: a row per
-    representation, columns ``(metric, scorer)``, rounded to ``digits`` (notebook 06)."""
+    """``compare_representations``'s table as REB's table 5: a row per representation, columns ``(metric, scorer)``
+    (notebook 06)."""
     core.require_columns(table, ["representation", "scorer", *metrics], "comparison_table")
     order = dict(index=list(dict.fromkeys(table["representation"])), columns=list(dict.fromkeys(table["scorer"])))
     wide = pd.concat({METRIC_TITLES.get(m, m): table.pivot(index="representation", columns="scorer", values=m)
@@ -126,17 +120,16 @@ def comparison_figure(table: pd.DataFrame, metrics: Sequence[str] = METRICS,
         yrange = (max(0.0, math.floor(low * 10) / 10 - 0.05), 1.04)
     fig.update_yaxes(range=list(yrange))
     fig.update_annotations(font_size=12)
-    fig.update_layout(title=title, barmode="group", height=400, margin=dict(l=50, r=20, t=70 if title else 30, b=40),
-                      legend=dict(orientation="h", y=-0.12), uniformtext_minsize=8)
-    return fig
+    return fig.update_layout(title=title, barmode="group", height=400,
+                             margin=dict(l=50, r=20, t=70 if title else 30, b=40),
+                             legend=dict(orientation="h", y=-0.12), uniformtext_minsize=8)
 
 
 def maps_figure(images, masks, maps_by_method: Mapping[str, object], indices: Sequence[int],
                 names: Sequence[str] | None = None, cell: int = 190, opacity: float = 0.55,
                 title: str | None = None) -> go.Figure:
-    """Anomaly maps ``{row label: (N, H, W)}`` of several methods (rows) on the test images ``indices`` (columns,
-    titled with ``names``) (notebook 06). A row keeps its own colour range (min to max of the shown maps):
-    the methods' scores have different scales (LDKNN's can be negative), so compare where a row is bright."""
+    """Anomaly maps ``{row label: (N, H, W)}`` of several methods (rows) on the test images ``indices`` (columns), a
+    colour range per row: scores have different scales (LDKNN's can be negative) (notebook 06)."""
     if not maps_by_method:
         raise ValueError("maps_by_method is empty: give at least one {label: (N, H, W) maps}.")
     indices = [int(i) for i in indices]

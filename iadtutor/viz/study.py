@@ -7,17 +7,15 @@ import plotly.graph_objects as go
 
 from iadtutor.metrics import METRIC_TITLES
 
-KNOBS = {"translation": "translation jitter (fraction of the image side)",
-         "rotation": "rotation jitter (degrees)"}
+KNOBS = {"translation": "translation jitter (fraction of the image side)", "rotation": "rotation jitter (degrees)"}
 _COLOURS = {"spade": "#d62728", "patchcore": "#1f77b4", "ldknn": "#9467bd"}
 _WINDOW_GREENS = ("#98df8a", "#2ca02c", "#17622a", "#0b3d17")
 
 
 def knob_figure(table: pd.DataFrame, knob: str = "translation", metric: str = "image_auroc",
                 title: str | None = None, height: int = 400) -> go.Figure:
-    """``metric`` against one pose ``knob`` (``translation`` or ``rotation``; the other held at 0), a line per
-    method / δ, chance (0.5) dotted: fixed position red, local windows green (darker = larger δ), global
-    blue (notebook 07)."""
+    """``metric`` against one pose ``knob`` (the other held at 0), a line per method / δ: fixed position red, local
+    windows green (darker = larger δ), global blue, chance dotted (notebook 07)."""
     if knob not in KNOBS:
         raise ValueError(f"knob must be one of {', '.join(KNOBS)}; got {knob!r}.")
     other = "rotation" if knob == "translation" else "translation"
@@ -43,6 +41,5 @@ def knob_figure(table: pd.DataFrame, knob: str = "translation", metric: str = "i
                       xaxis_title=KNOBS[knob], yaxis_title=METRIC_TITLES.get(metric, metric),
                       yaxis_range=[0.3, 1.02], hovermode="x unified", legend_title_text="search",
                       margin=dict(l=60, r=20, t=50, b=50))
-    fig.update_xaxes(tickvals=sorted(part[knob].unique()))
-    return fig
+    return fig.update_xaxes(tickvals=sorted(part[knob].unique()))
 

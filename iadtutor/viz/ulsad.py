@@ -1,6 +1,5 @@
 """Figures, tables and the attention explorer of notebook 05 (ULSAD, ``shared/papers/003_*.txt``): the local
-reconstruction, where a query's attention goes, both branches' maps, the loss terms and the metrics per
-kind of anomaly. The tensors come from :meth:`iadtutor.ulsad.ULSAD.branch_outputs`."""
+reconstruction, a query's attention, both branches' maps, the loss terms and the metrics per kind of anomaly."""
 
 from __future__ import annotations
 
@@ -39,9 +38,8 @@ def _check_maps(maps: Mapping[str, object], n: int) -> dict[str, np.ndarray]:
 
 def reconstruction_figure(image, features, reconstruction, local_map, mask=None, channels: Sequence[int] | None = None,
                           k: int = 4, cell: int = 170, title: str | None = None) -> go.Figure:
-    """The local branch on one image (notebook 05): ``k`` channels of ``U (c*, h*, w*)`` (default: its
-    strongest) above the same channels of the reconstruction ``U~'`` (one colour range per channel), then
-    the image with its ``(H, W)`` mask and the ``(h*, w*)`` local map (eq. 7)."""
+    """The local branch on one image (notebook 05): ``k`` channels of ``U (c*, h*, w*)`` above the same channels of the
+    reconstruction ``U~'``, then the image with its mask and the ``(h*, w*)`` local map (eq. 7)."""
     features, reconstruction = core.to_numpy(features), core.to_numpy(reconstruction)
     if features.ndim != 3 or features.shape != reconstruction.shape:
         raise ValueError(f"features and reconstruction must both be (c*, h*, w*); got {features.shape} and "
@@ -71,10 +69,9 @@ def query_marker(y: float, x: float, label: str = "query", size: int = 13) -> go
 
 
 def diverse_query_cells(features, k: int = 4, border: int = 2) -> list[tuple[int, int]]:
-    """``(row, col)`` of ``k`` cells of ``U (c*, h*, w*)`` that show different things (notebook 05): the cell
-    farthest from the mean feature, then PatchCore's greedy k-center (each time the cell farthest from its
-    nearest chosen cell, :func:`iadtutor.knn.greedy_coreset`). Cells
-    within ``border`` of the edge are skipped (zero padding makes them odd ones out)."""
+    """``(row, col)`` of ``k`` cells of ``U (c*, h*, w*)`` that show different things (notebook 05): the cell farthest
+    from the mean feature, then :func:`iadtutor.knn.greedy_coreset`'s k-center; cells within ``border`` of the edge
+    are skipped (zero padding makes them odd ones out)."""
     array = core.to_numpy(features).astype(np.float64)
     if array.ndim != 3:
         raise ValueError(f"features must be (c*, h*, w*); got {array.shape}.")
@@ -91,16 +88,13 @@ def diverse_query_cells(features, k: int = 4, border: int = 2) -> list[tuple[int
 
 def attention_trace(weights, image_hw: Sequence[int], log_scale: bool = True, zmin: float | None = None,
                     zmax: float | None = None, showscale: bool = False, opacity: float = 0.75) -> go.Heatmap:
-    """An ``(h*, w*)`` attention map as a heatmap over an ``H x W`` image, hover showing the weight (notebook
-    05). ``log_scale``: colours show ``log10`` of the weights (the query's own cell takes most weight; only
-    a log scale shows which others get more than the rest). ``zmin`` … ``zmax``: weights (default: the
-    map's smallest, or 0 on the linear scale, to its largest)."""
+    """An ``(h*, w*)`` attention map as a heatmap over an ``H x W`` image (notebook 05); ``log_scale``: colours show
+    ``log10`` of the weights (the query's own cell takes most weight); ``zmin`` … ``zmax``: weights."""
     weights = core.to_numpy(weights).astype(np.float64)
     low = (float(weights.min()) if log_scale else 0.0) if zmin is None else float(zmin)
     high = float(weights.max()) if zmax is None else float(zmax)
     values = np.log10(np.maximum(weights, 1e-30)) if log_scale else weights
-    if log_scale:
-        low, high = np.log10(max(low, 1e-30)), np.log10(max(high, 1e-30))
+    low, high = (np.log10(max(low, 1e-30)), np.log10(max(high, 1e-30))) if log_scale else (low, high)
     dy, dx = image_hw[0] / weights.shape[0], image_hw[1] / weights.shape[1]
     return go.Heatmap(z=values.astype(np.float32), x0=(dx - 1) / 2, dx=dx, y0=(dy - 1) / 2, dy=dy,
                       customdata=weights.astype(np.float32), name="attention weight", colorscale="Viridis",
@@ -110,8 +104,7 @@ def attention_trace(weights, image_hw: Sequence[int], log_scale: bool = True, zm
 
 
 def cell_centre(cell: Sequence[int], grid_hw: Sequence[int], image_hw: Sequence[int]) -> tuple[float, float]:
-    """Pixel ``(y, x)`` of the centre of cell ``(row, col)`` of an ``h x w`` grid over an ``H x W`` image
-    (the centre of :func:`iadtutor.patches.patch_pixels`) (notebook 05)."""
+    """Pixel ``(y, x)`` centre of cell ``(row, col)`` of an ``h x w`` grid over an ``H x W`` image (notebook 05)."""
     x0, x1, y0, y1 = patch_pixels(int(cell[0]), int(cell[1]), tuple(grid_hw), tuple(image_hw))
     return (y0 + y1) / 2, (x0 + x1) / 2
 
@@ -119,8 +112,7 @@ def cell_centre(cell: Sequence[int], grid_hw: Sequence[int], image_hw: Sequence[
 def attention_figure(image, attentions: Sequence, query_cells: Sequence[Sequence[int]],
                      titles: Sequence[str] | None = None, mask=None, log_scale: bool = True, cell: int = 210,
                      opacity: float = 0.75, title: str | None = None) -> go.Figure:
-    """The image with every query marked, then each query's attention map over it (paper, fig. 5) (notebook
-    05). ``attentions``: ``(h*, w*)`` maps of ``ULSAD.attention_maps``; ``query_cells``: their ``(row, col)``."""
+    """The image with every query marked, then each query's ``(h*, w*)`` attention map over it (notebook 05)."""
     if len(attentions) != len(query_cells) or not attentions:
         raise ValueError(f"need one query cell per attention map; got {len(attentions)} maps and "
                          f"{len(query_cells)} cells.")
@@ -144,10 +136,8 @@ def attention_figure(image, attentions: Sequence, query_cells: Sequence[Sequence
 def branch_maps_figure(images, masks, maps: Mapping[str, object], indices: Sequence[int],
                        row_titles: Sequence[str] | None = None, zmax: float | None = None, cell: int = 180,
                        display_stride: int = 4, opacity: float = 0.65, title: str | None = None) -> go.Figure:
-    """Rows: the test images ``indices`` (``images (N, 3, H, W)``, ``masks (N, H, W)``); columns: the image,
-    then the ``local``, ``global`` and ``combined`` maps of :meth:`iadtutor.ulsad.ULSAD.predict` over it
-    (``maps {branch: (N, H, W)}``), titled with their maxima (notebook 05). Quantile-normalised maps share
-    one range ``0 … zmax`` (default: 99.9th percentile, at least 0.1); ``display_stride`` thins them."""
+    """Rows: the test images ``indices``; columns: the image, then each branch's map ``{branch: (N, H, W)}`` over it,
+    titled with its maximum, in one range ``0 … zmax`` (default: 99.9th percentile, at least 0.1) (notebook 05)."""
     arrays = _check_maps(maps, len(images))
     indices = [int(i) for i in indices]
     if not indices:
@@ -169,9 +159,8 @@ def branch_maps_figure(images, masks, maps: Mapping[str, object], indices: Seque
                                    showscale=(r == 1 and c == 2), dx=mask.shape[1] / values.shape[1],
                                    dy=mask.shape[0] / values.shape[0])
             core.add_image(fig, images[index], trace, mask, row=r, col=c)
-    fig.update_traces(zsmooth="best", selector=dict(type="heatmap"))
-    fig.update_traces(colorbar=dict(title="score", len=0.3, y=1, yanchor="top"),
-                      selector=dict(type="heatmap", showscale=True))
+    fig.update_traces(zsmooth="best", selector=dict(type="heatmap")).update_traces(
+        colorbar=dict(title="score", len=0.3, y=1, yanchor="top"), selector=dict(type="heatmap", showscale=True))
     return core.finish_panels(fig, title, width=(1 + len(BRANCHES)) * cell + 110, top=(60, 30), font_size=10,
                               height=len(indices) * (cell + 25) + (60 if title else 30))
 
@@ -186,9 +175,7 @@ def loss_curve_figure(history: Mapping[str, Sequence[float]], log_y: bool = True
     fig = core.line_plot(epochs, {LOSS_TITLES[name]: history[name] for name in names}, title=title,
                          xlabel="epoch", ylabel="mean loss over the training images", markers=False, width=700)
     fig.update_traces(selector=dict(name=LOSS_TITLES["loss"]), line=dict(width=3, color="#222"))
-    if log_y:
-        fig.update_yaxes(type="log")
-    return fig
+    return fig.update_yaxes(type="log") if log_y else fig
 
 
 def kind_counts(defect_types: Sequence[str]) -> dict[str, int]:
@@ -200,10 +187,8 @@ def kind_counts(defect_types: Sequence[str]) -> dict[str, int]:
 def branch_metrics_table(labels, masks, defect_types: Sequence[str], maps: Mapping[str, object],
                          fpr_limit: float = 0.3, digits: int = 3,
                          baselines: Mapping[str, tuple[object, object]] | None = None) -> pd.DataFrame:
-    """Image AUROC, pixel AUROC and AUPRO of every branch per kind of anomaly (notebook 05): rows ``(all,
-    branch)`` over every test image, then ``(kind, branch)`` over the good images and that kind. A branch's
-    image score is its map's maximum (sec. 3.5). ``maps {branch: (N, H, W)}``; ``baselines``: ``{name:
-    (maps (N, H, W), image_scores (N,))}`` of other methods, one more row per group each."""
+    """Image AUROC, pixel AUROC and AUPRO of every branch (image score: the map's maximum) per kind of anomaly: rows
+    ``(all | kind, branch)``; ``baselines``: ``{name: (maps (N, H, W), image_scores (N,))}`` rows too (notebook 05)."""
     labels, masks = core.to_numpy(labels).astype(int), core.to_numpy(masks).astype(bool)
     arrays = _check_maps(maps, len(labels))
     if len(defect_types) != len(labels) or len(masks) != len(labels):
@@ -228,9 +213,8 @@ def branch_metrics_table(labels, masks, defect_types: Sequence[str], maps: Mappi
 
 
 class AttentionExplorer(core.FigureApp):
-    """Self- vs cross-attention (eqs. 3, 4; one colour range) of a fitted ULSAD ``model`` and the global map,
-    for a query cell you pick on the ``h* x w*`` grid (default: where the global map is highest) (notebook
-    05). ``images (N, 3, H, W)`` in [0, 1], optional ``masks (N, H, W)``; :meth:`state`: the numbers."""
+    """Self- vs cross-attention (eqs. 3, 4) of a fitted ULSAD ``model`` and the global map for a query cell you pick
+    (default: where the global map is highest) (notebook 05); :meth:`state`: the numbers."""
 
     def __init__(self, model, images: torch.Tensor, masks: torch.Tensor | None = None,
                  names: Sequence[str] | None = None, index: int = 0, row: int | None = None,
@@ -263,8 +247,7 @@ class AttentionExplorer(core.FigureApp):
 
     def state(self, index: int, row: int, col: int) -> dict:
         """``self_attention`` / ``cross_attention`` ``(h*, w*)`` of query ``(row, col)`` of image ``index``, their
-        ``difference`` (total variation ``½Σ_p |W[p, q] − W^c[p, q]|``: 0 when the global branch attends like
-        the features, 1 when they share no key), the query's pixel ``query_yx``, the ``global_map`` (cached)."""
+        ``difference`` ``½Σ_p |W[p, q] − W^c[p, q]|`` (0: same, 1: no key shared), ``query_yx``, ``global_map``."""
         key = (index, row, col)
         if key not in self._cache:
             query_yx = cell_centre((row, col), self.grid_hw, self.image_hw)
