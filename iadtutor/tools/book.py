@@ -92,7 +92,7 @@ def chapter_notebooks(root: Path = REPO_ROOT) -> list[Path]:
 
 def expected_pages(root: Path = REPO_ROOT) -> list[str]:
     """Every page the book must have, relative to the HTML folder (:func:`check`, the browser tests)."""
-    pages = ["book/intro.html", "book/papers.html", "book/datasets.html", "book/deviations.html", "book/results.html", "book/real_results.html"]
+    pages = [f"book/{name}.html" for name in ("intro", "papers", "datasets", "deviations", "results", "real_results")]
     return pages + [f"notebooks/{nb.stem}.html" for nb in chapter_notebooks(root)]
 
 
@@ -265,8 +265,7 @@ def check(root: Path = REPO_ROOT) -> list[str]:
         return [f"{log_path} not found: build the book first."]
     problems = log_problems(log_path.read_text(encoding="utf-8", errors="replace"))
     problems += [f"missing page {page}" for page in expected_pages(root) if not (html_dir / page).is_file()]
-    for notebook in chapter_notebooks(root):
-        problems += notebook_problems(notebook)
+    problems += [problem for notebook in chapter_notebooks(root) for problem in notebook_problems(notebook)]
     for page in sorted(html_dir.rglob("*.html")):
         if "_static" not in page.parts:
             problems += html_problems(page) + [f"{page.name}: loads {url}" for url in remote_resources(page)]

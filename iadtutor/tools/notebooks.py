@@ -16,22 +16,17 @@ import nbformat
 
 from iadtutor.files import write_text_atomic
 
-VOLATILE_CELL_KEYS = ("execution",)
 VOLATILE_PAPERMILL_KEYS = ("start_time", "end_time", "duration", "exception", "status")
 
 
 def clean_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Remove timestamps and durations from ``notebook`` (in place) and return it (:func:`clean_file`)."""
     papermill = notebook.metadata.get("papermill", {})
-    for key in VOLATILE_PAPERMILL_KEYS:
+    for key in VOLATILE_PAPERMILL_KEYS + ("input_path", "output_path"):
         papermill.pop(key, None)
-    papermill.pop("input_path", None)
-    papermill.pop("output_path", None)
     for cell in notebook.cells:
-        for key in VOLATILE_CELL_KEYS:
-            cell.metadata.pop(key, None)
-        cell_papermill = cell.metadata.get("papermill")
-        if cell_papermill is not None:
+        cell.metadata.pop("execution", None)
+        if (cell_papermill := cell.metadata.get("papermill")) is not None:
             for key in VOLATILE_PAPERMILL_KEYS:
                 cell_papermill.pop(key, None)
             if not cell_papermill:

@@ -13,19 +13,12 @@ noticed while transcribing it (read it before trusting a gap)::
     >>> row[["metric", "value"]].to_dict("records")
     [{'metric': 'image_auroc', 'value': 81.0}, {'metric': 'aupro', 'value': 87.5}]
 
-Columns (:data:`COLUMNS`): ``source`` (paper), ``table``, ``dataset``, ``category`` (a category, a group
-name such as ``textures``, or ``mean`` for the dataset average), ``level`` (``category`` / ``group`` /
-``dataset``, from :func:`level_of`), ``method``, ``backbone``, ``variant`` (a setting that tells two rows
-of one method apart, e.g. ``K=5``), ``metric``, ``value`` (percent), ``std`` (percent, where printed),
-``note``. Metric names: ``image_auroc``, ``pixel_auroc``, ``aupro`` (LWinNN's "segmentation" column),
-``image_auroc_structural`` / ``image_auroc_logical`` (MVTec LOCO: the good test images plus only that
-kind of anomaly) and ``image_auroc_mean_of_kinds`` (REB's LOCO "Total": the mean of those two columns).
-
-The note on REB table 3 (MVTec LOCO): the extracted header reads "Breakfast Box, Screw Bag, Pushpins,
-Splicing Connectors, Juice Bottle", but in every row the second column is the highest and the fourth the
-lowest, the pattern of juice_bottle and screw_bag in every other LOCO table (e.g. ULSAD table 10). The
-five columns are therefore read in alphabetical order (breakfast_box, juice_bottle, pushpins, screw_bag,
-splicing_connectors). Check against the PDF before quoting a single LOCO category from REB.
+Columns: :data:`COLUMNS` (see ``tables/README.md``); ``category`` is a category, a group name such as
+``textures``, or ``mean`` (the dataset average); ``level`` comes from :func:`level_of`. Metric names:
+``image_auroc``, ``pixel_auroc``, ``aupro`` (LWinNN's "segmentation" column), ``image_auroc_structural`` /
+``image_auroc_logical`` (MVTec LOCO: the good test images plus only that kind of anomaly) and
+``image_auroc_mean_of_kinds`` (REB's LOCO "Total": the mean of those two columns). REB's table 3 (MVTec LOCO) is
+read in alphabetical column order: see ``tables/README.md`` before quoting it.
 """
 
 from __future__ import annotations
@@ -35,16 +28,8 @@ from importlib import resources
 
 import pandas as pd
 
-from iadtutor.metrics import KIND_METRICS  # noqa: F401  (the tables of runs group by it)
-
-DATASET_TITLES = {
-    "mvtec_ad": "MVTec AD",
-    "mvtec_loco": "MVTec LOCO AD",
-    "visa": "VisA",
-    "btad": "BTAD",
-    "mpdd": "MPDD",
-    "toy": "toy factory",
-}
+DATASET_TITLES = {"mvtec_ad": "MVTec AD", "mvtec_loco": "MVTec LOCO AD", "visa": "VisA", "btad": "BTAD", "mpdd": "MPDD",
+                  "toy": "toy factory"}
 
 DATASET_CATEGORIES = {
     "mvtec_ad": ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill",
@@ -61,37 +46,19 @@ DATASET_CATEGORIES = {
 # split VisA into complex structure / multiple instances / single instance. MVTec LOCO is split by anomaly
 # kind instead (structural / logical, see KIND_METRICS). The toy factory gets one group per teaching idea.
 CATEGORY_GROUPS = {
-    "mvtec_ad": {
-        "textures": ("carpet", "grid", "leather", "tile", "wood"),
-        "objects": ("bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill", "screw", "toothbrush",
-                    "transistor", "zipper"),
-    },
-    "visa": {
-        "complex_structure": ("pcb1", "pcb2", "pcb3", "pcb4"),
-        "multiple_instances": ("candle", "capsules", "macaroni1", "macaroni2"),
-        "single_instance": ("cashew", "chewinggum", "fryum", "pipe_fryum"),
-    },
-    "toy": {
-        "texture": ("weave",),
-        "object": ("bracket",),
-        "multi_instance": ("pills",),
-        "logical": ("box",),
-    },
+    "mvtec_ad": {"textures": ("carpet", "grid", "leather", "tile", "wood"),
+                 "objects": ("bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill", "screw", "toothbrush",
+                             "transistor", "zipper")},
+    "visa": {"complex_structure": ("pcb1", "pcb2", "pcb3", "pcb4"),
+             "multiple_instances": ("candle", "capsules", "macaroni1", "macaroni2"),
+             "single_instance": ("cashew", "chewinggum", "fryum", "pipe_fryum")},
+    "toy": {"texture": ("weave",), "object": ("bracket",), "multi_instance": ("pills",), "logical": ("box",)},
 }
 
-SOURCES = {
-    "LWinNN": "Schönfeld, Meert, Blockeel: Tailored Transformation Invariance for Industrial Anomaly Detection",
-    "REB": "Lyu et al.: REB: Reducing Biases in Representation for Industrial Anomaly Detection",
-    "ULSAD": "Revisiting Deep Feature Reconstruction for Logical and Structural Industrial Anomaly Detection "
-             "(TMLR 2024)",
-}
-
-METHOD_TITLES = {
-    "spade": "SPADE", "padim": "PaDiM", "patchcore": "PatchCore", "efficientad": "EfficientAD",
-    "lwinnn": "LWinNN", "ldknn": "LDKNN", "reb": "REB", "defectmaker": "DefectMaker", "ulsad": "ULSAD",
-    "cflow": "CFLOW", "draem": "DRÆM", "fastflow": "FastFlow", "rd": "Reverse Distillation", "dfr": "DFR",
-    "vt_adl": "VT-ADL", "pyramidflow": "PyramidFlow", "rd++": "RD++", "reconpatch": "ReConPatch",
-}
+METHOD_TITLES = {"spade": "SPADE", "padim": "PaDiM", "patchcore": "PatchCore", "efficientad": "EfficientAD",
+                 "lwinnn": "LWinNN", "ldknn": "LDKNN", "reb": "REB", "defectmaker": "DefectMaker", "ulsad": "ULSAD",
+                 "cflow": "CFLOW", "draem": "DRÆM", "fastflow": "FastFlow", "rd": "Reverse Distillation", "dfr": "DFR",
+                 "vt_adl": "VT-ADL", "pyramidflow": "PyramidFlow", "rd++": "RD++", "reconpatch": "ReConPatch"}
 
 COLUMNS = ("source", "table", "dataset", "category", "level", "method", "backbone", "variant", "metric", "value",
            "std", "note")
@@ -101,20 +68,13 @@ RESULTS_FILE = "paper_results.csv"  # in iadtutor/tools/tables/, every column of
 def group_of(dataset: str, category: str) -> str:
     """The papers' group of ``category`` in ``dataset`` (e.g. ``"textures"``), or ``""`` when it has none
     (used by ``iadtutor reproduce`` for its group averages, README "Reproduction runs")."""
-    for group, members in CATEGORY_GROUPS.get(dataset, {}).items():
-        if category in members:
-            return group
-    return ""
+    return next((group for group, members in CATEGORY_GROUPS.get(dataset, {}).items() if category in members), "")
 
 
 def level_of(dataset: str, category: str) -> str:
     """``"dataset"`` for ``mean``, ``"group"`` for a group name, otherwise ``"category"`` (the ``level``
     column of :func:`paper_results` and of ``iadtutor reproduce``'s tables)."""
-    if category == "mean":
-        return "dataset"
-    if category in CATEGORY_GROUPS.get(dataset, {}):
-        return "group"
-    return "category"
+    return "dataset" if category == "mean" else "group" if category in CATEGORY_GROUPS.get(dataset, {}) else "category"
 
 
 @functools.lru_cache(maxsize=1)
@@ -130,8 +90,7 @@ def _read_results() -> pd.DataFrame:
         table[["value", "std"]] = table[["value", "std"]].astype(float)
     except ValueError as error:
         raise ValueError(f"{RESULTS_FILE}: the value and std columns must hold numbers ({error}).") from None
-    table.insert(COLUMNS.index("level"), "level", [level_of(d, c) for d, c in zip(table["dataset"],
-                                                                                  table["category"])])
+    table.insert(COLUMNS.index("level"), "level", [level_of(d, c) for d, c in zip(table["dataset"], table["category"])])
     return table
 
 

@@ -41,6 +41,7 @@ import signal
 import subprocess
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
@@ -58,20 +59,8 @@ METHOD_PARAMS = {name: [method for method, entry in METHODS.items() if name in e
 # Evaluate in a fresh interpreter; works whether or not the console script is on PATH.
 DEFAULT_EVALUATE_COMMAND = (sys.executable, "-c", "import sys; from iadtutor.tools.cli import main; sys.exit(main())",
                             "evaluate")
-ALL = {"categories": "all"}
-LWINNN = {"methods": ["spade", "patchcore", "lwinnn"], "params": {"backbone": "resnet18", "window": 7, "coreset": 0.01}}
-REB = {"methods": ["patchcore", "ldknn"], "params": {"backbone": "resnet18", "alpha": 1.0}}  # ImageNet features
-# Grids of the papers' tables (--preset); data roots default to data/DATASET (change them with --data-root).
-PRESETS = {
-    "toy": {"datasets": {"toy": ALL}, "methods": ["spade", "lwinnn", "patchcore", "ldknn"],
-            "params": {"backbone": "efficientnet_lite0", "window": 7, "k": 5}},
-    "lwinnn-table2": {"datasets": {"mvtec_ad": ALL, "visa": ALL}, **LWINNN},
-    "lwinnn-table4": {"datasets": {"visa": {"categories": ["candle", "capsules", "macaroni1", "macaroni2"]}}, **LWINNN},
-    "reb-table2": {"datasets": {"mvtec_ad": ALL}, **REB, "params": {**REB["params"], "k": 5}},
-    "reb-table3": {"datasets": {"mvtec_loco": ALL}, **REB, "params": {**REB["params"], "k": 45}},
-    "ulsad-appendix": {"datasets": dict.fromkeys(("mvtec_ad", "mvtec_loco", "visa", "btad", "mpdd"), ALL),
-                       "methods": ["patchcore", "ulsad"], "params": {"backbone": "wide_resnet50_2"}},
-}
+# Grids of the papers' tables (--preset; tables/presets.json); data roots default to data/DATASET (--data-root).
+PRESETS = json.loads((resources.files("iadtutor.tools") / "tables" / "presets.json").read_text(encoding="utf-8"))
 
 
 # ------------------------------------------------------------------------------------------------- files
@@ -608,8 +597,7 @@ def summary_sections(results: pd.DataFrame, groups: pd.DataFrame, comparison: pd
         sections += [(2, DATASET_TITLES.get(dataset, dataset), None),
                      (3, "Image AUROC per category", _category_view(results[results["dataset"] == dataset]))]
         if not groups.empty and (groups["dataset"] == dataset).any():
-            sections.append((3, "Averages in the papers' groupings",
-                             _groups_view(groups[groups["dataset"] == dataset])))
+            sections.append((3, "Averages in the papers' groupings", _groups_view(groups[groups.dataset == dataset])))
         if not comparison.empty and (comparison["dataset"] == dataset).any():
             sections.append((3, "Beside the papers", _comparison_view(comparison[comparison["dataset"] == dataset])))
     failed = results[results["status"] == "failed"] if not results.empty else results

@@ -144,10 +144,8 @@ def study_grid(variant_roots: dict[tuple[float, float], Path], category: str = "
 # ------------------------------------------------------------------------------------ running in-process
 def run_in_process(specs: Sequence[runs.RunSpec], out_dir, *, device: str | None = None, rerun: bool = False,
                    threads: int | None = 1, echo=print) -> list[dict]:
-    """:func:`iadtutor.tools.runs.run_sweep` in this interpreter (notebook 07; same folders, records, skipping):
-    runs that read and embed the same images share one embedding, and each run's options
-    (:func:`iadtutor.tools.cli.evaluate_options`) become one :func:`iadtutor.pipeline.evaluate` call. ``device``
-    overrides the runs'; ``threads``: torch CPU threads meanwhile (None: as they are)."""
+    """:func:`iadtutor.tools.runs.run_sweep` in this interpreter via :func:`execute_in_process` (notebook 07; same
+    folders, records, skipping); ``device`` overrides the runs'; ``threads``: torch threads meanwhile (None: as is)."""
     threads_before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
@@ -159,8 +157,9 @@ def run_in_process(specs: Sequence[runs.RunSpec], out_dir, *, device: str | None
 
 
 def execute_in_process(todo: Sequence[runs.RunSpec], out_dir: Path, report, device: str | None = None) -> None:
-    """Notebook 07's in-process runner (:func:`run_in_process`): group the runs by what they load and embed, load
-    and embed once per group, evaluate each run; a failed group, or a run with a bad option, is recorded failed."""
+    """Notebook 07's in-process runner (:func:`run_in_process`): runs that load and embed the same images share one
+    embedding; each run's options (:func:`iadtutor.tools.cli.evaluate_options`) become one
+    :func:`iadtutor.pipeline.evaluate` call; a failed group, or a run with a bad option, is recorded failed."""
     def finish(spec: runs.RunSpec, seconds: float, result: dict | None = None, error: str | None = None) -> None:
         run_dir = runs.start_run(spec, out_dir)
         command, _ = runs.command_for(spec, run_dir, ["iadtutor", "evaluate"])
@@ -184,8 +183,7 @@ def execute_in_process(todo: Sequence[runs.RunSpec], out_dir: Path, report, devi
     for group in groups.values():
         start, first = time.perf_counter(), group[0][1]
         try:
-            backbone_key = (first.backbone, first.weights, first.device)
-            if backbone_key not in backbones:
+            if (backbone_key := (first.backbone, first.weights, first.device)) not in backbones:
                 backbones[backbone_key] = load_backbone(first.backbone, device=first.device, weights_path=first.weights,
                                                         verbose=False)
             category = pipeline.load_category(first.data_root, first.category, image_size=first.image_size,
@@ -234,8 +232,7 @@ def tidy_table(results: pd.DataFrame, variants: dict[str, tuple[float, float]]) 
         table[metric] = results[metric].astype(float) if metric in results else float("nan")
     table["status"] = results["status"]
     table["order"] = table["method"].map({m: i for i, m in enumerate(STUDY_METHODS)}).fillna(9)
-    table = table.sort_values(["rotation", "translation", "order", "window"], kind="stable")
-    return table.reset_index(drop=True)[columns]
+    return table.sort_values(["rotation", "translation", "order", "window"], kind="stable", ignore_index=True)[columns]
 
 
 def run_study(study_root, translations: Sequence[float] = (0, 0.05, 0.1, 0.2), rotations: Sequence[float] = (0, 15, 45),
@@ -259,10 +256,8 @@ def run_study(study_root, translations: Sequence[float] = (0, 0.05, 0.1, 0.2), r
         result, images = study_root / "runs" / spec.run_id / "result.json", Path(spec.data_root) / category
         if result.is_file() and result.stat().st_mtime_ns < (images / "toy_factory.json").stat().st_mtime_ns:
             shutil.rmtree(result.parent)
-    if in_process:
-        records = run_in_process(specs, study_root, device=device, threads=threads, echo=echo)
-    else:
-        records = runs.run_sweep(specs, study_root, jobs=jobs, echo=echo)
+    records = (run_in_process(specs, study_root, device=device, threads=threads, echo=echo) if in_process
+               else runs.run_sweep(specs, study_root, jobs=jobs, echo=echo))
     results = runs.collect_results(study_root, [spec.run_id for spec in specs])
     runs.write_summary(study_root, results)
     command = shlex.join(["iadtutor", "reproduce", "--grid", str(grid_path), "--out", str(study_root),

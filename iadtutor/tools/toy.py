@@ -13,12 +13,9 @@ from toyfactory import TOY_CATEGORIES, make_toy_dataset
 
 def make_toy(out, seed: int = 0, categories=None, image_size: int = 256, progress: bool = True,
              overwrite: bool = False, **options) -> Path:
-    """Write the toy factory to ``out`` (all or nothing) and print where it went.
-
-    ``categories``: None (all), a list, or a comma-separated string such as ``"weave,box"``; ``options``
-    as :func:`toyfactory.make_toy_dataset` takes them. A non-empty ``out`` is refused unless
-    ``overwrite`` (``make toy``): then the new folder replaces it once complete.
-    """
+    """Write the toy factory to ``out`` (all or nothing) and print where it went. ``categories``: None (all), a
+    list, or a comma-separated string such as ``"weave,box"``; ``options`` as :func:`toyfactory.make_toy_dataset`
+    takes them. A non-empty ``out`` is refused unless ``overwrite`` (``make toy``): then the new folder replaces it."""
     if isinstance(categories, str):
         categories = [c.strip() for c in categories.split(",") if c.strip()]
     out = Path(out)
@@ -49,8 +46,7 @@ def prepare_data_root(dataset: str, data_root, seed: int = 0) -> Path:
     a missing folder is an error that names it."""
     root = Path(data_root)
     if dataset == "toy":
-        missing = [c for c in TOY_CATEGORIES if not (root / c / "train").is_dir()]
-        if missing:
+        if missing := [c for c in TOY_CATEGORIES if not (root / c / "train").is_dir()]:
             make_toy_dataset(root, categories=missing, seed=seed, progress=False)
         return root
     if not root.is_dir():
