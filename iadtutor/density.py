@@ -16,7 +16,7 @@ can be laid over the train images.
 
 Example::
 
-    densities = local_densities(train_emb, k=5)               # (M, h, w)
+    densities = LDKNN(k=5).fit(train_emb).density_maps()      # (M, h, w), iadtutor.knn
     points = project_patches(flatten_patches(train_emb))      # (M·h·w, 2) for a scatter plot
     search = neighbour_search(train_emb, test_emb, k_max=20)  # one search serves every K and α
     search.ldknn_scores(k=5, alpha=1.0)                       # (N, h, w), = LDKNN(k=5, alpha=1).score
@@ -39,24 +39,6 @@ def patch_positions(shape: tuple[int, int, int]) -> pd.DataFrame:
     m, h, w = shape
     image, row, col = np.unravel_index(np.arange(m * h * w), (m, h, w))
     return pd.DataFrame({"image": image, "row": row, "col": col})
-
-
-def neighbour_distances(bank: torch.Tensor, k_max: int, squared: bool = False) -> torch.Tensor:
-    """Distances ``(B, k_max)`` of every bank row ``(B, C)`` to its ``k_max`` nearest *other* rows, ascending
-    (notebook 04)."""
-    if k_max < 1 or k_max >= len(bank):
-        raise ValueError(f"k_max must be between 1 and the number of bank patches minus one ({len(bank) - 1}); "
-                         f"got {k_max}.")
-    distances, _ = knn_distances(bank.float(), bank.float(), k_max, squared=squared, exclude_self=True)
-    return distances
-
-
-def local_densities(train_embeddings: torch.Tensor, k: int = 5, squared: bool = False) -> torch.Tensor:
-    """REB eq. 2 for every train patch: ``(M, C, h, w)`` -> ``(M, h, w)`` mean distance to its ``k`` nearest
-    other patches of the whole memory bank (all images, all positions). Small = dense (notebook 04)."""
-    bank = flatten_patches(train_embeddings)
-    m, _, h, w = train_embeddings.shape
-    return neighbour_distances(bank, k, squared).mean(1).view(m, h, w)
 
 
 def density_table(densities: torch.Tensor, paths=None) -> pd.DataFrame:
@@ -160,7 +142,7 @@ def neighbour_search(train_embeddings: torch.Tensor, test_embeddings: torch.Tens
     if test_embeddings.shape[1:] != train_embeddings.shape[1:]:
         raise ValueError(f"test embeddings {tuple(test_embeddings.shape)} and train embeddings "
                          f"{tuple(train_embeddings.shape)} must share (C, h, w).")
-    bank_distances = neighbour_distances(bank, k_max, squared)
+    bank_distances, _ = knn_distances(bank, bank, k_max, squared=squared, exclude_self=True, chunk_bytes=chunk_bytes)
     test_distances, test_index = knn_distances(test, bank, k_max, squared=squared, chunk_bytes=chunk_bytes)
     return NeighbourSearch(bank_distances, test_distances, test_index, tuple(train_embeddings.shape),
                            tuple(test_embeddings.shape), squared)

@@ -47,7 +47,6 @@ class Method:
     scorer: type
     params: dict
     layers: tuple[int, ...] = (0, 1, 2)
-    fixed: dict = field(default_factory=dict)  # arguments always given to the scorer class
     chapter: str = ""
 
 
@@ -91,10 +90,9 @@ def method_params(method: str, **params) -> dict:
 
 def make_scorer(method: str, device="cpu", seed: int = 0, progress: bool = False, **params) -> PatchScorer:
     """A fresh scorer of one of :data:`METHODS` (``params``: see :func:`method_params`) (notebook 03)."""
-    entry = METHODS.get(method)
     resolved = method_params(method, **params)
-    extra = {"seed": seed} if issubclass(entry.scorer, GlobalNN) else {}
-    return entry.scorer(**resolved, **entry.fixed, **extra, device=device, progress=progress)
+    extra = {"seed": seed} if issubclass(METHODS[method].scorer, GlobalNN) else {}
+    return METHODS[method].scorer(**resolved, **extra, device=device, progress=progress)
 
 
 # ------------------------------------------------------------------------------------------- the data
@@ -118,9 +116,7 @@ def load_category(data_root, category: str, image_size: int = 256, keep_aspect: 
     train = data.load_split(splits.train, max_images=max_train, **load)
     load["output_shape"] = tuple(train.images.shape[-2:])  # one shape for every split (keep_aspect, KolektorSDD)
     test = data.load_split(splits.test, max_images=max_test, **load)
-    validation = None
-    if with_validation and splits.validation:
-        validation = data.load_split(splits.validation, **load)
+    validation = data.load_split(splits.validation, **load) if with_validation and splits.validation else None
     return Category(category, splits.layout, train, test, validation)
 
 
@@ -174,8 +170,7 @@ def evaluate_scores(test: "data.LoadedSplit", scores: np.ndarray, maps: np.ndarr
     labels, masks = test.labels.numpy(), test.masks.numpy()
     result = metrics.evaluate_maps(labels, scores, masks, maps)
     result.update(metrics.auroc_by_kind([data.anomaly_kind(t) for t in test.defect_types], labels, scores))
-    regions = test.regions
-    if regions is not None and len(regions):
+    if (regions := test.regions) is not None and len(regions):
         result["spro"] = metrics.spro(regions.masks, regions.images, regions.saturation, maps, fpr_limit=0.05)
     if bootstrap:
         result["image_auroc_ci"] = list(metrics.image_auroc_ci(labels, scores, n_boot=bootstrap, seed=seed))
@@ -449,11 +444,9 @@ def table3(results: pd.DataFrame) -> pd.DataFrame:
     for name, (_, on, off, texts) in SWITCHES.items():
         for value, text in ((on, texts[0]), (off, texts[1])):
             subset = results[results[name] == value]
-            if subset.empty:
-                continue
-            row = {"switch": name, "choice": text, "runs": len(subset)}
+            stats = {}
             for metric in metrics.METRICS:
-                row[metric] = subset[metric].mean()
-                row[f"{metric}_std"] = subset[metric].std(ddof=0)
-            rows.append(row)
+                stats.update({metric: subset[metric].mean(), f"{metric}_std": subset[metric].std(ddof=0)})
+            if len(subset):
+                rows.append({"switch": name, "choice": text, "runs": len(subset), **stats})
     return pd.DataFrame(rows)

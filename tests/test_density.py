@@ -8,6 +8,11 @@ from scipy.spatial.distance import cdist
 from iadtutor import density, knn
 
 
+def local_densities(embeddings, k, squared=False):
+    """REB eq. 2 for every train patch, ``(M, h, w)``: the densities an LDKNN memory bank holds."""
+    return knn.LDKNN(k=k, squared=squared).fit(embeddings).density_maps()
+
+
 def line_embeddings():
     """Five 1-D points 0, 1, 3, 7, 15 stored as one image of 1×5 patches, shape (1, 1, 1, 5)."""
     return torch.tensor([0.0, 1.0, 3.0, 7.0, 15.0]).view(1, 1, 1, 5)
@@ -16,18 +21,18 @@ def line_embeddings():
 def test_densities_of_points_on_a_line():
     points = line_embeddings()
     # nearest other point: 0->1 (1), 1->0 (1), 3->1 (2), 7->3 (4), 15->7 (8)
-    assert density.local_densities(points, k=1).flatten().tolist() == [1, 1, 2, 4, 8]
+    assert local_densities(points, k=1).flatten().tolist() == [1, 1, 2, 4, 8]
     # two nearest: 0: (1 + 3) / 2, 1: (1 + 2) / 2, 3: (2 + 3) / 2, 7: (4 + 6) / 2, 15: (8 + 12) / 2
-    assert density.local_densities(points, k=2).flatten().tolist() == [2, 1.5, 2.5, 5, 10]
+    assert local_densities(points, k=2).flatten().tolist() == [2, 1.5, 2.5, 5, 10]
     # squared distances: 0: (1 + 9) / 2, 15: (64 + 144) / 2
-    squared = density.local_densities(points, k=2, squared=True).flatten()
+    squared = local_densities(points, k=2, squared=True).flatten()
     assert squared[0] == 5 and squared[4] == 104
 
 
 def test_a_tight_cluster_is_dense_and_an_outlier_sparse():
     cluster = 0.01 * torch.randn(2, 3, 2, 2, generator=torch.Generator().manual_seed(0))
     cluster[1, :, 1, 0] += 10.0  # one patch (image 1, row 1, col 0) far from the rest
-    d = density.local_densities(cluster, k=3)
+    d = local_densities(cluster, k=3)
     assert d.shape == (2, 2, 2)
     assert int(d.argmax()) == 1 * 4 + 1 * 2 + 0
     assert d.max() > 9 and torch.sort(d.flatten()).values[-2] < 0.1
@@ -39,14 +44,18 @@ def test_local_densities_against_scipy_on_random_patches():
     pairwise = cdist(points, points)
     np.fill_diagonal(pairwise, np.inf)
     expected = np.sort(pairwise, axis=1)[:, :4].mean(1).reshape(3, 3, 5)
-    np.testing.assert_allclose(density.local_densities(embeddings, k=4).numpy(), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(local_densities(embeddings, k=4).numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_densities_equal_the_ldknn_memory_bank():
     embeddings = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(3))
     scorer = knn.LDKNN(k=3).fit(embeddings)
-    torch.testing.assert_close(scorer.local_density.view(2, 4, 4), density.local_densities(embeddings, k=3))
-    torch.testing.assert_close(scorer.density_maps(), density.local_densities(embeddings, k=3))
+    points = embeddings.permute(0, 2, 3, 1).reshape(-1, 3).double().numpy()
+    pairwise = cdist(points, points)
+    np.fill_diagonal(pairwise, np.inf)
+    expected = torch.from_numpy(np.sort(pairwise, axis=1)[:, :3].mean(1).reshape(2, 4, 4)).float()
+    torch.testing.assert_close(scorer.density_maps(), expected)
+    torch.testing.assert_close(scorer.local_density.view(2, 4, 4), expected)
     with pytest.raises(ValueError, match="coreset=1.0"):
         knn.LDKNN(k=3, coreset=0.5).fit(embeddings).density_maps()
 
@@ -98,7 +107,7 @@ def test_ldknn_terms_add_up_to_the_score():
     torch.testing.assert_close(terms["score"], scorer.score(test))
     # the distance term is plain 1-NN over the whole bank; the density is the neighbour's own
     torch.testing.assert_close(terms["distance"], knn.GlobalNN(coreset=1.0).fit(train).score(test))
-    densities = density.local_densities(train, k=2).flatten()
+    densities = local_densities(train, k=2).flatten()
     torch.testing.assert_close(terms["density"], densities[terms["neighbour"]])
     with pytest.raises(ValueError, match="not fitted yet"):
         knn.LDKNN().terms(test)
@@ -109,7 +118,7 @@ def test_neighbour_search_equals_the_scorers():
     test = torch.randn(2, 4, 5, 5, generator=torch.Generator().manual_seed(11))
     search = density.neighbour_search(train, test, k_max=6)
     for k in (1, 3, 6):
-        torch.testing.assert_close(search.densities(k), density.local_densities(train, k=k))
+        torch.testing.assert_close(search.densities(k), local_densities(train, k=k))
         torch.testing.assert_close(search.knn_scores(k), knn.GlobalNN(coreset=1.0, k=k).fit(train).score(test))
         for alpha in (0.0, 0.5, 2.0):
             torch.testing.assert_close(search.ldknn_scores(k, alpha), knn.LDKNN(k=k, alpha=alpha).fit(train).score(test))
