@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from scipy.integrate import trapezoid
 
 from iadtutor.data import DEFECTS_CONFIG, DatasetError, find_category, load_mask, load_split, read_defects_config
 from iadtutor.pipeline import evaluate_scores
+from test_spro import slow_spro  # the threshold-by-threshold definition of sPRO
 
 W, H = 20, 16  # PIL (width, height) of every original image
 
@@ -226,29 +226,6 @@ def test_ground_truth_file_with_two_values_is_named(tmp_path):
 # ----------------------------------------------------------------------------- sPRO in evaluate_scores
 
 
-def slow_spro(regions, maps, fpr_limit=0.05):
-    """sPRO by its definition, one threshold at a time (as the official LOCO evaluation code does)."""
-    masks, images, saturation = regions.masks.numpy(), regions.images.numpy(), regions.saturation.numpy()
-    defect_free = np.ones(maps.shape, bool)
-    for mask, image in zip(masks, images):
-        defect_free[image] &= ~mask
-    fprs, spros = [0.0], [0.0]
-    for threshold in np.unique(maps)[::-1]:
-        called = maps >= threshold
-        fprs.append((called & defect_free).sum() / defect_free.sum())
-        spros.append(np.mean([min((called[image] & mask).sum() / sat, 1.0)
-                              for mask, image, sat in zip(masks, images, saturation)]))
-    fprs, spros = np.array(fprs), np.array(spros)
-    keep = fprs <= fpr_limit
-    f, p = list(fprs[keep]), list(spros[keep])
-    if f[-1] < fpr_limit:  # interpolate the curve at exactly the limit
-        after = np.flatnonzero(~keep)[0]
-        f0, f1, p0, p1 = fprs[after - 1], fprs[after], spros[after - 1], spros[after]
-        f.append(fpr_limit)
-        p.append(p0 + (fpr_limit - f0) / (f1 - f0) * (p1 - p0))
-    return trapezoid(p, f) / fpr_limit
-
-
 @pytest.mark.parametrize("name, seed", [("original", 0), ("square", 1), ("keep_aspect", 2)])
 def test_evaluate_scores_reports_spro_as_defined(tmp_path, name, seed):
     load, shape = SHAPES[name]
@@ -258,7 +235,8 @@ def test_evaluate_scores_reports_spro_as_defined(tmp_path, name, seed):
     maps += 0.3 * test.masks.numpy()  # defects score higher, so the curve is not trivial
     scores = maps.reshape(len(test), -1).max(1)
     result = evaluate_scores(test, scores, maps)
-    expected = slow_spro(test.regions, maps)
+    regions = test.regions
+    expected = slow_spro(regions.masks.numpy(), regions.images.numpy(), regions.saturation.numpy(), maps, 0.05)
     assert 0.05 < expected < 0.95
     assert result["spro"] == pytest.approx(expected, abs=1e-12)
     # nothing else changes: the same record without regions, minus spro
