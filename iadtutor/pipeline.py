@@ -208,6 +208,13 @@ def score_category(embedded: EmbeddedCategory, method: str | PatchScorer, device
     )
 
 
+def record_header(category: Category, method: str, backbone, image_size: int, device, seed: int) -> dict:
+    """The first fields of every ``iadtutor evaluate`` record, kNN or ULSAD (DESIGN.md; notebook 07)."""
+    return {"method": method, "backbone": backbone.name, "category": category.name, "layout": category.layout,
+            "n_train": len(category.train.labels), "n_test": len(category.test.labels), "image_size": image_size,
+            "device": str(device), "seed": seed}
+
+
 def evaluate(category: Category, method: str, backbone, config: EmbeddingConfig | None = None, *,
              embedded: EmbeddedCategory | None = None, batch_size: int = 16, device="cpu", seed: int = 0,
              bootstrap: int = 0, progress: bool = False, **params) -> dict:
@@ -225,9 +232,7 @@ def evaluate(category: Category, method: str, backbone, config: EmbeddingConfig 
         embedded = embed_category(category, PatchEmbedder(backbone, config), batch_size, progress)
     scored = score_category(embedded, method, device=device, bootstrap=bootstrap, seed=seed, progress=progress,
                             **params)
-    return {"method": method, "backbone": backbone.name, "category": category.name, "layout": category.layout,
-            "n_train": len(category.train.labels), "n_test": len(category.test.labels),
-            "image_size": config.image_size, "device": str(device), "seed": seed, **scored.metrics,
+    return {**record_header(category, method, backbone, config.image_size, device, seed), **scored.metrics,
             "train_seconds": round(scored.train_seconds, 4),
             "test_seconds_per_image": round(scored.test_seconds_per_image, 5),
             "embedding": config.as_dict(), "params": scored.params}

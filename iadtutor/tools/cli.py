@@ -145,10 +145,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         if args.ulsad_preset == "small":
             size = max(64, 32 * round(args.image_size / 32))
             ulsad_config = ULSADConfig.small(image_size=size, blur_sigma=4.0 * size / 256)
-        result = {"method": "ulsad", "backbone": backbone.name, "category": args.category,
-                  "layout": category.layout, "n_train": len(category.train.labels),
-                  "n_test": len(category.test.labels), "image_size": args.image_size, "device": str(device),
-                  "seed": args.seed}
+        result = pipeline.record_header(category, "ulsad", backbone, args.image_size, device, args.seed)
         result.update(evaluate_ulsad(category, backbone, epochs=args.epochs, device=device, seed=args.seed,
                                      bootstrap=args.bootstrap, progress=progress, config=ulsad_config))
         result["ulsad_preset"] = args.ulsad_preset
