@@ -3,9 +3,11 @@
 Writes the toy category (``bracket``, MVTec AD's bottle-sized split) if it is missing, then times, each
 beside a straightforward implementation measured in the same run (``ratio`` = plain seconds / ours):
 
-* embedding (EfficientNet-Lite0 taps 0,1,2 and REB's 1,2) — plain: one image at a time;
+* embedding (EfficientNet-Lite0; LWinNN's taps 0,1,2, PatchCore's and REB's neighbourhood features of taps 1,2)
+  — plain: one image at a time;
 * SPADE and LWinNN scoring — plain: the shifted-slice loop of ``bench_lwinnn.py`` (on a few test images);
-* PatchCore's coreset — plain: the textbook greedy loop (a few hundred iterations, scaled to all);
+* the greedy coreset on the LWinNN embedding (method ``global``) and on PatchCore's — plain: the textbook
+  greedy loop (a few hundred iterations, scaled to all);
 * kNN scoring and LDKNN's bank kNN (full bank of taps 1,2) — plain: ``torch.cdist`` + ``topk`` on a slice
   of the queries; also the fraction of a plain matrix product's throughput of the same shape;
 * ULSAD inference (small preset) — plain: batch size 1.
@@ -35,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_lwinnn import peak_extra_bytes, shifted_slice_loop, synchronize  # noqa: E402
 from iadtutor import knn  # noqa: E402
 from iadtutor.backbones import load_backbone  # noqa: E402
-from iadtutor.embed import EmbeddingConfig, PatchEmbedder  # noqa: E402
-from iadtutor.pipeline import load_category  # noqa: E402
+from iadtutor.embed import PatchEmbedder  # noqa: E402
+from iadtutor.pipeline import load_category, method_config  # noqa: E402
 from iadtutor.files import write_json_atomic  # noqa: E402
 from toyfactory import make_toy_dataset  # noqa: E402
 
@@ -118,19 +120,20 @@ def main(argv=None):
     n_train, n_test = len(category.train.images), len(category.test.images)
     stages, started = [], time.perf_counter()
 
-    # Embedding: batches of 16 against one image at a time (on 16 images, scaled).
+    # Embedding, each method's (pipeline.METHODS): batches of 16 against one image at a time (16 images, scaled).
     embedded = {}
-    for layers in ((0, 1, 2), (1, 2)):
-        embedder = PatchEmbedder(backbone, EmbeddingConfig(image_size=args.image_size, layers=layers))
+    for method in ("lwinnn", "patchcore", "ldknn"):
+        config = method_config(method, image_size=args.image_size)
+        embedder = PatchEmbedder(backbone, config)
         emb, seconds, extra = timed(lambda: embedder.embed(images, batch_size=16, progress=False), device)
         _, one_by_one, _ = timed(lambda: [embedder.embed(images[i:i + 1], progress=False) for i in range(16)],
                                  device)
-        embedded[layers] = (emb[:n_train], emb[n_train:])
-        stages.append(row(f"embedding taps {','.join(map(str, layers))} ({len(images)} images)", seconds, extra,
-                          "batch size 1", one_by_one * len(images) / 16, True,
-                          patches=f"{emb.shape[0]}×{emb.shape[2]}×{emb.shape[3]}, C = {emb.shape[1]}"))
+        embedded[method] = (emb[:n_train], emb[n_train:])
+        stages.append(row(f"embedding for {method}: taps {','.join(map(str, config.layers))}, {config.aggregation} "
+                          f"({len(images)} images)", seconds, extra, "batch size 1", one_by_one * len(images) / 16,
+                          True, patches=f"{emb.shape[0]}×{emb.shape[2]}×{emb.shape[3]}, C = {emb.shape[1]}"))
 
-    train, test = embedded[(0, 1, 2)]
+    train, test = embedded["lwinnn"]
     # SPADE and LWinNN: fit + score against the shifted-slice loop on a few test images.
     few = test[:args.plain_test_images]
     for name, window in (("SPADE", 1), ("LWinNN δ=7", 7)):
@@ -141,22 +144,24 @@ def main(argv=None):
                           plain_seconds * n_test / len(few), True,
                           max_abs_difference=float((scores[:len(few)].to(device) - plain).abs().max())))
 
-    # PatchCore: the coreset against the plain greedy loop; scoring against cdist.
-    patches = knn._flatten_patches(train).contiguous().to(device)
-    coreset, seconds, extra = timed(lambda: knn.greedy_coreset(patches, 0.01), device)
-    per_iteration, plain_selected = plain_coreset_seconds_per_iteration(patches, args.plain_coreset_iterations)
-    stages.append(row(f"PatchCore coreset 1 % of {len(patches)} patches", seconds, extra, "plain greedy loop",
-                      per_iteration * (len(coreset) - 1), True,
-                      identical_first_indices=plain_selected == coreset[:len(plain_selected)].tolist()))
-    bank = patches[coreset.to(device)]
-    queries = knn._flatten_patches(test).contiguous().to(device)
-    stages.append(knn_row("PatchCore scoring", queries, bank, 1, args, device))
-    del patches
+    # Greedy coreset on the LWinNN embedding (method global) and on PatchCore's: against the plain greedy loop;
+    # PatchCore's scoring against cdist.
+    for method, (train, test) in (("global", embedded["lwinnn"]), ("patchcore", embedded["patchcore"])):
+        patches = knn.flatten_patches(train).contiguous().to(device)
+        coreset, seconds, extra = timed(lambda: knn.greedy_coreset(patches, 0.01), device)
+        per_iteration, plain_selected = plain_coreset_seconds_per_iteration(patches, args.plain_coreset_iterations)
+        stages.append(row(f"{method}: coreset 1 % of {len(patches)} patches, C = {patches.shape[1]}", seconds, extra,
+                          "plain greedy loop", per_iteration * (len(coreset) - 1), True,
+                          identical_first_indices=plain_selected == coreset[:len(plain_selected)].tolist()))
+        bank = patches[coreset.to(device)]
+        queries = knn.flatten_patches(test).contiguous().to(device)
+        stages.append(knn_row(f"{method}: scoring", queries, bank, 1, args, device))
+        del patches
 
-    # REB's full bank (taps 1,2): vanilla kNN scoring, LDKNN's bank kNN.
-    train, test = embedded[(1, 2)]
-    bank = knn._flatten_patches(train).contiguous().to(device)
-    queries = knn._flatten_patches(test).contiguous().to(device)
+    # REB's full bank (taps 1,2 through its neck): vanilla kNN scoring, LDKNN's bank kNN.
+    train, test = embedded["ldknn"]
+    bank = knn.flatten_patches(train).contiguous().to(device)
+    queries = knn.flatten_patches(test).contiguous().to(device)
     stages.append(knn_row("kNN k=5 scoring, full bank", queries, bank, 5, args, device))
     stages.append(knn_row("LDKNN fit: bank kNN k=5", bank, bank, 5, args, device, exclude_self=True))
     stages.append(knn_row("LDKNN scoring", queries, bank, 1, args, device))

@@ -51,7 +51,7 @@ from iadtutor import pipeline
 from iadtutor.backbones import FeatureExtractor, load_backbone, resolve_device
 from iadtutor.embed import EmbeddingConfig, PatchEmbedder
 from iadtutor.files import atomic_path
-from iadtutor.knn import LDKNN, GlobalNN, PatchScorer
+from iadtutor.knn import PatchScorer
 from iadtutor.metrics import METRICS
 
 SHAPES = ("rectangle", "rect_scar", "bezier_scar", "bezier_clump", "bezier_blob")
@@ -648,17 +648,19 @@ def load_finetuned(path, device="cpu", backbone: FeatureExtractor | None = None)
 
 # ------------------------------------------------------------------------------------------------ REB
 # REB = DefectMaker fine-tuned features + LDKNN; table 5 puts both scorers on both representations.
-# REB's taps are the second and third ResNet stages, "phi_2 + phi_3" (sec. 3.2).
+# REB's embedding is the one of pipeline.METHODS["ldknn"]: the second and third ResNet stages, "phi_2 + phi_3"
+# (sec. 3.2), through its neck (3x3 neighbourhoods averaged to a fixed length, embed.neighbourhood_features).
 REB_LAYERS = pipeline.METHODS["ldknn"].layers
 
 
 def reb_scorers(k: int = 5, alpha: float = 1.0, device="cpu") -> dict[str, Callable[[], PatchScorer]]:
-    """The two scorers of REB's table 5 as ``{name: factory}`` (notebook 06): ``"KNN"`` = ``GlobalNN`` with ``k``
-    neighbours and no coreset, and ``"LDKNN"`` (nearest distance minus ``alpha`` times its local density)."""
+    """The two scorers of REB's table 5 as ``{name: factory}`` (notebook 06): ``"KNN"`` (methods ``knn``: mean
+    distance to ``k`` neighbours, no coreset) and ``"LDKNN"`` (nearest distance minus ``alpha`` times its local
+    density), with :data:`iadtutor.pipeline.METHODS`' other defaults (REB's image score)."""
     if k < 1:
         raise ValueError(f"k must be at least 1; got {k}.")
-    return {"KNN": lambda: GlobalNN(coreset=1.0, k=k, device=device),
-            "LDKNN": lambda: LDKNN(k=k, alpha=alpha, device=device)}
+    return {"KNN": lambda: pipeline.make_scorer("knn", device=device, k=k),
+            "LDKNN": lambda: pipeline.make_scorer("ldknn", device=device, k=k, alpha=alpha)}
 
 
 def compare_representations(category: "pipeline.Category", backbones: Mapping[str, FeatureExtractor],
@@ -669,8 +671,8 @@ def compare_representations(category: "pipeline.Category", backbones: Mapping[st
 
     ``backbones``: ``{representation name: FeatureExtractor}`` (e.g. ImageNet and DefectMaker weights);
     ``scorers``: ``{scorer name: function returning a fresh PatchScorer}`` (default :func:`reb_scorers`);
-    ``config``: how images become patch embeddings (default: REB's taps :data:`REB_LAYERS` at the
-    category's image size).
+    ``config``: how images become patch embeddings (default: REB's, ``pipeline.method_config("ldknn")``,
+    at the category's image size).
 
     Returns a DataFrame with one row per (representation, scorer): columns ``representation``,
     ``scorer``, ``image_auroc``, ``pixel_auroc``, ``aupro`` (fractions) and ``seconds`` (fit + score,
@@ -681,7 +683,7 @@ def compare_representations(category: "pipeline.Category", backbones: Mapping[st
         raise ValueError("backbones is empty: give at least one {name: FeatureExtractor}.")
     scorers = reb_scorers() if scorers is None else scorers
     if config is None:
-        config = EmbeddingConfig(image_size=int(category.train.images.shape[-1]), layers=REB_LAYERS)
+        config = pipeline.method_config("ldknn", image_size=int(min(category.train.images.shape[-2:])))
     rows, results = [], {}
     for representation, backbone in backbones.items():
         if not isinstance(backbone, FeatureExtractor):

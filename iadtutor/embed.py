@@ -1,8 +1,11 @@
-"""Image -> patch embedding, the way LWinNN (sec. 3.1) and PatchCore build it (notebook 01).
+"""Image -> patch embedding, the way LWinNN (sec. 3.1) and PatchCore / REB build it (notebook 01).
 
-An image ``(3, H, W)`` goes through a pretrained CNN; the three taps at strides 4, 8 and 16 are
-average-pooled (3×3, stride 1), resized to the size of the first tap and concatenated on the channel
-axis. The result ``(C, h, w)`` holds one feature vector per patch of the image (``h = H / 4``).
+An image ``(3, H, W)`` goes through a pretrained CNN. LWinNN (``aggregation="average"``): the three taps at
+strides 4, 8 and 16 are average-pooled (3×3, stride 1), resized to the size of the first tap and
+concatenated on the channel axis. The result ``(C, h, w)`` holds one feature vector per patch of the image
+(``h = H / 4``, 2 less without padding). PatchCore and REB's neck (``aggregation="neighbourhood"``): the
+taps at strides 8 and 16, each position's 3×3 neighbourhood flattened, resized to the first tap's grid and
+averaged down to ``dimension`` numbers (:func:`neighbourhood_features`).
 
 Every switch of the LWinNN ablation (paper table 3) is a field of :class:`EmbeddingConfig`:
 
@@ -12,7 +15,8 @@ Every switch of the LWinNN ablation (paper table 3) is a field of :class:`Embedd
 * ``pool`` and ``pool_padding`` — 3×3 stride-1 average pooling on / off; padded (maps keep their size,
   border averages use only real pixels) or unpadded like the reference code (``AvgPool2d(3, 1)``:
   64×64 -> 62×62 at 256 px),
-* ``interpolation`` — ``"bilinear"`` or ``"nearest"`` when resizing taps to the first tap's size.
+* ``interpolation`` — ``"bilinear"`` or ``"nearest"`` when resizing taps to the first tap's size,
+* ``aggregation`` and ``dimension`` — LWinNN's pooled concatenation, or PatchCore's neighbourhoods.
 
 Where the defaults differ from the paper or its code, and by how much: ``book/deviations.md``.
 """
@@ -32,25 +36,31 @@ from iadtutor.backbones import FeatureExtractor
 class EmbeddingConfig:
     """How images become patch embeddings (notebook 01).
 
-    Defaults: ImageNet normalisation, padded 3×3 average pooling, bilinear resize, taps 0-2 (strides
-    4, 8, 16), square resize to ``image_size``. The LWinNN paper differs in two of them: it keeps the
-    aspect ratio (``keep_aspect=True``, :func:`iadtutor.pipeline.paper_config`) and its code pools
-    without padding (``pool_padding=False``).
+    Defaults: LWinNN's code: ImageNet normalisation, 3×3 average pooling without padding, bilinear
+    resize, taps 0-2 (strides 4, 8, 16), shorter side resized to ``image_size`` keeping the aspect ratio.
+    PatchCore's embedding: ``layers=(1, 2), aggregation="neighbourhood", dimension=1024``
+    (:data:`iadtutor.pipeline.METHODS` holds each method's).
     """
 
     image_size: int = 256
-    keep_aspect: bool = False
+    keep_aspect: bool = True
     normalize: bool = True
     pool: bool = True
-    pool_padding: bool = True
+    pool_padding: bool = False
     interpolation: str = "bilinear"
     layers: tuple[int, ...] = (0, 1, 2)
+    aggregation: str = "average"
+    dimension: int = 1024
 
     def __post_init__(self):
         if self.interpolation not in ("bilinear", "nearest"):
             raise ValueError(f"interpolation must be 'bilinear' or 'nearest'; got {self.interpolation!r}.")
         if not self.layers or any(layer not in (0, 1, 2) for layer in self.layers):
             raise ValueError(f"layers must be a non-empty subset of (0, 1, 2); got {self.layers!r}.")
+        if self.aggregation not in ("average", "neighbourhood"):
+            raise ValueError(f"aggregation must be 'average' or 'neighbourhood'; got {self.aggregation!r}.")
+        if self.dimension < 1:
+            raise ValueError(f"dimension must be at least 1; got {self.dimension}.")
         if self.image_size < 32:
             raise ValueError(f"image_size must be at least 32 pixels; got {self.image_size}.")
 
@@ -74,6 +84,8 @@ class PatchEmbedder:
     @property
     def channels(self) -> int:
         """Number of channels ``C`` of the embedding."""
+        if self.config.aggregation == "neighbourhood":
+            return self.config.dimension
         return sum(self.backbone.channels[i] for i in self.config.layers)
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
@@ -103,6 +115,8 @@ class PatchEmbedder:
         """
         taps = self.backbone(self.normalise(images.to(self.device)))
         taps = [taps[i] for i in self.config.layers]
+        if self.config.aggregation == "neighbourhood":
+            return {"taps": taps, "embedding": neighbourhood_features(taps, self.config.dimension)}
         pooled = [self.pool(tap) for tap in taps]
         size = tuple(pooled[0].shape[-2:])
         resized = [self.resize(p, size) for p in pooled]
@@ -121,6 +135,8 @@ class PatchEmbedder:
         The backbone pass is the expensive part; the LWinNN ablation runs it once and reuses the taps
         for the pooling and interpolation switches.
         """
+        if self.config.aggregation == "neighbourhood":
+            return neighbourhood_features(taps, self.config.dimension)
         pooled = [self.pool(tap) for tap in taps]
         size = tuple(pooled[0].shape[-2:])
         return torch.cat([self.resize(p, size) for p in pooled], dim=1)
@@ -139,3 +155,25 @@ class PatchEmbedder:
             batch = images[start:start + batch_size]
             chunks.append(self.steps(batch)["embedding"].float().cpu())
         return torch.cat(chunks) if chunks else torch.empty(0, self.channels, 0, 0)
+
+
+def neighbourhood_features(taps: list[torch.Tensor], dimension: int = 1024) -> torch.Tensor:
+    """PatchCore's locally aware patch features (PatchCore sec. 3.1 and its code; REB's neck) (notebook 03).
+
+    ``taps``: ``(N, C_l, h_l, w_l)`` per layer, the first the finest. Each position's 3×3 neighbourhood
+    (zero-padded at the border) is flattened to ``C_l·9`` numbers, resized (bilinear) to the first tap's
+    grid, and averaged down to ``dimension`` numbers (``adaptive_avg_pool1d``: runs of consecutive numbers
+    are averaged, or repeated when there are fewer than ``dimension``); the layers' vectors are then
+    concatenated and averaged down to ``dimension`` once more. Returns ``(N, dimension, h_0, w_0)``.
+    """
+    size = tuple(taps[0].shape[-2:])
+    per_layer = []
+    for tap in taps:
+        n, c, h, w = tap.shape
+        neighbourhoods = F.unfold(tap, kernel_size=3, padding=1).view(n, c * 9, h, w)  # (c, 3, 3) per position
+        if (h, w) != size:
+            neighbourhoods = F.interpolate(neighbourhoods, size=size, mode="bilinear", align_corners=False)
+        rows = neighbourhoods.permute(0, 2, 3, 1).reshape(-1, 1, c * 9)
+        per_layer.append(F.adaptive_avg_pool1d(rows, dimension))
+    features = F.adaptive_avg_pool1d(torch.cat(per_layer, dim=2), dimension)  # (N·h·w, 1, dimension)
+    return features.view(len(taps[0]), *size, dimension).permute(0, 3, 1, 2).contiguous()

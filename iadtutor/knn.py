@@ -10,12 +10,13 @@ All scorers share one small interface::
 * :class:`GlobalNN` (PatchCore): any patch anywhere, from a greedy k-center coreset of the memory bank.
 * :class:`LDKNN` (REB Algorithm 1): global 1-NN distance minus α × the local density of that neighbour.
 
-Image scores are the maximum of the map (LWinNN eq. 4); :func:`anomaly_maps` upsamples the patch scores
+Image scores are the maximum of the map (LWinNN eq. 4), or REB's code's 3×3 block means, or PatchCore's
+re-weighting (:func:`image_scores`, ``image_score=``); :func:`anomaly_maps` upsamples the patch scores
 to image size (bilinear) and blurs them with a Gaussian of σ = 4 pixels.
 
 Distances use ``|x - y|² = |x|² + |y|² - 2 x·y`` so that the heavy part is a matrix multiplication, and
 work is cut into chunks so memory stays bounded whatever the number of images. Where the scorers differ
-from the papers' code (PatchCore's embedding, LDKNN's squared distance): ``book/deviations.md``.
+from the papers' code (LDKNN's squared distance, image scores): ``book/deviations.md``.
 """
 
 from __future__ import annotations
@@ -67,16 +68,27 @@ class PatchScorer:
     before that raises one clear sentence.
     """
 
-    def __init__(self, device: str | torch.device = "cpu", chunk_bytes: int = CHUNK_BYTES, progress: bool = False):
+    image_rules = ("max", "blocks")  # what image_score may be (see image_scores)
+
+    def __init__(self, device: str | torch.device = "cpu", chunk_bytes: int = CHUNK_BYTES, progress: bool = False,
+                 image_score: str = "max"):
+        if image_score not in self.image_rules:
+            raise ValueError(f"image_score must be one of {', '.join(self.image_rules)} for "
+                             f"{type(self).__name__}; got {image_score!r}.")
         self.device = resolve_device(device)
         self.chunk_bytes = int(chunk_bytes)
         self.progress = progress
+        self.image_score = image_score
 
     def fit(self, train_embeddings: torch.Tensor) -> "PatchScorer":
         raise NotImplementedError
 
     def score(self, test_embeddings: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def image_scores(self, patch_scores: torch.Tensor, test_embeddings: torch.Tensor) -> torch.Tensor:
+        """``(N, h, w)`` patch scores -> ``(N,)`` image scores by this scorer's ``image_score`` rule."""
+        return image_scores(patch_scores, self.image_score)
 
     def _check_test(self, test_embeddings: torch.Tensor) -> None:
         if not hasattr(self, "channels"):
@@ -336,7 +348,10 @@ class GlobalNN(PatchScorer):
 
     ``coreset`` is the fraction of all train patches kept by :func:`greedy_coreset` (1.0 keeps all).
     With ``k = 1`` (default) this is PatchCore's patch score; ``k > 1`` is REB's "vanilla KNN".
+    ``image_score="reweighted"`` is PatchCore's eq. 7 (:meth:`reweighted_image_scores`).
     """
+
+    image_rules = ("max", "blocks", "reweighted")
 
     def __init__(self, coreset: float = CORESET_RATIO, k: int = 1, squared: bool = False, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
@@ -365,6 +380,31 @@ class GlobalNN(PatchScorer):
 
     def score(self, test_embeddings: torch.Tensor) -> torch.Tensor:
         return self.nearest(test_embeddings)[0].mean(-1)
+
+    def image_scores(self, patch_scores: torch.Tensor, test_embeddings: torch.Tensor) -> torch.Tensor:
+        if self.image_score != "reweighted":
+            return super().image_scores(patch_scores, test_embeddings)
+        return self.reweighted_image_scores(patch_scores, test_embeddings)
+
+    @torch.no_grad()
+    def reweighted_image_scores(self, patch_scores: torch.Tensor, test_embeddings: torch.Tensor,
+                                support: int = 9) -> torch.Tensor:
+        """PatchCore's eq. 7 (its paper; its public code takes the plain maximum) (notebook 03).
+
+        Per image: ``f*``, the test patch with the highest score ``s*``; ``m*``, its nearest bank patch;
+        ``N``, the ``support`` nearest bank patches of ``m*`` (``m*`` first). The image score is
+        ``(1 - exp|f* - m*| / Σ_{m ∈ N} exp|f* - m|) · s*``: a patch whose nearest neighbour lies in a
+        sparse part of the bank, far from the other candidates, keeps more of its score.
+        """
+        n = len(patch_scores)
+        worst = patch_scores.flatten(1).argmax(1)                                          # (N,)
+        queries = flatten_patches(test_embeddings).view(n, -1, self.channels)[torch.arange(n), worst]
+        queries = queries.to(self.device, torch.float32)
+        _, nearest = knn_distances(queries, self.bank, 1)                                  # m*
+        _, neighbourhood = knn_distances(self.bank[nearest[:, 0]], self.bank, min(support, len(self.bank)))
+        distance = (queries[:, None] - self.bank[neighbourhood]).norm(dim=2)               # (N, support)
+        weight = 1 - torch.softmax(distance, dim=1)[:, 0]
+        return (weight.cpu() * patch_scores.flatten(1).amax(1)).float()
 
 
 class LDKNN(GlobalNN):
@@ -418,8 +458,17 @@ class LDKNN(GlobalNN):
         return self.local_density.detach().cpu().view(m, h, w)
 
 
-def image_scores(patch_scores: torch.Tensor) -> torch.Tensor:
-    """Image anomaly score = maximum patch score (LWinNN eq. 4): ``(N, h, w)`` -> ``(N,)`` (notebook 02)."""
+def image_scores(patch_scores: torch.Tensor, rule: str = "max") -> torch.Tensor:
+    """Image anomaly scores ``(N,)`` from patch scores ``(N, h, w)`` (notebook 02).
+
+    ``"max"``: the maximum patch score (LWinNN eq. 4, PatchCore's and LWinNN's code). ``"blocks"``: REB's
+    code: the maximum over the means of non-overlapping 3×3 blocks (``avg_pool2d(scores, 3)``; a last
+    row or column that does not fill a block is dropped), so one outlying patch counts less.
+    """
+    if rule == "blocks":
+        return F.avg_pool2d(patch_scores[:, None].float(), 3).flatten(1).amax(1)
+    if rule != "max":
+        raise ValueError(f"rule must be 'max' or 'blocks'; got {rule!r}.")
     return patch_scores.flatten(1).amax(1)
 
 

@@ -35,40 +35,65 @@ from iadtutor.embed import EmbeddingConfig, PatchEmbedder
 from iadtutor.knn import (CORESET_RATIO, DEFAULT_SIGMA, LDKNN, FixedPositionNN, GlobalNN, LocalWindowNN, PatchScorer,
                           anomaly_maps, image_scores)
 
-MAX_TRAIN = 750  # LWinNN's code keeps the first 750 training images of a category
+MAX_TRAIN = 750  # LWinNN's code keeps the first 750 training images of a category (LWinNN only)
+PATCHCORE_DIMENSION = 1024  # PatchCore's code: each patch's neighbourhood features averaged to 1024 numbers
+REB_DIMENSION = 152  # REB's neck: 512 for ResNet18, 1024 for WRN50 in its code; here the taps' 40 + 112 channels
 
 
 # ------------------------------------------------------------------------------------------- the methods
 @dataclass(frozen=True)
 class Method:
-    """One kNN method: its scorer class, the parameters it reads (with defaults), the taps it embeds (notebook 03)."""
+    """One kNN method: its scorer class, the parameters it reads (with defaults), its embedding (fields of
+    :class:`EmbeddingConfig` that differ from LWinNN's), the training-image cap, the chapter (notebook 03)."""
 
     title: str
     scorer: type
     params: dict
-    layers: tuple[int, ...] = (0, 1, 2)
+    embedding: dict = field(default_factory=dict)
+    max_train: int | None = None
     chapter: str = ""
 
+    @property
+    def layers(self) -> tuple[int, ...]:
+        return self.embedding.get("layers", EmbeddingConfig.layers)
+
+
+# PatchCore's and REB's embedding: taps at strides 8 and 16 ("layer 2 + layer 3", REB's "phi_2 + phi_3"),
+# 3x3 neighbourhoods averaged to a fixed length (embed.neighbourhood_features).
+NEIGHBOURHOOD = {"layers": (1, 2), "aggregation": "neighbourhood"}
 
 METHODS = {
     "spade": Method("SPADE (fixed position)", FixedPositionNN, {}, chapter="02_local_windows"),
-    "lwinnn": Method("LWinNN (local window)", LocalWindowNN, {"window": 7}, chapter="02_local_windows"),
-    "patchcore": Method("PatchCore (global, coreset)", GlobalNN, {"coreset": CORESET_RATIO},
-                        chapter="03_local_vs_global"),
-    # REB's "vanilla KNN" and LDKNN embed its "phi_2 + phi_3" taps (strides 8 and 16, REB sec. 3.2).
-    "knn": Method("KNN (REB's vanilla kNN)", GlobalNN, {"k": 5, "coreset": 1.0, "squared": False},
-                  layers=(1, 2), chapter="04_ldknn_density"),
-    "ldknn": Method("LDKNN (REB)", LDKNN, {"k": 5, "alpha": 1.0, "coreset": 1.0, "squared": False},
-                    layers=(1, 2), chapter="04_ldknn_density"),
+    "lwinnn": Method("LWinNN (local window)", LocalWindowNN, {"window": 7}, max_train=MAX_TRAIN,
+                     chapter="02_local_windows"),
+    "global": Method("Global search on the LWinNN embedding (coreset)", GlobalNN, {"coreset": CORESET_RATIO},
+                     chapter="03_local_vs_global"),
+    "patchcore": Method("PatchCore (its embedding, global search, coreset)", GlobalNN,
+                        {"coreset": CORESET_RATIO, "image_score": "max"},
+                        {**NEIGHBOURHOOD, "dimension": PATCHCORE_DIMENSION}, chapter="03_local_vs_global"),
+    "knn": Method("KNN (REB's vanilla kNN)", GlobalNN,
+                  {"k": 5, "coreset": 1.0, "squared": False, "image_score": "blocks"},
+                  {**NEIGHBOURHOOD, "dimension": REB_DIMENSION}, chapter="04_ldknn_density"),
+    "ldknn": Method("LDKNN (REB)", LDKNN, {"k": 5, "alpha": 1.0, "coreset": 1.0, "squared": False,
+                                          "image_score": "blocks"},
+                    {**NEIGHBOURHOOD, "dimension": REB_DIMENSION}, chapter="04_ldknn_density"),
 }
+
+
+def method_config(method: str, image_size: int = 256, **changes) -> EmbeddingConfig:
+    """The :class:`EmbeddingConfig` ``method`` embeds with (:data:`METHODS`), plus ``changes`` (notebook 03)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
+    return EmbeddingConfig(image_size=image_size, **{**METHODS[method].embedding, **changes})
 
 
 def methods_table() -> pd.DataFrame:
     """:data:`METHODS` as a table, one row per method: title, scorer class, parameters with their defaults,
-    backbone taps and the notebook that teaches it (notebook 00; the README and book show it too)."""
+    embedding, training-image cap and the notebook that teaches it (notebook 00; the README and book show it too)."""
     return pd.DataFrame([{"method": name, "title": m.title, "scorer": m.scorer.__name__,
                           "parameters": ", ".join(f"{k}={v}" for k, v in m.params.items()) or "-",
-                          "taps": ", ".join(map(str, m.layers)), "notebook": m.chapter}
+                          "embedding": ", ".join(f"{k}={v}" for k, v in m.embedding.items()) or "LWinNN's",
+                          "max_train": m.max_train or "all", "notebook": m.chapter}
                          for name, m in METHODS.items()]).set_index("method")
 
 
@@ -107,10 +132,12 @@ class Category:
     validation: "data.LoadedSplit | None" = None
 
 
-def load_category(data_root, category: str, image_size: int = 256, keep_aspect: bool = False,
-                  layout: str = "auto", max_train: int | None = MAX_TRAIN, max_test: int | None = None,
+def load_category(data_root, category: str, image_size: int = 256, keep_aspect: bool = True,
+                  layout: str = "auto", max_train: int | None = None, max_test: int | None = None,
                   with_validation: bool = False, progress: bool = True) -> Category:
-    """Read one category from disk into a :class:`Category` (notebook 00)."""
+    """Read one category from disk into a :class:`Category` (notebook 00): the shorter side resized to
+    ``image_size`` keeping the aspect ratio (LWinNN's choice; ``keep_aspect=False``: a square), the first
+    ``max_train`` training images (``None``: all)."""
     splits = data.find_category(data_root, category, layout=layout)
     load = dict(image_size=image_size, keep_aspect=keep_aspect, progress=progress)
     train = data.load_split(splits.train, max_images=max_train, **load)
@@ -122,13 +149,15 @@ def load_category(data_root, category: str, image_size: int = 256, keep_aspect: 
 
 @dataclass
 class EmbeddedCategory:
-    """Patch embeddings of a category: ``train`` ``(M, C, h, w)``, ``test`` ``(N, C, h, w)``; seconds (notebook 01)."""
+    """Patch embeddings of a category: ``train`` ``(M, C, h, w)``, ``test`` ``(N, C, h, w)``; seconds; the
+    config they were made with (``None``: not known) (notebook 01)."""
 
     category: Category
     train: torch.Tensor
     test: torch.Tensor
     embed_train_seconds: float = 0.0
     embed_test_seconds: float = 0.0
+    config: EmbeddingConfig | None = None
 
 
 def embed_category(category: Category, embedder: PatchEmbedder, batch_size: int = 16,
@@ -139,7 +168,7 @@ def embed_category(category: Category, embedder: PatchEmbedder, batch_size: int 
     middle = time.perf_counter()
     test = embedder.embed(category.test.images, batch_size, progress, description="embed test")
     end = time.perf_counter()
-    return EmbeddedCategory(category, train, test, middle - start, end - middle)
+    return EmbeddedCategory(category, train, test, middle - start, end - middle, embedder.config)
 
 
 # ------------------------------------------------------------------------------------------- the path
@@ -191,6 +220,7 @@ def score_category(embedded: EmbeddedCategory, method: str | PatchScorer, device
         scorer, name, params = method, type(method).__name__, {}
     else:
         params = method_params(method, **params)
+        check_embedding(embedded, method)
         scorer, name = make_scorer(method, device=device, seed=seed, progress=progress, **params), method
     start = time.perf_counter()
     scorer.fit(embedded.train)
@@ -198,7 +228,7 @@ def score_category(embedded: EmbeddedCategory, method: str | PatchScorer, device
     patch_scores = scorer.score(embedded.test)
     maps = anomaly_maps(patch_scores, tuple(embedded.category.test.masks.shape[-2:]), sigma=sigma)
     scored = time.perf_counter()
-    scores = image_scores(patch_scores).numpy()
+    scores = scorer.image_scores(patch_scores, embedded.test).numpy()
     return ScoreResult(
         method=name, params=params, patch_scores=patch_scores, maps=maps, image_scores=scores,
         metrics=evaluate_scores(embedded.category.test, scores, maps, bootstrap=bootstrap, seed=seed),
@@ -206,6 +236,16 @@ def score_category(embedded: EmbeddedCategory, method: str | PatchScorer, device
         test_seconds_per_image=(embedded.embed_test_seconds + scored - fitted) / len(embedded.test),
         scorer=scorer,
     )
+
+
+def check_embedding(embedded: EmbeddedCategory, method: str) -> None:
+    """A method that has an embedding of its own (:data:`METHODS`) must not score another one: one clear
+    sentence instead of numbers that mean something else (notebook 03)."""
+    wanted = METHODS[method].embedding.get("aggregation", "average")
+    if embedded.config is not None and embedded.config.aggregation != wanted:
+        raise ValueError(f"method {method!r} scores aggregation={wanted!r} embeddings but these were made with "
+                         f"aggregation={embedded.config.aggregation!r}; embed with pipeline.method_config("
+                         f"{method!r}){' (or score them with method global)' if method == 'patchcore' else ''}.")
 
 
 def record_header(category: Category, method: str, backbone, image_size: int, device, seed: int) -> dict:
@@ -222,11 +262,11 @@ def evaluate(category: Category, method: str, backbone, config: EmbeddingConfig 
     prints: embed (unless ``embedded`` is given, e.g. shared by several runs), fit, score, map, measure.
     (Notebook 07, `iadtutor evaluate`.)
 
-    ``config`` defaults to the method's taps (:data:`METHODS`) at the category's image size.
+    ``config`` defaults to the method's embedding (:data:`METHODS`) at the category's image size.
     """
     method_params(method, **params)  # bad input fails before any embedding
     if config is None:
-        config = EmbeddingConfig(image_size=int(category.train.images.shape[-1]), layers=METHODS[method].layers)
+        config = method_config(method, image_size=int(min(category.train.images.shape[-2:])))
     if embedded is None:
         torch.manual_seed(seed)
         embedded = embed_category(category, PatchEmbedder(backbone, config), batch_size, progress)
@@ -253,12 +293,12 @@ def search_seconds_per_image(scorer, test_embeddings: torch.Tensor, repeats: int
 
 
 def standard_methods(window: int = 7, coreset: float = CORESET_RATIO) -> dict[str, tuple[str, dict]]:
-    """The three families of search, ``{label: (method, params)}``: fixed position, local window δ,
-    global with a coreset (notebook 03)."""
+    """The three families of search on one embedding, ``{label: (method, params)}``: fixed position, local
+    window δ, global with a coreset (PatchCore's search, not its embedding: method ``global``) (notebook 03)."""
     return {
         "SPADE (fixed position)": ("spade", {}),
         f"LWinNN (δ = {window})": ("lwinnn", {"window": int(window)}),
-        f"PatchCore (global, {coreset:.0%} coreset)": ("patchcore", {"coreset": float(coreset)}),
+        f"global search ({coreset:.0%} coreset)": ("global", {"coreset": float(coreset)}),
     }
 
 
@@ -334,12 +374,14 @@ def window_vs_global(train_embeddings: torch.Tensor, test_embeddings: torch.Tens
 
 def k_alpha_sweep(embedded: EmbeddedCategory, ks: Sequence[int] = (1, 3, 5, 10),
                   alphas: Sequence[float] = (0.5, 1.0, 2.0), squared: bool = False, sigma: float = DEFAULT_SIGMA,
-                  search: NeighbourSearch | None = None) -> pd.DataFrame:
+                  search: NeighbourSearch | None = None,
+                  image_score: str = METHODS["ldknn"].params["image_score"]) -> pd.DataFrame:
     """KNN and LDKNN on the whole memory bank for every ``K`` (and every ``α`` for LDKNN) (REB fig. 5;
     notebook 04), from two neighbour searches done once for the largest K
     (:func:`iadtutor.density.neighbour_search`; pass ``search`` to reuse one).
 
-    Returns rows ``method`` (``"KNN"`` / ``"LDKNN"``), ``k``, ``alpha`` (NaN for KNN) and the metrics.
+    Returns rows ``method`` (``"KNN"`` / ``"LDKNN"``), ``k``, ``alpha`` (NaN for KNN) and the metrics, with
+    image scores by REB's rule (``image_score``, :func:`iadtutor.knn.image_scores`).
     """
     ks = sorted({int(k) for k in ks})
     alphas = [float(a) for a in alphas]
@@ -354,7 +396,7 @@ def k_alpha_sweep(embedded: EmbeddedCategory, ks: Sequence[int] = (1, 3, 5, 10),
 
     def measure(patch_scores: torch.Tensor) -> dict:
         maps = anomaly_maps(patch_scores, tuple(test.masks.shape[-2:]), sigma=sigma)
-        found = evaluate_scores(test, image_scores(patch_scores).numpy(), maps)
+        found = evaluate_scores(test, image_scores(patch_scores, image_score).numpy(), maps)
         return {name: found[name] for name in metrics.METRICS}
 
     rows = [{"method": "KNN", "k": k, "alpha": float("nan"), **measure(search.knn_scores(k))} for k in ks]

@@ -161,6 +161,38 @@ def test_image_scores_and_anomaly_maps():
     assert maps[1].max() < unblurred[1].max()
 
 
+def test_block_image_scores_are_reb_code_block_means():
+    scores = torch.zeros(2, 7, 7)
+    scores[0, 1, 1] = 9.0           # alone in the top-left 3×3 block: mean 1
+    scores[1, 3:6, 3:6] = 2.0       # fills the middle block: mean 2
+    scores[1, 6, 6] = 50.0          # row and column 6 do not fill a block: dropped, as avg_pool2d(·, 3) does
+    assert knn.image_scores(scores, "blocks").tolist() == [1.0, 2.0]
+    assert knn.image_scores(scores, "max").tolist() == [9.0, 50.0]
+    with pytest.raises(ValueError, match="rule"):
+        knn.image_scores(scores, "mean")
+
+
+def test_reweighted_image_scores_follow_patchcore_eq7_by_hand():
+    train, test = random_embeddings(3, seed=21), random_embeddings(2, seed=22)
+    scorer = knn.GlobalNN(coreset=1.0, image_score="reweighted").fit(train)
+    patch_scores = scorer.score(test)
+    got = scorer.image_scores(patch_scores, test)
+    bank = train.permute(0, 2, 3, 1).reshape(-1, 6).double()
+    for i in range(len(test)):
+        y, x = divmod(int(patch_scores[i].argmax()), test.shape[-1])
+        f = test[i, :, y, x].double()
+        nearest = int((bank - f).norm(dim=1).argmin())
+        support = (bank - bank[nearest]).norm(dim=1).argsort()[:9]        # m* and its 8 nearest
+        distance = (bank[support] - f).norm(dim=1)
+        weight = 1 - distance[0].exp() / distance.exp().sum()
+        assert float(support[0]) == nearest
+        assert got[i].item() == pytest.approx(float(weight * patch_scores[i].max()), rel=1e-5)
+    assert torch.equal(knn.GlobalNN(coreset=1.0).fit(train).image_scores(patch_scores, test),
+                       patch_scores.flatten(1).amax(1))
+    with pytest.raises(ValueError, match="image_score must be one of max, blocks for LocalWindowNN"):
+        knn.LocalWindowNN(image_score="reweighted")
+
+
 def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="train embeddings"):
         knn.LocalWindowNN().fit(torch.zeros(3, 4))
@@ -179,9 +211,11 @@ def test_make_scorer_builds_each_method():
     assert isinstance(pipeline.make_scorer("spade"), knn.FixedPositionNN)
     assert pipeline.make_scorer("lwinnn", window=5).window == 5
     assert pipeline.make_scorer("patchcore").coreset == 0.01
+    assert pipeline.make_scorer("patchcore", image_score="reweighted").image_score == "reweighted"
+    assert pipeline.make_scorer("global").coreset == 0.01
     vanilla = pipeline.make_scorer("knn", k=3)
-    assert (vanilla.k, vanilla.coreset) == (3, 1.0)
-    with pytest.raises(ValueError, match="'patchcore' has no parameter 'k'; its parameters: coreset"):
+    assert (vanilla.k, vanilla.coreset, vanilla.image_score) == (3, 1.0, "blocks")
+    with pytest.raises(ValueError, match="'patchcore' has no parameter 'k'; its parameters: coreset, image_score"):
         pipeline.make_scorer("patchcore", k=9)
     ld = pipeline.make_scorer("ldknn", k=7, alpha=0.5)
     assert (ld.density_k, ld.alpha, ld.coreset) == (7, 0.5, 1.0)

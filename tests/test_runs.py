@@ -93,8 +93,9 @@ def test_expand_grid_drops_parameters_a_method_does_not_read():
 
 
 def test_method_params_follow_the_methods_table():
-    assert runs.METHOD_PARAMS == {"window": ["lwinnn"], "coreset": ["patchcore", "knn", "ldknn"],
-                                  "k": ["knn", "ldknn"], "squared": ["knn", "ldknn"], "alpha": ["ldknn"]}
+    assert runs.METHOD_PARAMS == {"window": ["lwinnn"], "coreset": ["global", "patchcore", "knn", "ldknn"],
+                                  "image_score": ["patchcore", "knn", "ldknn"], "k": ["knn", "ldknn"],
+                                  "squared": ["knn", "ldknn"], "alpha": ["ldknn"]}
     for name, readers in runs.METHOD_PARAMS.items():  # the same, read from the table itself
         assert readers == [m for m in pipeline.METHODS if name in pipeline.METHODS[m].params]
 
@@ -120,6 +121,7 @@ def test_reproduce_passes_each_method_only_its_parameters():
     assert flags == {
         "spade": {"--image-size": "64"},
         "lwinnn": {"--image-size": "64", "--window": "5"},
+        "global": {"--coreset": "0.1", "--image-size": "64"},
         "patchcore": {"--coreset": "0.1", "--image-size": "64"},
         "knn": {"--coreset": "0.1", "--image-size": "64", "--k": "3"},
         "ldknn": {"--alpha": "2.0", "--coreset": "0.1", "--image-size": "64", "--k": "3"},
@@ -129,8 +131,8 @@ def test_reproduce_passes_each_method_only_its_parameters():
 @pytest.mark.parametrize("params", [
     {},
     {"window": 3, "image_size": 64, "bootstrap": "0", "seed": 0, "backbone": "efficientnet_lite0"},
-    {"k": 2, "squared": True, "coreset": 0.5, "layers": "0,1", "keep_aspect": True, "no_pool": False},
-    {"unpadded_pool": True, "interpolation": "nearest", "max_train": 5, "device": "cpu", "layers": 2},
+    {"k": 2, "squared": True, "coreset": 0.5, "layers": "0,1", "square": True, "no_pool": False, "dimension": 64},
+    {"padded_pool": True, "interpolation": "nearest", "max_train": 5, "device": "cpu", "layers": 2},
 ])
 def test_evaluate_options_are_what_the_evaluate_parser_makes_of_the_command(params):
     """The in-process runs (iadtutor.tools.study) build their options without a command line: they must be
@@ -149,11 +151,16 @@ def test_evaluate_options_refuse_what_evaluate_would_refuse():
         cli.evaluate_options("/data", "weave", "spade", colour="red")
     with pytest.raises(ValueError, match="--interpolation must be one of"):
         cli.evaluate_options("/data", "weave", "spade", interpolation="cubic")
-    with pytest.raises(ValueError, match="--keep-aspect is a switch"):
-        cli.evaluate_options("/data", "weave", "spade", keep_aspect=1)
+    with pytest.raises(ValueError, match="--square is a switch"):
+        cli.evaluate_options("/data", "weave", "spade", square=1)
     with pytest.raises(ValueError, match="--window needs a value"):
         cli.evaluate_options("/data", "weave", "lwinnn", window=True)
     assert cli.embedding_config(cli.evaluate_options("/data", "weave", "knn")).layers == (1, 2)  # METHODS' taps
+    config = cli.embedding_config(cli.evaluate_options("/data", "weave", "patchcore"))
+    assert (config.aggregation, config.dimension, config.keep_aspect) == ("neighbourhood", 1024, True)
+    assert cli.max_train(cli.evaluate_options("/data", "weave", "lwinnn")) == 750  # LWinNN's cap only
+    assert cli.max_train(cli.evaluate_options("/data", "weave", "patchcore")) is None
+    assert cli.max_train(cli.evaluate_options("/data", "weave", "patchcore", max_train=9)) == 9
 
 
 def test_run_id_is_stable_and_ignores_where_the_data_is():
@@ -472,6 +479,6 @@ def test_notebook_runs_with_a_relative_out_folder(tmp_path, monkeypatch):
 def test_zero_valued_parameters_reach_the_command(tmp_path):
     """0 == False in Python: a parameter of 0 (bootstrap=0, seed=0) must still be passed on."""
     spec = RunSpec(dataset="toy", data_root=str(tmp_path), category="weave", method="spade",
-                   params=(("bootstrap", 0), ("seed", 0), ("keep_aspect", False)), runner="evaluate")
+                   params=(("bootstrap", 0), ("seed", 0), ("square", False)), runner="evaluate")
     command, _ = command_for(spec, tmp_path, ["iadtutor", "evaluate"])
     assert command[-4:] == ["--bootstrap", "0", "--seed", "0"]

@@ -42,12 +42,13 @@ def embedded():
     return synthetic_category()
 
 
-def direct_metrics(embedded, scorer):
-    """What a scorer gives, computed without iadtutor.pipeline or iadtutor.pipeline."""
+def direct_metrics(embedded, scorer, image_score="max"):
+    """What a scorer gives, computed without iadtutor.pipeline."""
     patch_scores = scorer.fit(embedded.train).score(embedded.test)
     maps = knn.anomaly_maps(patch_scores, tuple(embedded.category.test.masks.shape[-2:]), sigma=4)
     test = embedded.category.test
-    return metrics.evaluate_maps(test.labels.numpy(), knn.image_scores(patch_scores).numpy(), test.masks.numpy(), maps)
+    scores = knn.image_scores(patch_scores, image_score).numpy()
+    return metrics.evaluate_maps(test.labels.numpy(), scores, test.masks.numpy(), maps)
 
 
 def assert_row(row, expected):
@@ -83,7 +84,7 @@ def test_search_time_is_the_fastest_run_per_image():
 
 
 def test_compare_methods_table_and_results(embedded):
-    methods = {"fixed": ("spade", {}), "window 3": ("lwinnn", {"window": 3}), "global": ("patchcore", {"coreset": 0.5})}
+    methods = {"fixed": ("spade", {}), "window 3": ("lwinnn", {"window": 3}), "global": ("global", {"coreset": 0.5})}
     table, results = sweeps.compare_methods(embedded, methods)
     assert list(table.index) == ["fixed", "window 3", "global"] and set(results) == set(methods)
     assert_row(table.loc["fixed"], direct_metrics(embedded, knn.FixedPositionNN()))
@@ -98,9 +99,9 @@ def test_k_alpha_sweep_equals_knn_and_ldknn_scorers(embedded):
     assert list(table["k"]) == [1, 3, 1, 1, 3, 3] and math.isnan(table["alpha"].iloc[0])
     for _, row in table.iterrows():
         if row["method"] == "KNN":
-            expected = direct_metrics(embedded, knn.GlobalNN(coreset=1.0, k=int(row["k"])))
+            expected = direct_metrics(embedded, knn.GlobalNN(coreset=1.0, k=int(row["k"])), "blocks")
         else:
-            expected = direct_metrics(embedded, knn.LDKNN(k=int(row["k"]), alpha=row["alpha"]))
+            expected = direct_metrics(embedded, knn.LDKNN(k=int(row["k"]), alpha=row["alpha"]), "blocks")
         assert_row(row, expected)
 
 
@@ -126,12 +127,12 @@ def test_k_alpha_sweep_reuses_a_search(embedded):
 def test_standard_methods_labels_follow_parameters():
     methods = sweeps.standard_methods(window=5, coreset=0.1)
     assert methods == {"SPADE (fixed position)": ("spade", {}), "LWinNN (δ = 5)": ("lwinnn", {"window": 5}),
-                       "PatchCore (global, 10% coreset)": ("patchcore", {"coreset": 0.1})}
+                       "global search (10% coreset)": ("global", {"coreset": 0.1})}
 
 
 def test_squared_distances_follow_reb_code(embedded):
     table = sweeps.k_alpha_sweep(embedded, ks=[2], alphas=[1.0], squared=True)
-    assert_row(table.iloc[1], direct_metrics(embedded, knn.LDKNN(k=2, alpha=1.0, squared=True)))
+    assert_row(table.iloc[1], direct_metrics(embedded, knn.LDKNN(k=2, alpha=1.0, squared=True), "blocks"))
 
 
 def test_window_vs_global_on_a_shifted_copy():
@@ -170,7 +171,7 @@ def test_translation_study_writes_its_own_folders_and_scores_them(tmp_path, smal
     default = tmp_path / "toy"
     (default / "bracket").mkdir(parents=True)
     (default / "bracket" / "keep.txt").write_text("the default toy set")
-    methods = {"fixed": ("spade", {}), "global": ("patchcore", {"coreset": 0.1})}
+    methods = {"fixed": ("spade", {}), "global": ("global", {"coreset": 0.1})}
     options = dict(image_size=64, n_train=3, n_test_good=2, n_test_per_defect=1)
     table, coverage = study.translation_study(default, [0.0, 0.2], small_embedder, methods, coverage_windows=[1, 3],
                                                coverage_images=2, **options)
@@ -210,3 +211,14 @@ def test_translated_toy_is_reused_or_rewritten(tmp_path):
     assert image.stat().st_mtime_ns == stamp  # same settings: nothing written
     study.make_translated_toy(tmp_path / "toy", 0.1, **dict(options, n_train=3))
     assert (root / "bracket" / "train" / "good" / "002.png").is_file()  # other settings: written again
+
+
+def test_a_method_with_its_own_embedding_refuses_another(embedded):
+    lwinnn_made = EmbeddedCategory(embedded.category, embedded.train, embedded.test, config=EmbeddingConfig())
+    with pytest.raises(ValueError, match=r"method 'patchcore' scores aggregation='neighbourhood' embeddings .*"
+                                         r"method_config\('patchcore'\) \(or score them with method global\)"):
+        sweeps.score_category(lwinnn_made, "patchcore")
+    sweeps.score_category(lwinnn_made, "global")  # the search alone, on any embedding
+    config = sweeps.method_config("ldknn", image_size=64)
+    assert (config.layers, config.aggregation, config.dimension) == ((1, 2), "neighbourhood", sweeps.REB_DIMENSION)
+    assert sweeps.method_config("lwinnn") == EmbeddingConfig()

@@ -84,14 +84,15 @@ def linear_backbone():
     return FeatureExtractor("linear", nn.Identity(), convs, (2, 2, 2)).eval()
 
 
-@pytest.mark.parametrize("tap, pooled, cell, box", [
-    (0, False, (10, 12), (11 - 0.5, 13 + 0.5, 9 - 0.5, 11 + 0.5)),        # 3×3 around pixel (10, 12)
-    (0, True, (10, 12), (10 - 0.5, 14 + 0.5, 8 - 0.5, 12 + 0.5)),         # + 3×3 pooling: 5×5
-    (1, False, (5, 6), (10 - 0.5, 14 + 0.5, 8 - 0.5, 12 + 0.5)),          # stride 2: centre pixel (10, 12), 5×5
-    (2, False, (5, 6), (8 - 0.5, 16 + 0.5, 6 - 0.5, 14 + 0.5)),           # 9×9
+@pytest.mark.parametrize("tap, pooled, cell, box, padded", [
+    (0, False, (10, 12), (11 - 0.5, 13 + 0.5, 9 - 0.5, 11 + 0.5), True),        # 3×3 around pixel (10, 12)
+    (0, True, (10, 12), (10 - 0.5, 14 + 0.5, 8 - 0.5, 12 + 0.5), True),         # + 3×3 pooling: 5×5
+    (0, True, (10, 12), (11 - 0.5, 15 + 0.5, 9 - 0.5, 13 + 0.5), False),        # unpadded: cell i pools i..i+2
+    (1, False, (5, 6), (10 - 0.5, 14 + 0.5, 8 - 0.5, 12 + 0.5), True),          # stride 2: centre (10, 12), 5×5
+    (2, False, (5, 6), (8 - 0.5, 16 + 0.5, 6 - 0.5, 14 + 0.5), True),           # 9×9
 ])
-def test_receptive_field_of_a_known_network(tap, pooled, cell, box):
-    embedder = PatchEmbedder(linear_backbone(), EmbeddingConfig(image_size=32))
+def test_receptive_field_of_a_known_network(tap, pooled, cell, box, padded):
+    embedder = PatchEmbedder(linear_backbone(), EmbeddingConfig(image_size=32, pool_padding=padded))
     gradient = patches.receptive_field(embedder, torch.rand(3, 24, 24), tap, *cell, pooled=pooled)
     assert gradient.shape == (24, 24)
     assert patches.support_box(gradient) == box

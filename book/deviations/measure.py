@@ -22,30 +22,38 @@ import torch
 
 from iadtutor import pipeline, ulsad
 from iadtutor.backbones import load_backbone
-from iadtutor.embed import EmbeddingConfig, PatchEmbedder
+from iadtutor.embed import PatchEmbedder
 from iadtutor.files import write_text_atomic
 from iadtutor.tools.toy import prepare_data_root
 
 HERE = Path(__file__).resolve().parent
 SIZE = 128
-# choice -> (method, params, EmbeddingConfig changes) for our default and for the other reading
+# choice -> ((method, params, EmbeddingConfig changes) of our default, the same of the other reading)
+DEFAULT = {"patchcore": ("patchcore", {}, {}), "ldknn": ("ldknn", {}, {})}
 KNN_CHOICES = {
-    "LWinNN pooling": ("lwinnn", {}, {"pool_padding": True}, {"pool_padding": False}),
-    "LDKNN distance": ("ldknn", {"squared": False}, {}, {}),
-    "LDKNN taps": ("ldknn", {}, {"layers": (1, 2)}, {"layers": (0, 1, 2)}),
+    "LWinNN pooling": (("lwinnn", {}, {}), ("lwinnn", {}, {"pool_padding": True})),
+    "PatchCore embedding": (DEFAULT["patchcore"], ("global", {}, {})),
+    "PatchCore image score": (DEFAULT["patchcore"], ("patchcore", {"image_score": "reweighted"}, {})),
+    "REB neck": (DEFAULT["ldknn"], ("ldknn", {}, {"aggregation": "average"})),
+    "REB neck length": (DEFAULT["ldknn"], ("ldknn", {}, {"dimension": 512})),
+    "REB image score": (DEFAULT["ldknn"], ("ldknn", {"image_score": "max"}, {})),
+    "LDKNN distance": (DEFAULT["ldknn"], ("ldknn", {"squared": True}, {})),
+    "LDKNN taps": (DEFAULT["ldknn"], ("ldknn", {}, {"layers": (0, 1, 2)})),
 }
-OTHER_PARAMS = {"LDKNN distance": {"squared": True}}
 
 
 def knn_rows(data_root: Path, backbone) -> list[dict]:
     rows = []
     for category in ("weave", "bracket", "pills", "box"):
         loaded = pipeline.load_category(data_root, category, image_size=SIZE, progress=False)
-        for choice, (method, params, ours, other) in KNN_CHOICES.items():
-            for setting, changes, extra in (("ours", ours, params), ("other", other, OTHER_PARAMS.get(choice, params))):
-                config = EmbeddingConfig(image_size=SIZE, **{"layers": pipeline.METHODS[method].layers, **changes})
-                embedded = pipeline.embed_category(loaded, PatchEmbedder(backbone, config), progress=False)
-                result = pipeline.score_category(embedded, method, **extra)
+        embedded = {}  # one embedding per config
+        for choice, settings in KNN_CHOICES.items():
+            for setting, (method, params, changes) in zip(("ours", "other"), settings):
+                embedding_method = "lwinnn" if method == "global" else method
+                config = pipeline.method_config(embedding_method, image_size=SIZE, **changes)
+                if config not in embedded:
+                    embedded[config] = pipeline.embed_category(loaded, PatchEmbedder(backbone, config), progress=False)
+                result = pipeline.score_category(embedded[config], method, **params)
                 rows.append({"choice": choice, "setting": setting, "category": category,
                              **{m: result.metrics[m] for m in ("image_auroc", "aupro")}})
     return rows

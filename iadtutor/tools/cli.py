@@ -48,16 +48,23 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> list[argparse.Act
     add("--alpha", type=float, default=None, help="LDKNN local-density coefficient α (default 1)")
     add("--squared", action="store_true", default=None, help="knn/LDKNN with squared L2 (REB's code)")
     add("--coreset", type=float, default=None,
-        help="coreset fraction (default: 0.01 for patchcore, 1.0 = full bank for knn and ldknn)")
+        help="coreset fraction (default: 0.01 for patchcore and global, 1.0 = full bank for knn and ldknn)")
+    add("--image-score", default=None, choices=("max", "blocks", "reweighted"),
+        help="image score: max patch score; blocks: max of 3x3 block means (REB's code, knn/ldknn default); "
+             "reweighted: PatchCore's eq. 7")
     add("--layers", default="auto",
-        help="backbone taps to embed, e.g. 0,1,2 (auto: 1,2 for ldknn and knn as in REB, else 0,1,2)")
+        help="backbone taps to embed, e.g. 0,1,2 (auto: the method's, 1,2 for patchcore, knn and ldknn)")
+    add("--dimension", type=int, default=None,
+        help="patchcore/knn/ldknn: neighbourhood features averaged to this length (default 1024 / 152)")
     add("--image-size", type=int, default=256)
-    add("--keep-aspect", action="store_true", help="resize the shortest side, keep aspect ratio")
+    add("--square", action="store_true", help="resize to a square (default: shorter side, aspect kept)")
     add("--no-normalize", action="store_true", help="skip ImageNet normalisation (ablation)")
     add("--no-pool", action="store_true", help="skip 3x3 average pooling (ablation)")
-    add("--unpadded-pool", action="store_true", help="AvgPool2d(3, 1) without padding, like the reference code")
+    add("--padded-pool", action="store_true",
+        help="3x3 pooling padded to keep the map size (default: unpadded, like LWinNN's code)")
     add("--interpolation", default="bilinear", choices=("bilinear", "nearest"))
-    add("--max-train", type=int, default=MAX_TRAIN, help="use at most this many train images")
+    add("--max-train", type=int, default=None,
+        help=f"use at most this many train images (default: {MAX_TRAIN} for lwinnn as its code, else all)")
     add("--batch-size", type=int, default=16)
     add("--epochs", type=int, default=None, help="ULSAD training epochs")
     add("--ulsad-preset", default="paper", choices=("paper", "small"),
@@ -114,12 +121,21 @@ def embedding_config(args: argparse.Namespace):
     """The :class:`iadtutor.embed.EmbeddingConfig` of the ``evaluate`` options, with the method's taps from
     :data:`METHODS` for ``--layers auto``: the one place options become a config (``iadtutor evaluate``
     and the in-process runs of notebook 07)."""
-    from iadtutor.embed import EmbeddingConfig
+    from iadtutor.pipeline import method_config
 
-    return EmbeddingConfig(image_size=args.image_size, keep_aspect=args.keep_aspect,
-                           normalize=not args.no_normalize, pool=not args.no_pool,
-                           pool_padding=not args.unpadded_pool, interpolation=args.interpolation,
-                           layers=parse_layers(args.layers, args.method))
+    changes = dict(keep_aspect=not args.square, normalize=not args.no_normalize, pool=not args.no_pool,
+                   pool_padding=args.padded_pool, interpolation=args.interpolation,
+                   layers=parse_layers(args.layers, args.method))
+    if args.dimension is not None:
+        changes["dimension"] = args.dimension
+    return method_config(args.method if args.method in METHODS else "lwinnn", args.image_size, **changes)
+
+
+def max_train(args: argparse.Namespace) -> int | None:
+    """``--max-train``, else the method's cap (:data:`METHODS`: 750 for LWinNN, as its code)."""
+    if args.max_train is not None:
+        return args.max_train
+    return METHODS[args.method].max_train if args.method in METHODS else None
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
@@ -135,7 +151,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     progress = not args.quiet
     params, config = method_arguments(args), embedding_config(args)
     category = pipeline.load_category(args.data_root, args.category, image_size=args.image_size,
-                                      keep_aspect=args.keep_aspect, layout=args.layout, max_train=args.max_train,
+                                      keep_aspect=not args.square, layout=args.layout, max_train=max_train(args),
                                       with_validation=args.method == "ulsad", progress=progress)
     backbone = load_backbone(args.backbone, device=device, weights_path=args.weights, verbose=True)
     if args.method == "ulsad":

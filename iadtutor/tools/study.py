@@ -26,7 +26,8 @@ from iadtutor.metrics import METRICS
 from iadtutor.tools import cli, runs
 
 STUDY_METHODS = tuple(pipeline.METHODS)  # what run_in_process can run: the kNN methods, fixed -> local -> global
-LABELS = {"spade": "SPADE (fixed)", "patchcore": "PatchCore (global)", "knn": "KNN (global)", "ldknn": "LDKNN (global)"}
+LABELS = {"spade": "SPADE (fixed)", "global": "global search", "patchcore": "PatchCore (own embedding)", "knn": "KNN (global)",
+          "ldknn": "LDKNN (global)"}
 
 
 # ------------------------------------------------------------------------------------------ the variants
@@ -123,7 +124,7 @@ def study_variants(translations: Sequence[float], rotations: Sequence[float]) ->
 
 
 def study_grid(variant_roots: dict[tuple[float, float], Path], category: str = "bracket",
-               methods: Sequence[str] = ("spade", "lwinnn", "patchcore"), windows: Sequence[int] = (1, 3, 7),
+               methods: Sequence[str] = ("spade", "lwinnn", "global"), windows: Sequence[int] = (1, 3, 7),
                backbone: str = "auto", image_size: int = 128, seed: int = 0, coreset: float | None = None) -> dict:
     """Notebook 07's grid for :mod:`iadtutor.tools.runs`: a dataset ``toy_NAME`` per variant, the methods and the
     ``iadtutor evaluate`` parameters (``window`` reaches only lwinnn; no bootstrap: the study compares curves)."""
@@ -178,7 +179,7 @@ def execute_in_process(todo: Sequence[runs.RunSpec], out_dir: Path, report, devi
             finish(spec, 0.0, error=f"ValueError: {error}")
             continue
         key = (str(Path(args.data_root).resolve()), args.category, args.layout, args.backbone, args.weights,
-               args.max_train, args.batch_size, args.device, cli.embedding_config(args))
+               cli.max_train(args), args.batch_size, args.device, cli.embedding_config(args))
         groups.setdefault(key, []).append((spec, args))
     for group in groups.values():
         start, first = time.perf_counter(), group[0][1]
@@ -187,8 +188,8 @@ def execute_in_process(todo: Sequence[runs.RunSpec], out_dir: Path, report, devi
                 backbones[backbone_key] = load_backbone(first.backbone, device=first.device, weights_path=first.weights,
                                                         verbose=False)
             category = pipeline.load_category(first.data_root, first.category, image_size=first.image_size,
-                                              keep_aspect=first.keep_aspect, layout=first.layout,
-                                              max_train=first.max_train, progress=False)
+                                              keep_aspect=not first.square, layout=first.layout,
+                                              max_train=cli.max_train(first), progress=False)
             embedder = PatchEmbedder(backbones[backbone_key], cli.embedding_config(first))
             methods = [(args.method, {"device": args.device, "seed": args.seed, "bootstrap": args.bootstrap,
                                       **cli.method_arguments(args)}) for _, args in group]
@@ -214,7 +215,7 @@ class Study:
 
 
 def method_label(method: str, window=None) -> str:
-    """``SPADE (fixed)``, ``LWinNN δ=3``, ``PatchCore (global)``: a run's name in notebook 07's tables and figures."""
+    """``SPADE (fixed)``, ``LWinNN δ=3``, ``global search``: a run's name in notebook 07's tables and figures."""
     return f"LWinNN δ={int(window)}" if method == "lwinnn" else LABELS.get(method, method)
 
 
@@ -236,7 +237,7 @@ def tidy_table(results: pd.DataFrame, variants: dict[str, tuple[float, float]]) 
 
 
 def run_study(study_root, translations: Sequence[float] = (0, 0.05, 0.1, 0.2), rotations: Sequence[float] = (0, 15, 45),
-              methods: Sequence[str] = ("spade", "lwinnn", "patchcore"), windows: Sequence[int] = (1, 3, 7),
+              methods: Sequence[str] = ("spade", "lwinnn", "global"), windows: Sequence[int] = (1, 3, 7),
               category: str = "bracket", backbone: str = "auto", image_size: int = 128, n_train: int = 16,
               n_test_good: int = 8, n_test_per_defect: int = 4, seed: int = 0, coreset: float | None = None,
               device: str | None = None, jobs: int = 1, in_process: bool = True, threads: int | None = 1,

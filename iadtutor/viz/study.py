@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from iadtutor.metrics import METRIC_TITLES
 
 KNOBS = {"translation": "translation jitter (fraction of the image side)", "rotation": "rotation jitter (degrees)"}
-_COLOURS = {"spade": "#d62728", "patchcore": "#1f77b4", "ldknn": "#9467bd"}
+_COLOURS = {"spade": "#d62728", "global": "#1f77b4", "patchcore": "#17becf", "ldknn": "#9467bd"}
 _WINDOW_GREENS = ("#98df8a", "#2ca02c", "#17622a", "#0b3d17")
 
 
