@@ -204,13 +204,14 @@ def _efficientnet_lite0_extractor(state_dict: dict) -> FeatureExtractor:
     return FeatureExtractor("efficientnet_lite0", stem, stages, channels)
 
 
-def resnet18_available() -> bool:
-    """True when verified ResNet18 ImageNet weights are in the torch hub cache (notebook 01)."""
-    path = hub_checkpoint_dir() / TORCHVISION_WEIGHTS["resnet18"].filename
+def weights_cached(name: str = "resnet18") -> bool:
+    """True when verified ImageNet weights of torchvision backbone ``name`` are in the torch hub cache
+    (notebook 01; ``iadtutor reproduce`` presets)."""
+    path = hub_checkpoint_dir() / TORCHVISION_WEIGHTS[name].filename
     if not path.exists():
         return False
     try:
-        verify_weights_file(path, TORCHVISION_WEIGHTS["resnet18"])
+        verify_weights_file(path, TORCHVISION_WEIGHTS[name])
     except ValueError:
         return False
     return True
@@ -226,7 +227,7 @@ def resolve_backbone_name(name: str = "auto", download: bool = True, verbose: bo
         if name not in BACKBONES:
             raise ValueError(f"backbone must be 'auto' or one of {', '.join(BACKBONES)}; got {name!r}.")
         return name, "requested explicitly"
-    if resnet18_available():
+    if weights_cached("resnet18"):
         choice, reason = "resnet18", "ResNet18 ImageNet weights found in the torch hub cache (the papers' choice)"
     else:
         try:

@@ -482,3 +482,14 @@ def test_zero_valued_parameters_reach_the_command(tmp_path):
                    params=(("bootstrap", 0), ("seed", 0), ("square", False)), runner="evaluate")
     command, _ = command_for(spec, tmp_path, ["iadtutor", "evaluate"])
     assert command[-4:] == ["--bootstrap", "0", "--seed", "0"]
+
+
+def test_presets_fall_back_to_efficientnet_lite0_and_say_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache: no ResNet18 / WRN50 weights
+    said = []
+    grid = runs.with_available_backbone(json.loads(json.dumps(runs.PRESETS["reb-table2"])), echo=said.append)
+    assert grid["params"]["backbone"] == "efficientnet_lite0" and "dimension" not in grid["params"]
+    assert runs.PRESETS["reb-table2"]["params"] == {"backbone": "resnet18", "alpha": 1.0, "k": 5, "dimension": 512}
+    assert len(said) == 1 and "not the paper's backbone's" in said[0] and str(tmp_path) in said[0]
+    toy = runs.PRESETS["toy"]
+    assert runs.with_available_backbone(toy, echo=said.append) is toy and len(said) == 1  # nothing to say

@@ -53,7 +53,8 @@ def knn_rows(data_root: Path, backbone) -> list[dict]:
                 config = pipeline.method_config(embedding_method, image_size=SIZE, **changes)
                 if config not in embedded:
                     embedded[config] = pipeline.embed_category(loaded, PatchEmbedder(backbone, config), progress=False)
-                result = pipeline.score_category(embedded[config], method, **params)
+                # a scorer object, not the method's name: "REB neck" scores embeddings the method would refuse
+                result = pipeline.score_category(embedded[config], pipeline.make_scorer(method, **params))
                 rows.append({"choice": choice, "setting": setting, "category": category,
                              **{m: result.metrics[m] for m in ("image_auroc", "aupro")}})
     return rows

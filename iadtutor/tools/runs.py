@@ -693,6 +693,26 @@ def grid_from_args(args: argparse.Namespace) -> dict:
     return grid
 
 
+def with_available_backbone(grid: dict, echo=print) -> dict:
+    """A preset's paper backbone (ResNet18, WRN50) when its verified ImageNet weights are in the torch hub
+    cache; otherwise EfficientNet-Lite0, said in one line, so that a preset neither fails every run nor
+    switches silently. A neck length a preset sets for the paper's backbone is dropped with it."""
+    from iadtutor.backbones import hub_checkpoint_dir, weights_cached
+
+    params = grid.get("params") or {}
+    wanted = params.get("backbone")
+    if wanted not in ("resnet18", "wide_resnet50_2"):
+        return grid
+    if weights_cached(wanted):
+        echo(f"backbone {wanted}: verified ImageNet weights found in {hub_checkpoint_dir()} (the paper's backbone).")
+        return grid
+    echo(f"backbone {wanted}: its ImageNet weights are not in {hub_checkpoint_dir()}; these runs use "
+         "efficientnet_lite0 instead, so their numbers are not the paper's backbone's (put the torchvision "
+         "checkpoint there to run the paper's).")
+    params = {name: value for name, value in params.items() if name != "dimension"}
+    return {**grid, "params": {**params, "backbone": "efficientnet_lite0"}}
+
+
 def reproduce_command(args: argparse.Namespace) -> int:
     """``iadtutor reproduce``: run the grid, then write results.csv and the summary. Exit 1 if a run failed."""
     out_dir = Path(args.out)
@@ -701,7 +721,8 @@ def reproduce_command(args: argparse.Namespace) -> int:
             sweep = read_json(out_dir / "sweep.json")
             run_ids = [run["run_id"] for run in sweep["runs"]] if sweep else None
         else:
-            specs = expand_grid(grid_from_args(args))
+            grid = grid_from_args(args)
+            specs = expand_grid(with_available_backbone(grid) if args.preset else grid)
             if args.dry_run:
                 print("\n".join([spec.run_id for spec in specs] + [f"{len(specs)} runs."]))
                 return 0
