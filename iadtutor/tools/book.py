@@ -92,7 +92,7 @@ def chapter_notebooks(root: Path = REPO_ROOT) -> list[Path]:
 
 def expected_pages(root: Path = REPO_ROOT) -> list[str]:
     """Every page the book must have, relative to the HTML folder (:func:`check`, the browser tests)."""
-    pages = [f"book/{name}.html" for name in ("intro", "papers", "datasets", "deviations", "results", "real_results")]
+    pages = [f"book/{name}.html" for name in ("intro", "notation", "papers", "datasets", "deviations", "results", "real_results")]
     return pages + [f"notebooks/{nb.stem}.html" for nb in chapter_notebooks(root)]
 
 
