@@ -28,6 +28,7 @@ The self-supervised task (section 3.1.2 and 4.2 of the paper, ``dm_com6`` in the
 7-class classification: class 0 = normal image, classes 1-6 = :data:`DEFECT_CLASSES`, the three Bézier
 shapes × the two fills. :func:`finetune_backbone` trains a backbone on it; the result is still a
 ``FeatureExtractor`` for ``iadtutor.embed.PatchEmbedder`` (REB = these weights + ``iadtutor.knn.LDKNN``).
+Where the fine-tuning differs from the authors' code: ``book/deviations.md``.
 """
 
 from __future__ import annotations

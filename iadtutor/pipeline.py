@@ -12,6 +12,9 @@ Every kNN number of the course goes through :func:`score_category` (notebooks 02
 backbone taps it embeds; the CLI, ``reproduce`` and the notebooks read it. :func:`evaluate` is the whole
 path from a loaded category to the JSON record ``iadtutor evaluate`` prints.
 
+Each method's defaults follow its paper's public code; every difference, with its measured effect, is listed
+in ``book/deviations.md``.
+
 The sweeps of the chapters are loops over that path: :func:`compare_methods` and :func:`window_sweep`
 (notebooks 02-03), :func:`window_vs_global` (03), :func:`k_alpha_sweep` (04), :func:`embedding_ablation`
 (01, LWinNN table 3).
