@@ -10,12 +10,12 @@ module                  idea                                                    
 ``backbones``           pretrained CNNs and their weights (ResNet18, EfficientNet-Lite0)     01
 ``embed``               image -> patch embedding (taps, 3×3 pooling, resize, concatenate)    01
 ``patches``             where a patch sits in the image: cells, windows, receptive fields    01-02
-``knn``                 kNN scorers: SPADE, LWinNN, PatchCore (+ coreset), KNN, LDKNN        02-04
-``density``             the memory bank's local densities and one search for every K         04
-``metrics``             image / pixel AUROC, AUPRO, sPRO, bootstrap intervals                01-07
-``pipeline``            the one evaluation path and the METHODS table; the chapters' sweeps  02-07
-``ulsad``               ULSAD: local reconstruction + global attention branch                05
+``knn``                 kNN scorers: SPADE, LWinNN, PatchCore (+ coreset), KNN, LDKNN        02-03, 05
+``metrics``             image / pixel AUROC, AUPRO, sPRO, F1, bootstrap intervals            04 (01-08)
+``density``             the memory bank's local densities and one search for every K         05
+``pipeline``            the one evaluation path and the METHODS table; the chapters' sweeps  02-08
 ``defectmaker``         DefectMaker synthetic defects, fine-tuning, REB's comparison         06
+``ulsad``               ULSAD: local reconstruction + global attention branch                07
 ======================  ===================================================================  ==========
 
 :mod:`iadtutor.viz` draws them (one module per chapter group, on one shared core); :mod:`iadtutor.tools` is

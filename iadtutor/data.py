@@ -37,7 +37,7 @@ has one (only MVTec LOCO does).
 
 MVTec LOCO's official metric, sPRO, scores every ground-truth *file* (a defect region) on its own, up to a
 saturation area read from the category's ``defects_config.json`` (:func:`read_defects_config`): for
-that layout :func:`load_split` also returns the split's :class:`Regions` (notebook 05).
+that layout :func:`load_split` also returns the split's :class:`Regions` (notebook 07).
 """
 
 from __future__ import annotations
@@ -481,7 +481,7 @@ class AnomalyDataset(torch.utils.data.Dataset):
 
 @dataclass(frozen=True)
 class DefectConfig:
-    """One defect of an MVTec LOCO ``defects_config.json`` (notebook 05): its ground-truth pixels hold
+    """One defect of an MVTec LOCO ``defects_config.json`` (notebook 07): its ground-truth pixels hold
     ``pixel_value``; a region of it is fully found once ``saturation_threshold`` of its pixels are called,
     a fraction of its area when ``relative_saturation``, else original-image pixels (capped at its area)."""
 
@@ -492,7 +492,7 @@ class DefectConfig:
 
 
 def read_defects_config(path: str | os.PathLike) -> dict[int, DefectConfig]:
-    """Read an MVTec LOCO ``defects_config.json`` into ``{pixel value: DefectConfig}`` (notebook 05);
+    """Read an MVTec LOCO ``defects_config.json`` into ``{pixel value: DefectConfig}`` (notebook 07);
     anything but the expected JSON raises :class:`DatasetError` naming the file."""
     path = Path(path)
     keys = ("defect_name", "pixel_value", "saturation_threshold", "relative_saturation")
@@ -524,7 +524,7 @@ def read_defects_config(path: str | os.PathLike) -> dict[int, DefectConfig]:
 
 @dataclass
 class Regions:
-    """MVTec LOCO's defect regions of a loaded split, one per ground-truth file, for sPRO (notebook 05).
+    """MVTec LOCO's defect regions of a loaded split, one per ground-truth file, for sPRO (notebook 07).
 
     ``masks (R, H, W)`` bool, resized like the split's masks; ``images (R,)`` long: each region's image
     index in the split; ``saturation (R,)`` float64: its :func:`iadtutor.metrics.saturation_area` in
@@ -661,7 +661,7 @@ def load_split(
 
 
 def anomaly_kind(defect_type: str) -> str:
-    """``"good"``, ``"logical"`` or ``"structural"`` (or ``"other"``) for a defect-type folder name (notebook 05).
+    """``"good"``, ``"logical"`` or ``"structural"`` (or ``"other"``) for a defect-type folder name (notebook 07).
 
     Works for MVTec LOCO (``logical_anomalies``, ``structural_anomalies``) and the toy ``box``
     (``logical_missing``, ``structural_scratch``, ...).

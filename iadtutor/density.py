@@ -35,7 +35,7 @@ from iadtutor.knn import CHUNK_BYTES, flatten_patches, knn_distances
 
 
 def patch_positions(shape: tuple[int, int, int]) -> pd.DataFrame:
-    """Where each flattened patch of ``shape (M, h, w)`` comes from: columns image, row, col (notebook 04)."""
+    """Where each flattened patch of ``shape (M, h, w)`` comes from: columns image, row, col (notebook 05)."""
     m, h, w = shape
     image, row, col = np.unravel_index(np.arange(m * h * w), (m, h, w))
     return pd.DataFrame({"image": image, "row": row, "col": col})
@@ -43,7 +43,7 @@ def patch_positions(shape: tuple[int, int, int]) -> pd.DataFrame:
 
 def density_table(densities: torch.Tensor, paths=None) -> pd.DataFrame:
     """One row per bank patch of ``densities (M, h, w)``: ``image``, ``row``, ``col``, ``density`` (and ``path``
-    if ``paths`` is given). Sort it to find the densest and sparsest patches and where they are (notebook 04)."""
+    if ``paths`` is given). Sort it to find the densest and sparsest patches and where they are (notebook 05)."""
     if densities.ndim != 3:
         raise ValueError(f"densities must have shape (M, h, w); got {tuple(densities.shape)}.")
     table = patch_positions(tuple(densities.shape))
@@ -56,7 +56,7 @@ def density_table(densities: torch.Tensor, paths=None) -> pd.DataFrame:
 
 
 def sample_patches(n_patches: int, n: int, seed: int = 0) -> np.ndarray:
-    """``min(n, n_patches)`` distinct patch indices, drawn with a seeded generator and sorted (notebook 04)."""
+    """``min(n, n_patches)`` distinct patch indices, drawn with a seeded generator and sorted (notebook 05)."""
     if n < 1:
         raise ValueError(f"n must be at least 1; got {n}.")
     if n >= n_patches:
@@ -65,7 +65,7 @@ def sample_patches(n_patches: int, n: int, seed: int = 0) -> np.ndarray:
 
 
 def project_patches(features, seed: int = 0) -> np.ndarray:
-    """Patch features ``(P, C)`` -> ``(P, 2)``: their first two principal components, for a scatter plot (notebook 04).
+    """Patch features ``(P, C)`` -> ``(P, 2)``: their first two principal components, for a scatter plot (notebook 05).
 
     scikit-learn ``PCA`` with an exact SVD, so the result is deterministic; each axis's sign is fixed so
     that its largest-magnitude loading is positive (the projection does not depend on the points' order).
@@ -84,7 +84,7 @@ def project_patches(features, seed: int = 0) -> np.ndarray:
 # ------------------------------------------------------------------------------------ one search, every K
 @dataclass
 class NeighbourSearch:
-    """The two nearest-neighbour searches behind KNN and LDKNN, done once for the largest K (notebook 04).
+    """The two nearest-neighbour searches behind KNN and LDKNN, done once for the largest K (notebook 05).
 
     ``bank_distances`` ``(B, k_max)``: each bank patch's distances to its nearest other bank patches;
     ``test_distances`` / ``test_index`` ``(P, k_max)``: each test patch's nearest bank patches. Bank and
@@ -137,7 +137,7 @@ class NeighbourSearch:
 def neighbour_search(train_embeddings: torch.Tensor, test_embeddings: torch.Tensor, k_max: int,
                      squared: bool = False, chunk_bytes: int = CHUNK_BYTES) -> NeighbourSearch:
     """Search once: the bank against itself (``k_max`` nearest others) and the test patches against the bank
-    (notebook 04)."""
+    (notebook 05)."""
     bank, test = flatten_patches(train_embeddings), flatten_patches(test_embeddings)
     if test_embeddings.shape[1:] != train_embeddings.shape[1:]:
         raise ValueError(f"test embeddings {tuple(test_embeddings.shape)} and train embeddings "
@@ -149,14 +149,14 @@ def neighbour_search(train_embeddings: torch.Tensor, test_embeddings: torch.Tens
 
 
 def patch_masks(masks: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
-    """``(N, H, W)`` pixel masks -> ``(N, h, w)`` bool: a patch is True when any of its pixels is (notebook 04)."""
+    """``(N, H, W)`` pixel masks -> ``(N, h, w)`` bool: a patch is True when any of its pixels is (notebook 05)."""
     return F.adaptive_max_pool2d(masks[:, None].float(), tuple(grid_hw))[:, 0] > 0
 
 
 def neighbour_density_summary(terms: dict[str, torch.Tensor], masks: torch.Tensor, labels: torch.Tensor
                               ) -> pd.DataFrame:
     """Who gets forgiven by LDKNN? Mean 1-NN distance and mean density of that neighbour, per kind of patch
-    (notebook 04).
+    (notebook 05).
 
     ``terms``: :meth:`NeighbourSearch.ldknn_terms` (or :meth:`iadtutor.knn.LDKNN.terms`) for all test images;
     ``masks`` ``(N, H, W)``, ``labels`` ``(N,)``. Rows: ``patches of normal images``, ``normal patches of

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 @contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
-    (Plumbing, no notebook: ULSAD and DefectMaker checkpoints of notebooks 05-06 are written with it.)
+    (Plumbing, no notebook: ULSAD and DefectMaker checkpoints of notebooks 06-07 are written with it.)
 
     >>> with atomic_path("result.json") as tmp:   # doctest: +SKIP
     ...     tmp.write_text("{}")
@@ -53,7 +53,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 def write_json_atomic(path: str | os.PathLike, obj, default=None) -> Path:
     """Write ``obj`` as indented JSON, atomically; ``default`` converts what json cannot (see json.dumps).
-    (Plumbing, no notebook: ulsad and defectmaker checkpoints of notebooks 05-06 are written with it.)"""
+    (Plumbing, no notebook: ulsad and defectmaker checkpoints of notebooks 06-07 are written with it.)"""
     return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=default) + "\n")
 
 

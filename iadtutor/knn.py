@@ -56,7 +56,7 @@ def check_embeddings(embeddings: torch.Tensor, name: str = "embeddings") -> None
 
 def flatten_patches(embeddings: torch.Tensor) -> torch.Tensor:
     """``(M, C, h, w)`` -> ``(M·h·w, C)`` float32: one row per patch, index ``image·h·w + row·w + col``
-    (notebook 04 lays bank values back on the images with this order)."""
+    (notebook 05 lays bank values back on the images with this order)."""
     check_embeddings(embeddings)
     return embeddings.permute(0, 2, 3, 1).reshape(-1, embeddings.shape[1]).float()
 
@@ -271,7 +271,7 @@ def knn_distances(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, squared
                   exclude_self: bool = False, chunk_bytes: int = CHUNK_BYTES, progress: bool = False,
                   description: str = "kNN") -> tuple[torch.Tensor, torch.Tensor]:
     """Distances and indices of the ``k`` nearest rows of ``bank`` ``(B, C)`` for each query ``(Q, C)``.
-    (Notebooks 03-04.)
+    (Notebooks 03 and 05.)
 
     Returns ``(Q, k)`` distances (L2, or squared L2 with ``squared=True``) sorted ascending, and indices.
     ``exclude_self=True`` (``queries`` *is* the bank) skips each point's own row.
@@ -408,7 +408,7 @@ class GlobalNN(PatchScorer):
 
 
 class LDKNN(GlobalNN):
-    """REB's local-density kNN (Algorithm 1) (notebook 04).
+    """REB's local-density kNN (Algorithm 1) (notebook 05).
 
     Fit: for each memory-bank patch ``m_i``, its local density ``d_i`` = mean distance to its ``k``
     nearest other bank patches (eq. 2; small ``d_i`` = dense region). Score: with ``m_j`` the nearest
@@ -430,7 +430,7 @@ class LDKNN(GlobalNN):
         return self
 
     def terms(self, test_embeddings: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The two terms of the score (eq. 3) for every test patch, as ``(N, h, w)`` maps (notebook 04).
+        """The two terms of the score (eq. 3) for every test patch, as ``(N, h, w)`` maps (notebook 05).
 
         ``distance``: ``|f - m_j|`` to the nearest bank patch (= KNN with K = 1); ``density``: ``d_j``,
         the local density of that neighbour; ``score``: ``distance - α·density``; ``neighbour``: ``j``.

@@ -235,7 +235,7 @@ def aupro(masks, maps, fpr_limit: float = 0.3, n_thresholds: int | None = None) 
 
 # ------------------------------------------------------------------------------- sPRO (MVTec LOCO AD)
 def saturation_area(region_area, saturation_threshold: float, relative_saturation: bool) -> np.ndarray:
-    """Pixels of a defect region that must be called for its overlap to saturate at 1 (MVTec LOCO, notebook 05).
+    """Pixels of a defect region that must be called for its overlap to saturate at 1 (MVTec LOCO, notebook 07).
 
     ``relative_saturation``: ``saturation_threshold`` is a fraction of the region's area; otherwise it is
     a number of pixels, capped at the region's area. Values come from the category's
@@ -249,7 +249,7 @@ def saturation_area(region_area, saturation_threshold: float, relative_saturatio
 
 def spro_curve(region_masks, region_images, saturation, maps, fpr_limit: float = 0.05,
                good_images_only: bool = False):
-    """Saturated per-region-overlap curve (MVTec LOCO AD's official metric) of ``maps (N, H, W)`` (notebook 05).
+    """Saturated per-region-overlap curve (MVTec LOCO AD's official metric) of ``maps (N, H, W)`` (notebook 07).
 
     ``region_masks (R, H, W)`` bool: one ground-truth *file* per defect (a LOCO region may consist of
     several blobs, and regions of one image may overlap); ``region_images (R,)``: the index into ``maps``
@@ -313,7 +313,7 @@ def spro_curve(region_masks, region_images, saturation, maps, fpr_limit: float =
 def spro(region_masks, region_images, saturation, maps, fpr_limit: float = 0.05,
          good_images_only: bool = False) -> float:
     """Area under the sPRO curve for FPR in [0, ``fpr_limit``], divided by ``fpr_limit`` (MVTec LOCO AD
-    reports 0.05; see :func:`spro_curve` for the arguments). 1 is perfect (MVTec LOCO, notebook 05)."""
+    reports 0.05; see :func:`spro_curve` for the arguments). 1 is perfect (MVTec LOCO, notebook 07)."""
     fpr, overlap = spro_curve(region_masks, region_images, saturation, maps, fpr_limit, good_images_only)
     return float(trapezoid(overlap, fpr) / fpr_limit)
 
@@ -440,7 +440,7 @@ def pixel_auroc_ci(masks, maps, n_boot: int = 1000, confidence: float = 0.95, se
 def auroc_by_kind(kinds, labels, scores) -> dict[str, float]:
     """``image_auroc_logical`` / ``image_auroc_structural``: the good images against only that kind of
     anomaly (``kinds (N,)`` from :func:`iadtutor.data.anomaly_kind`). Empty unless the test set has both
-    kinds (MVTec LOCO, the toy ``box``; notebook 05)."""
+    kinds (MVTec LOCO, the toy ``box``; notebook 07)."""
     kinds = np.asarray(kinds)
     labels, scores = _check_labels_scores(labels, scores)
     if not {"logical", "structural"} <= set(kinds):

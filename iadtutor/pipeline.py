@@ -1,6 +1,6 @@
 """One evaluation path: image -> patch embedding -> patch scores -> anomaly map -> metrics.
 
-Every kNN number of the course goes through :func:`score_category` (notebooks 02-07, ``iadtutor evaluate``,
+Every kNN number of the course goes through :func:`score_category` (notebooks 02-08, ``iadtutor evaluate``,
 ``iadtutor reproduce``, the translation study and REB's comparison)::
 
     category = load_category(data_root, "bracket", image_size=128)            # iadtutor.data
@@ -76,10 +76,10 @@ METHODS = {
                         {**NEIGHBOURHOOD, "dimension": PATCHCORE_DIMENSION}, chapter="03_local_vs_global"),
     "knn": Method("KNN (REB's vanilla kNN)", GlobalNN,
                   {"k": 5, "coreset": 1.0, "squared": False, "image_score": "blocks"},
-                  {**NEIGHBOURHOOD, "dimension": REB_DIMENSION}, chapter="04_ldknn_density"),
+                  {**NEIGHBOURHOOD, "dimension": REB_DIMENSION}, chapter="05_ldknn_density"),
     "ldknn": Method("LDKNN (REB)", LDKNN, {"k": 5, "alpha": 1.0, "coreset": 1.0, "squared": False,
                                           "image_score": "blocks"},
-                    {**NEIGHBOURHOOD, "dimension": REB_DIMENSION}, chapter="04_ldknn_density"),
+                    {**NEIGHBOURHOOD, "dimension": REB_DIMENSION}, chapter="05_ldknn_density"),
 }
 
 
@@ -197,7 +197,7 @@ def evaluate_scores(test: "data.LoadedSplit", scores: np.ndarray, maps: np.ndarr
 
     On MVTec LOCO data (``test.regions`` holds defect regions) also ``spro``: LOCO's official sPRO up to a
     false-positive rate of 0.05 (the one LOCO AD reports), the FPR over every defect-free pixel as the
-    official code counts it (:func:`iadtutor.metrics.spro`, notebook 05).
+    official code counts it (:func:`iadtutor.metrics.spro`, notebook 07).
     """
     labels, masks = test.labels.numpy(), test.masks.numpy()
     result = metrics.evaluate_maps(labels, scores, masks, maps)
@@ -252,7 +252,7 @@ def check_embedding(embedded: EmbeddedCategory, method: str) -> None:
 
 
 def record_header(category: Category, method: str, backbone, image_size: int, device, seed: int) -> dict:
-    """The first fields of every ``iadtutor evaluate`` record, kNN or ULSAD (DESIGN.md; notebook 07)."""
+    """The first fields of every ``iadtutor evaluate`` record, kNN or ULSAD (DESIGN.md; notebook 08)."""
     return {"method": method, "backbone": backbone.name, "category": category.name, "layout": category.layout,
             "n_train": len(category.train.labels), "n_test": len(category.test.labels), "image_size": image_size,
             "device": str(device), "seed": seed}
@@ -263,7 +263,7 @@ def evaluate(category: Category, method: str, backbone, config: EmbeddingConfig 
              bootstrap: int = 0, progress: bool = False, **params) -> dict:
     """The whole path for one kNN method on a loaded category, as the JSON record ``iadtutor evaluate``
     prints: embed (unless ``embedded`` is given, e.g. shared by several runs), fit, score, map, measure.
-    (Notebook 07, `iadtutor evaluate`.)
+    (Notebook 08, `iadtutor evaluate`.)
 
     ``config`` defaults to the method's embedding (:data:`METHODS`) at the category's image size.
     """
@@ -380,7 +380,7 @@ def k_alpha_sweep(embedded: EmbeddedCategory, ks: Sequence[int] = (1, 3, 5, 10),
                   search: NeighbourSearch | None = None,
                   image_score: str = METHODS["ldknn"].params["image_score"]) -> pd.DataFrame:
     """KNN and LDKNN on the whole memory bank for every ``K`` (and every ``α`` for LDKNN) (REB fig. 5;
-    notebook 04), from two neighbour searches done once for the largest K
+    notebook 05), from two neighbour searches done once for the largest K
     (:func:`iadtutor.density.neighbour_search`; pass ``search`` to reuse one).
 
     Returns rows ``method`` (``"KNN"`` / ``"LDKNN"``), ``k``, ``alpha`` (NaN for KNN) and the metrics, with

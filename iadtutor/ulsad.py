@@ -71,7 +71,7 @@ PAPER_TEXT = {
 # ----------------------------------------------------------------------------------------------------------
 @dataclass
 class ULSADConfig:
-    """Everything that defines a ULSAD model and its training (notebook 05). Defaults are the paper's (sec. 4.1,
+    """Everything that defines a ULSAD model and its training (notebook 07). Defaults are the paper's (sec. 4.1,
     app. A) where its text and the authors' code agree, else the code's (:data:`PAPER_TEXT` gives the text's).
 
     ``feature_channels`` is ``c*`` (None keeps all backbone channels); ``frn_*_channels`` / ``ae_*_channels``
@@ -137,7 +137,7 @@ class ULSADConfig:
 
     @classmethod
     def small(cls, **changes) -> "ULSADConfig":
-        """A CPU-sized variant for the toy factory (notebook 05's defaults): 128 px, all backbone channels
+        """A CPU-sized variant for the toy factory (notebook 07's defaults): 128 px, all backbone channels
         (no pooling), narrow networks, ``blur_sigma`` 2 px (the paper's 4 px at 256 px, scaled), and 100
         epochs in batches of 4 with learning rate 3e-3, since 40 training images give far fewer steps per
         epoch than the paper's few hundred. Everything else as in the authors' code."""
@@ -151,30 +151,30 @@ class ULSADConfig:
 # Distances, losses and attention (eqs. 1-8), on tensors shaped (N, C, h, w)
 # ----------------------------------------------------------------------------------------------------------
 def magnitude_distance(a: Tensor, b: Tensor, magnitude: str = "mean") -> Tensor:
-    """``l_v`` of eq. 2 at every location, ``(N, C, h, w)`` -> ``(N, h, w)`` (notebook 05): the mean of
+    """``l_v`` of eq. 2 at every location, ``(N, C, h, w)`` -> ``(N, h, w)`` (notebook 07): the mean of
     ``(a - b)^2`` over channels (the authors' code); ``magnitude="sum"``: eq. 2's ``||a - b||^2``."""
     squared = (a - b).pow(2)
     return squared.sum(dim=1) if magnitude == "sum" else squared.mean(dim=1)
 
 
 def direction_distance(a: Tensor, b: Tensor) -> Tensor:
-    """``l_d`` of eq. 2: ``1 - cos(a, b)`` over channels, ``(N, C, h, w)`` -> ``(N, h, w)`` (notebook 05)."""
+    """``l_d`` of eq. 2: ``1 - cos(a, b)`` over channels, ``(N, C, h, w)`` -> ``(N, h, w)`` (notebook 07)."""
     return 1.0 - F.cosine_similarity(a, b, dim=1, eps=1e-8)
 
 
 def distance_map(predicted: Tensor, target: Tensor, lam: float, magnitude: str = "mean") -> Tensor:
     """``l_v + lam * l_d``, ``(N, C, h, w)`` -> ``(N, h, w)``: the summand of eqs. 1, 5, 6, the maps of eqs. 7, 8
-    (notebook 05)."""
+    (notebook 07)."""
     return magnitude_distance(predicted, target, magnitude) + lam * direction_distance(predicted, target)
 
 
 def local_loss(reconstruction: Tensor, features: Tensor, lambda_local: float, magnitude: str = "mean") -> Tensor:
-    """``L_pl`` of eq. 1: mean of ``l_v + lambda_l l_d`` between ``U~'`` and ``U`` (notebook 05)."""
+    """``L_pl`` of eq. 1: mean of ``l_v + lambda_l l_d`` between ``U~'`` and ``U`` (notebook 07)."""
     return distance_map(reconstruction, features, lambda_local, magnitude).mean()
 
 
 def attention_weights(keys: Tensor, queries: Tensor) -> Tensor:
-    """Attention weights of eqs. 3-4: ``W[p, q] = softmax_p(k_p . q_q / sqrt(c))`` (notebook 05).
+    """Attention weights of eqs. 3-4: ``W[p, q] = softmax_p(k_p . q_q / sqrt(c))`` (notebook 07).
 
     ``keys``, ``queries`` ``(N, c, h, w)`` -> ``(N, k, k)``, ``k = h * w``, indexed ``[image, key p, query q]``;
     every column sums to 1 over the keys ``p``.
@@ -183,17 +183,17 @@ def attention_weights(keys: Tensor, queries: Tensor) -> Tensor:
 
 
 def self_attention_weights(features: Tensor) -> Tensor:
-    """``W`` of eq. 3: keys and queries are both the standardised features ``U``. ``(N, k, k)`` (notebook 05)."""
+    """``W`` of eq. 3: keys and queries are both the standardised features ``U``. ``(N, k, k)`` (notebook 07)."""
     return attention_weights(features, features)
 
 
 def cross_attention_weights(features: Tensor, global_output: Tensor) -> Tensor:
-    """``W^c`` of eq. 4: keys are ``U``, queries the global autoencoder's output ``U^``. ``(N, k, k)`` (notebook 05)."""
+    """``W^c`` of eq. 4: keys are ``U``, queries the global autoencoder's output ``U^``. ``(N, k, k)`` (notebook 07)."""
     return attention_weights(features, global_output)
 
 
 def attend(features: Tensor, weights: Tensor) -> Tensor:
-    """``A = Z W``: location ``q`` becomes the ``W[:, q]``-weighted mean of the features (notebook 05).
+    """``A = Z W``: location ``q`` becomes the ``W[:, q]``-weighted mean of the features (notebook 07).
     ``features (N, c, h, w)``, ``weights (N, k, k)`` -> ``(N, c, h, w)``."""
     n, c, h, w = features.shape
     return (features.flatten(2) @ weights).reshape(n, c, h, w)
@@ -201,7 +201,7 @@ def attend(features: Tensor, weights: Tensor) -> Tensor:
 
 def consistency_loss(features: Tensor, global_output: Tensor, lambda_global: float, magnitude: str = "mean") -> Tensor:
     """``L_pg`` of eq. 5 between the cross-attention map ``A^`` (eq. 4) and the self-attention map ``A`` (eq. 3)
-    (notebook 05). ``features`` = ``U`` (fixed target), ``global_output`` = ``U^``, both ``(N, c, h, w)``."""
+    (notebook 07). ``features`` = ``U`` (fixed target), ``global_output`` = ``U^``, both ``(N, c, h, w)``."""
     self_map = attend(features, self_attention_weights(features))
     cross_map = attend(features, cross_attention_weights(features, global_output))
     return distance_map(cross_map, self_map, lambda_global, magnitude).mean()
@@ -209,7 +209,7 @@ def consistency_loss(features: Tensor, global_output: Tensor, lambda_global: flo
 
 def local_global_loss(local_global: Tensor, global_output: Tensor, lambda_global: float,
                       magnitude: str = "mean") -> Tensor:
-    """``L_lg`` of eq. 6 between the FRN's second half ``U~''`` and the global output ``U^`` (notebook 05)."""
+    """``L_lg`` of eq. 6 between the FRN's second half ``U~''`` and the global output ``U^`` (notebook 07)."""
     return distance_map(local_global, global_output, lambda_global, magnitude).mean()
 
 
@@ -217,7 +217,7 @@ def local_global_loss(local_global: Tensor, global_output: Tensor, lambda_global
 # Quantile normalisation (sec. 3.5)
 # ----------------------------------------------------------------------------------------------------------
 def fit_quantiles(maps: Tensor | np.ndarray, alpha: float = 0.9, beta: float = 0.995) -> tuple[float, float]:
-    """Empirical ``alpha`` and ``beta`` quantiles of all pixel values of ``maps`` pooled together (notebook 05).
+    """Empirical ``alpha`` and ``beta`` quantiles of all pixel values of ``maps`` pooled together (notebook 07).
     numpy (linear interpolation), since ``torch.quantile`` refuses more than 2**24 values."""
     values = maps.detach().cpu().numpy() if isinstance(maps, Tensor) else np.asarray(maps)
     q_alpha, q_beta = np.quantile(values.astype(np.float64).ravel(), [alpha, beta])
@@ -225,7 +225,7 @@ def fit_quantiles(maps: Tensor | np.ndarray, alpha: float = 0.9, beta: float = 0
 
 
 def normalize_map(maps: Tensor, q_alpha: float, q_beta: float) -> Tensor:
-    """``t(M) = 0.1 (M - q_alpha) / (q_beta - q_alpha)``: ``q_alpha`` -> 0, ``q_beta`` -> 0.1 (notebook 05)."""
+    """``t(M) = 0.1 (M - q_alpha) / (q_beta - q_alpha)``: ``q_alpha`` -> 0, ``q_beta`` -> 0.1 (notebook 07)."""
     return 0.1 * (maps - q_alpha) / max(q_beta - q_alpha, 1e-12)
 
 
@@ -234,7 +234,7 @@ def normalize_map(maps: Tensor, q_alpha: float, q_beta: float) -> Tensor:
 # ----------------------------------------------------------------------------------------------------------
 def aggregate_features(taps: list[Tensor], feature_channels: int | None = None) -> Tensor:
     """The feature aggregator: taps ``TAPS``, the coarser bilinearly upsampled to the finer, concatenated ->
-    ``U (N, c*, h*, w*)`` (notebook 05). Neighbouring channels are averaged down to ``feature_channels`` when
+    ``U (N, c*, h*, w*)`` (notebook 07). Neighbouring channels are averaged down to ``feature_channels`` when
     there are more (the authors' code, to reach ``c* = 384``)."""
     fine, coarse = (taps[i] for i in TAPS)
     features = torch.cat([fine, F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)], 1)
@@ -246,7 +246,7 @@ def aggregate_features(taps: list[Tensor], feature_channels: int | None = None) 
 
 
 def feature_channels_for(backbone_channels: tuple[int, ...], feature_channels: int | None) -> int:
-    """``c*`` for a backbone: the concatenated tap channels, capped at ``feature_channels`` (notebook 05)."""
+    """``c*`` for a backbone: the concatenated tap channels, capped at ``feature_channels`` (notebook 07)."""
     total = sum(backbone_channels[i] for i in TAPS)
     return total if feature_channels is None else min(total, feature_channels)
 
@@ -258,7 +258,7 @@ def conv_block(conv: nn.Module, layer_order: str = "conv-bn-relu", relu: bool = 
                batchnorm: dict | None = None) -> nn.Sequential:
     """One convolution row of tables 5-6 with its BatchNorm row: ``conv -> BN -> ReLU`` (the authors' code)
     or ``conv -> ReLU -> BN`` (the tables' order). ``relu=False`` leaves the ReLU out; ``batchnorm``:
-    keyword arguments of :class:`torch.nn.BatchNorm2d` (notebook 05)."""
+    keyword arguments of :class:`torch.nn.BatchNorm2d` (notebook 07)."""
     norm = nn.BatchNorm2d(conv.out_channels, **(batchnorm or {}))
     if not relu:
         return nn.Sequential(conv, norm)
@@ -269,7 +269,7 @@ def conv_block(conv: nn.Module, layer_order: str = "conv-bn-relu", relu: bool = 
 
 class FeatureReconstructionNetwork(nn.Module):
     """FRN of the local branch (table 5): ``U (N, c*, h*, w*)`` -> ``(U~', U~'')``, each ``(N, c*, h*, w*)``
-    (notebook 05).
+    (notebook 07).
 
     Encoder: 3x3 convs, strides 2, 2, 1 (``h*`` divisible by 4). Decoder: 4x4 transposed convs with stride 2,
     then a 5x5 one with ``2 c*`` kernels and padding 2 (keeps the size); ``U~'`` is the first half of its
@@ -308,7 +308,7 @@ class FeatureReconstructionNetwork(nn.Module):
 
 def upsample_sizes(image_size: int, sizes: str = "code") -> tuple[int, ...]:
     """The five sizes the global decoder interpolates to before its 4x4 convs (padding 2: each adds a pixel)
-    (notebook 05). ``"code"``: ``S/64 - 1, S/32, S/16 - 1, S/8 - 1, S/4 - 1``; ``"table"`` (table 6):
+    (notebook 07). ``"code"``: ``S/64 - 1, S/32, S/16 - 1, S/8 - 1, S/4 - 1``; ``"table"`` (table 6):
     ``3, S/32, S/16, S/8, S/4``."""
     s = image_size
     if sizes == "code":
@@ -318,7 +318,7 @@ def upsample_sizes(image_size: int, sizes: str = "code") -> tuple[int, ...]:
 
 class GlobalAutoencoder(nn.Module):
     """The global branch's autoencoder-like network (table 6): image ``(N, 3, S, S)`` -> ``U^ (N, c*, h*, w*)``
-    (notebook 05).
+    (notebook 07).
 
     Encoder: five 4x4 convs with stride 2 (``S`` -> ``S/32``), then a bottleneck conv with an ``S/32`` kernel
     leaving a ``code_size x code_size`` code. Decoder: five times bilinear upsampling (:func:`upsample_sizes`)
@@ -365,7 +365,7 @@ class GlobalAutoencoder(nn.Module):
 
 
 class ULSADModel(nn.Module):
-    """The trainable part of ULSAD in pure torch: FRN + global autoencoder + statistics buffers (notebook 05).
+    """The trainable part of ULSAD in pure torch: FRN + global autoencoder + statistics buffers (notebook 07).
 
     Buffers: ``feature_mean`` / ``feature_std`` ``(1, c*, 1, 1)`` (channel statistics of the training
     features, Algorithm 1 line 4) and ``quantiles`` ``(4,)`` = ``(q_alpha_local, q_beta_local,
@@ -423,7 +423,7 @@ class ULSADModel(nn.Module):
 # Training / inference wrapper
 # ----------------------------------------------------------------------------------------------------------
 def check_images(images: Tensor, name: str = "images") -> Tensor:
-    """Raise ``ValueError`` unless ``images`` is a float tensor ``(N, 3, H, W)`` with values in [0, 1] (notebook 05)."""
+    """Raise ``ValueError`` unless ``images`` is a float tensor ``(N, 3, H, W)`` with values in [0, 1] (notebook 07)."""
     if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"{name} must be a tensor (N, 3, H, W); got {shape}.")
@@ -438,7 +438,7 @@ def check_images(images: Tensor, name: str = "images") -> Tensor:
 
 def training_batches(order: Tensor, batch_size: int) -> list[Tensor]:
     """``order`` cut into batches of ``batch_size``; a last batch of one image joins the one before it, since
-    BatchNorm cannot normalise the global autoencoder's 1 x 1 code over a single image (notebook 05)."""
+    BatchNorm cannot normalise the global autoencoder's 1 x 1 code over a single image (notebook 07)."""
     batches = list(order.split(batch_size))
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches[-2:] = [torch.cat(batches[-2:])]
@@ -446,7 +446,7 @@ def training_batches(order: Tensor, batch_size: int) -> list[Tensor]:
 
 
 class ULSAD:
-    """ULSAD with a frozen pretrained backbone: ``fit`` on normal images, then ``predict`` anomaly maps (notebook 05).
+    """ULSAD with a frozen pretrained backbone: ``fit`` on normal images, then ``predict`` anomaly maps (notebook 07).
 
     ``backbone`` is a name for :func:`iadtutor.backbones.load_backbone` (default ``config.backbone``) or an
     already loaded :class:`~iadtutor.backbones.FeatureExtractor`. ``device``: ``auto`` / ``cpu`` / ``cuda``.
@@ -731,7 +731,7 @@ def evaluate_ulsad(category, backbone: FeatureExtractor, epochs: int | None = No
                    device: str | torch.device = "auto", seed: int = 0, bootstrap: int = 0, progress: bool = True,
                    config: ULSADConfig | None = None) -> dict:
     """Train ULSAD on ``category.train`` (a :class:`iadtutor.pipeline.Category`) and measure it on ``.test``
-    (notebook 05). Quantiles are fitted on ``category.validation`` when there is one, else on a seeded 10 % of
+    (notebook 07). Quantiles are fitted on ``category.validation`` when there is one, else on a seeded 10 % of
     the training images; ``config`` defaults to the paper's at the images' size (a multiple of 32). Returns
     :func:`iadtutor.pipeline.evaluate_scores`'s metrics plus ``train_seconds``, ``test_seconds_per_image``
     (seconds), ``n_validation``, ``config`` and the final ``loss``.

@@ -14,7 +14,7 @@ A changed algorithm moves these numbers far more than a different CPU does (a mo
 learn scores ≈ 0.5), so the test still fails on a real change. After a deliberate change, re-execute
 the notebook (``make execute``) and refresh the references::
 
-    .venv/bin/python tests/test_notebook_results.py --update 05_ulsad 06_defectmaker_reb
+    .venv/bin/python tests/test_notebook_results.py --update 07_ulsad 06_defectmaker_reb
 """
 
 from __future__ import annotations

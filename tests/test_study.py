@@ -101,7 +101,7 @@ def test_a_run_equals_iadtutor_evaluate_called_here(studied, capsys):
 
 
 def test_both_studies_write_the_same_images(studied, tmp_path):
-    """Notebook 03's variant (beside a toy set) and notebook 07's (in the study folder) come from one writer:
+    """Notebook 03's variant (beside a toy set) and notebook 08's (in the study folder) come from one writer:
     with the same settings they hold the same files, byte for byte."""
     root, _, _ = studied
     options = {name: SETTINGS[name] for name in ("image_size", "n_train", "n_test_good", "n_test_per_defect", "seed")}

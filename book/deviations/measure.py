@@ -7,7 +7,7 @@ other reading (paper text or public code), everything else equal.
 Writes ``book/deviations/effects.csv`` (one row per (choice, setting, category)) and
 ``book/deviations/effects.md`` (the table the page includes), atomically. Seeded, one CPU thread, the
 kernels of the Makefile (run it through ``make deviations`` or with the same environment variables).
-kNN choices: EfficientNet-Lite0 at 128 px on all four toy categories; ULSAD choices: notebook 05's run
+kNN choices: EfficientNet-Lite0 at 128 px on all four toy categories; ULSAD choices: notebook 07's run
 (``box``, small preset, 100 epochs, 128 px), one training per setting.
 """
 

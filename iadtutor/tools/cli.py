@@ -79,7 +79,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> list[argparse.Act
 
 def evaluate_options(data_root, category: str, method: str, **options) -> argparse.Namespace:
     """The options ``iadtutor evaluate`` sees for ``--data-root DATA_ROOT --category ... --method ...``
-    plus ``--NAME VALUE`` per option, built without a command line (the in-process runs of notebook 07,
+    plus ``--NAME VALUE`` per option, built without a command line (the in-process runs of notebook 08,
     :func:`iadtutor.tools.study.run_in_process`). A value is taken as :func:`iadtutor.tools.runs.command_for`
     passes it: ``None`` / ``False`` leave the default, ``True`` sets a switch, any other value goes through
     the flag's type as its text."""
@@ -112,7 +112,7 @@ def method_arguments(args: argparse.Namespace) -> dict:
     """The kNN parameters given on the command line that ``args.method`` reads (:data:`METHODS`). Others
     are accepted and left out, as the DESIGN.md contract lets tools pass ``--window`` / ``--k`` to every
     method; the JSON record's ``params`` shows what was used. Used by ``iadtutor evaluate`` and the
-    in-process runs of notebook 07 (:mod:`iadtutor.tools.study`)."""
+    in-process runs of notebook 08 (:mod:`iadtutor.tools.study`)."""
     reads = METHODS[args.method].params if args.method in METHODS else {}
     return {name: getattr(args, name) for name in reads if getattr(args, name) is not None}
 
@@ -120,7 +120,7 @@ def method_arguments(args: argparse.Namespace) -> dict:
 def embedding_config(args: argparse.Namespace):
     """The :class:`iadtutor.embed.EmbeddingConfig` of the ``evaluate`` options, with the method's taps from
     :data:`METHODS` for ``--layers auto``: the one place options become a config (``iadtutor evaluate``
-    and the in-process runs of notebook 07)."""
+    and the in-process runs of notebook 08)."""
     from iadtutor.pipeline import method_config
 
     changes = dict(keep_aspect=not args.square, normalize=not args.no_normalize, pool=not args.no_pool,

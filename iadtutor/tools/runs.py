@@ -9,7 +9,7 @@ from a YAML/JSON file, a preset of :data:`PRESETS` and/or flags::
 
     iadtutor reproduce --dataset toy --data-root data/toy --categories weave,bracket \\
         --methods spade,lwinnn --param window=3,7 --param backbone=efficientnet_lite0 --out runs/toy --jobs 2
-    # grid.yaml (runner: notebook + notebook: notebooks/05_ulsad.ipynb would run a notebook)
+    # grid.yaml (runner: notebook + notebook: notebooks/07_ulsad.ipynb would run a notebook)
     datasets: {toy: {data_root: data/toy, categories: [weave, bracket]}, mvtec_ad: {categories: all}}
     methods: [spade, lwinnn]
     params: {window: [3, 7], backbone: resnet18}
@@ -82,7 +82,7 @@ def read_json(path: Path) -> dict | None:
 
 
 def record_result(metrics: dict, result_path: str | os.PathLike | None = None) -> Path | None:
-    """The last cell of notebooks 03-07: ``metrics`` as JSON in ``result_path`` or ``$IADTUTOR_RESULT_PATH`` for
+    """The last cell of notebooks 03-08: ``metrics`` as JSON in ``result_path`` or ``$IADTUTOR_RESULT_PATH`` for
     ``iadtutor reproduce``; None (nothing written) when neither is set."""
     if not isinstance(metrics, dict):
         raise TypeError(f"record_result expects a dict of metrics, got {type(metrics).__name__}.")
@@ -93,7 +93,7 @@ def record_result(metrics: dict, result_path: str | os.PathLike | None = None) -
 # ------------------------------------------------------------------------------------------- runs, grids
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """One point of a grid (``iadtutor reproduce``, notebook 07). ``params``: sorted (name, value) pairs."""
+    """One point of a grid (``iadtutor reproduce``, notebook 08). ``params``: sorted (name, value) pairs."""
 
     dataset: str
     category: str
@@ -147,7 +147,7 @@ def _datasets_of(grid: dict) -> dict:
 
 
 def load_grid(path: Path | str) -> dict:
-    """Read a grid file, YAML or JSON (``iadtutor reproduce --grid``; notebook 07's ``grid.json``)."""
+    """Read a grid file, YAML or JSON (``iadtutor reproduce --grid``; notebook 08's ``grid.json``)."""
     import yaml
 
     try:
@@ -160,7 +160,7 @@ def load_grid(path: Path | str) -> dict:
 
 
 def expand_grid(grid: dict) -> list[RunSpec]:
-    """All runs of a grid, in a stable order, without duplicates (``iadtutor reproduce``, notebook 07)."""
+    """All runs of a grid, in a stable order, without duplicates (``iadtutor reproduce``, notebook 08)."""
     notebook = str(grid.get("notebook") or "")
     runner = grid.get("runner", "notebook" if notebook else "evaluate")
     methods = [m for m in _as_list(grid.get("methods") or []) if m]
@@ -232,7 +232,7 @@ def command_for(spec: RunSpec, run_dir: Path, evaluate_command, base_dir: Path |
 
 
 def start_run(spec: RunSpec, out_dir: Path | str) -> Path:
-    """The run's folder, emptied of an old result or error, with its ``run.json`` (every runner, notebook 07's too)."""
+    """The run's folder, emptied of an old result or error, with its ``run.json`` (every runner, notebook 08's too)."""
     run_dir = Path(out_dir) / "runs" / spec.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("result.json", "error.json", "recorded.json"):
@@ -319,7 +319,7 @@ def run_sweep(specs: list[RunSpec], out_dir: Path | str, *, jobs: int = 1, evalu
               timeout: float | None = None, rerun: bool = False, echo=print, scheduler: str | None = None,
               execute=None) -> list[dict]:
     """Run every run without a ``result.json`` (all with ``rerun``): ``jobs`` subprocesses at a time, on the Dask
-    cluster ``scheduler`` or through ``execute(todo, out_dir, report)`` (notebook 07); one record per run, ``status``
+    cluster ``scheduler`` or through ``execute(todo, out_dir, report)`` (notebook 08); one record per run, ``status``
     ok / failed / skipped. Ctrl-C kills the running subprocesses; finished runs keep their results."""
     out_dir = Path(out_dir)
     write_json_atomic(out_dir / "sweep.json", {"runs": [spec.to_dict() for spec in specs]})
@@ -414,7 +414,7 @@ def execute_on_worker(spec: RunSpec, out_dir: str, evaluate_command, timeout, ba
 
 # -------------------------------------------------------------------------------- collecting, comparing
 def collect_results(out_dir: Path | str, run_ids: list[str] | None = None) -> pd.DataFrame:
-    """``results.csv`` (notebook 07 too): a row per run folder (of ``run_ids``): status ok / failed / not run,
+    """``results.csv`` (notebook 08 too): a row per run folder (of ``run_ids``): status ok / failed / not run,
     ``param_NAME``, metrics (``*_ci`` as ``_low``, ``_high``), error, ``config``: ``method (varying params)``."""
     runs_dir, rows = Path(out_dir) / "runs", []
     if run_ids is None:

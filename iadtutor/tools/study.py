@@ -1,8 +1,8 @@
-"""The translation stress study (notebooks 03, 07): how far may the part move or turn before each search breaks?
+"""The translation stress study (notebooks 03, 08): how far may the part move or turn before each search breaks?
 (The LWinNN paper, sec. 2 and 5, bets on *minor* translation invariance.) One variant writer (:func:`write_variant`)
 and one scoring loop (:func:`evaluate_methods`: embed once, :func:`iadtutor.pipeline.evaluate` per method, the
 numbers ``iadtutor evaluate`` prints) with two front-ends: :func:`translation_study` (notebook 03, one table) and
-:func:`run_study` (notebook 07: a grid of :mod:`iadtutor.tools.runs` in a study folder, run by
+:func:`run_study` (notebook 08: a grid of :mod:`iadtutor.tools.runs` in a study folder, run by
 :func:`run_in_process` or as the ``iadtutor evaluate`` subprocesses of ``study.command``).
 """
 
@@ -37,13 +37,13 @@ def translated_toy_root(data_root, translation: float) -> Path:
 
 
 def variant_root(study_root, translation: float, rotation: float) -> Path:
-    """``study_root/variants/rotation_R/toy_translation_T``: notebook 07's variant ``(T, R)``."""
+    """``study_root/variants/rotation_R/toy_translation_T``: notebook 08's variant ``(T, R)``."""
     return translated_toy_root(Path(study_root) / "variants" / f"rotation_{float(rotation):g}" / "toy", translation)
 
 
 def write_variant(root, translation: float, rotation: float | None = None, category: str = "bracket", seed: int = 0,
                   image_size: int = 128, n_train: int = 16, n_test_good: int = 8, n_test_per_defect: int = 4) -> Path:
-    """The variant writer of notebooks 03 and 07: toy ``category`` with pose jitter ``translation`` (fraction of the
+    """The variant writer of notebooks 03 and 08: toy ``category`` with pose jitter ``translation`` (fraction of the
     image side) and ``rotation`` (degrees) into ``root``, unless its ``toy_factory.json`` has these settings."""
     rotation = toy.DEFAULT_JITTER[category][1] if rotation is None else float(rotation)
     wanted = dict(seed=seed, image_size=image_size, translation=float(translation), rotation=rotation,
@@ -68,7 +68,7 @@ def make_translated_toy(data_root, translation: float, category: str = "bracket"
 # -------------------------------------------------------------------------------------- the scoring loop
 def evaluate_methods(category: pipeline.Category, embedder: PatchEmbedder, methods: Sequence[tuple[str, dict]],
                      batch_size: int = 16, **options) -> tuple[pipeline.EmbeddedCategory, list[dict]]:
-    """The scoring loop of notebooks 03 and 07: embed ``category`` once, then :func:`iadtutor.pipeline.evaluate`
+    """The scoring loop of notebooks 03 and 08: embed ``category`` once, then :func:`iadtutor.pipeline.evaluate`
     each ``(method, its options)`` of ``methods`` (plus ``options``) on it; the embeddings and evaluate records."""
     embedded = pipeline.embed_category(category, embedder, batch_size, progress=False)
     return embedded, [pipeline.evaluate(category, method, embedder.backbone, embedder.config, embedded=embedded,
@@ -106,14 +106,14 @@ def translation_study(data_root, translations: Sequence[float], embedder: PatchE
         columns=columns)
 
 
-# ------------------------------------------------------------------------------- notebook 07: the grid
+# ------------------------------------------------------------------------------- notebook 08: the grid
 def variant_name(translation: float, rotation: float) -> str:
-    """``t0.1_r0``: notebook 07's name of a knob setting (its dataset is ``toy_t0.1_r0``)."""
+    """``t0.1_r0``: notebook 08's name of a knob setting (its dataset is ``toy_t0.1_r0``)."""
     return f"t{float(translation):g}_r{float(rotation):g}"
 
 
 def study_variants(translations: Sequence[float], rotations: Sequence[float]) -> list[tuple[float, float]]:
-    """Notebook 07's knob settings: every translation at rotation 0, then every rotation at translation 0."""
+    """Notebook 08's knob settings: every translation at rotation 0, then every rotation at translation 0."""
     translations, rotations = [float(t) for t in translations], [float(r) for r in rotations]
     if not translations and not rotations:
         raise ValueError("translations and rotations are both empty; give at least one knob value.")
@@ -126,7 +126,7 @@ def study_variants(translations: Sequence[float], rotations: Sequence[float]) ->
 def study_grid(variant_roots: dict[tuple[float, float], Path], category: str = "bracket",
                methods: Sequence[str] = ("spade", "lwinnn", "global"), windows: Sequence[int] = (1, 3, 7),
                backbone: str = "auto", image_size: int = 128, seed: int = 0, coreset: float | None = None) -> dict:
-    """Notebook 07's grid for :mod:`iadtutor.tools.runs`: a dataset ``toy_NAME`` per variant, the methods and the
+    """Notebook 08's grid for :mod:`iadtutor.tools.runs`: a dataset ``toy_NAME`` per variant, the methods and the
     ``iadtutor evaluate`` parameters (``window`` reaches only lwinnn; no bootstrap: the study compares curves)."""
     methods, windows = list(methods), [int(w) for w in windows]
     if not methods or any(m not in STUDY_METHODS for m in methods):
@@ -145,7 +145,7 @@ def study_grid(variant_roots: dict[tuple[float, float], Path], category: str = "
 # ------------------------------------------------------------------------------------ running in-process
 def run_in_process(specs: Sequence[runs.RunSpec], out_dir, *, device: str | None = None, rerun: bool = False,
                    threads: int | None = 1, echo=print) -> list[dict]:
-    """:func:`iadtutor.tools.runs.run_sweep` in this interpreter via :func:`execute_in_process` (notebook 07; same
+    """:func:`iadtutor.tools.runs.run_sweep` in this interpreter via :func:`execute_in_process` (notebook 08; same
     folders, records, skipping); ``device`` overrides the runs'; ``threads``: torch threads meanwhile (None: as is)."""
     threads_before = torch.get_num_threads()
     if threads:
@@ -158,7 +158,7 @@ def run_in_process(specs: Sequence[runs.RunSpec], out_dir, *, device: str | None
 
 
 def execute_in_process(todo: Sequence[runs.RunSpec], out_dir: Path, report, device: str | None = None) -> None:
-    """Notebook 07's in-process runner (:func:`run_in_process`): runs that load and embed the same images share one
+    """Notebook 08's in-process runner (:func:`run_in_process`): runs that load and embed the same images share one
     embedding; each run's options (:func:`iadtutor.tools.cli.evaluate_options`) become one
     :func:`iadtutor.pipeline.evaluate` call; a failed group, or a run with a bad option, is recorded failed."""
     def finish(spec: runs.RunSpec, seconds: float, result: dict | None = None, error: str | None = None) -> None:
@@ -201,10 +201,10 @@ def execute_in_process(todo: Sequence[runs.RunSpec], out_dir: Path, report, devi
             finish(spec, seconds, result, error)
 
 
-# ------------------------------------------------------------------------------------- notebook 07: tables
+# ------------------------------------------------------------------------------------- notebook 08: tables
 @dataclass
 class Study:
-    """What :func:`run_study` made (notebook 07): the tidy ``table``, ``collect_results``, grid, folder, command."""
+    """What :func:`run_study` made (notebook 08): the tidy ``table``, ``collect_results``, grid, folder, command."""
 
     table: pd.DataFrame
     results: pd.DataFrame
@@ -215,12 +215,12 @@ class Study:
 
 
 def method_label(method: str, window=None) -> str:
-    """``SPADE (fixed)``, ``LWinNN δ=3``, ``global search``: a run's name in notebook 07's tables and figures."""
+    """``SPADE (fixed)``, ``LWinNN δ=3``, ``global search``: a run's name in notebook 08's tables and figures."""
     return f"LWinNN δ={int(window)}" if method == "lwinnn" else LABELS.get(method, method)
 
 
 def tidy_table(results: pd.DataFrame, variants: dict[str, tuple[float, float]]) -> pd.DataFrame:
-    """Notebook 07's table of :func:`iadtutor.tools.runs.collect_results`, sorted by knob, then fixed -> global."""
+    """Notebook 08's table of :func:`iadtutor.tools.runs.collect_results`, sorted by knob, then fixed -> global."""
     columns = ["translation", "rotation", "method", "window", "label", *METRICS, "status"]
     if results.empty:
         return pd.DataFrame(columns=columns)
@@ -242,7 +242,7 @@ def run_study(study_root, translations: Sequence[float] = (0, 0.05, 0.1, 0.2), r
               n_test_good: int = 8, n_test_per_defect: int = 4, seed: int = 0, coreset: float | None = None,
               device: str | None = None, jobs: int = 1, in_process: bool = True, threads: int | None = 1,
               echo=print) -> Study:
-    """Notebook 07: write the variants and the grid, run every (variant, method, δ) (:func:`run_in_process`, or
+    """Notebook 08: write the variants and the grid, run every (variant, method, δ) (:func:`run_in_process`, or
     ``jobs`` subprocesses with ``in_process=False``), write ``results.csv`` / ``summary.md``. Finished runs are
     skipped unless their images are newer (settings such as ``n_train`` are not part of a run's id)."""
     if category not in toy.TOY_CATEGORIES:
@@ -268,7 +268,7 @@ def run_study(study_root, translations: Sequence[float] = (0, 0.05, 0.1, 0.2), r
 
 
 def auroc_table(table: pd.DataFrame, metric: str = "image_auroc", digits: int = 3) -> pd.DataFrame:
-    """Notebook 07's summary: rows ``(translation, rotation)``, a column per method label, ``metric`` rounded."""
+    """Notebook 08's summary: rows ``(translation, rotation)``, a column per method label, ``metric`` rounded."""
     if metric not in table:
         raise ValueError(f"metric {metric!r} is not a column of the table; pick one of {', '.join(METRICS)}.")
     labels = list(dict.fromkeys(table["label"]))

@@ -51,7 +51,7 @@ class CourseRenderer(PlotlyRenderer):
 
 def setup_notebook(seed: int | None = 0, threads: int | None = None, template: str = TEMPLATE) -> int:
     """Every notebook's first call: the course renderer and ``template``, seeds for ``random``, ``numpy`` and ``torch``
-    (unless ``seed=None``) and torch's CPU ``threads`` (seeded training repeats only with fixed threads, notebook 05);
+    (unless ``seed=None``) and torch's CPU ``threads`` (seeded training repeats only with fixed threads, notebook 07);
     returns the threads in use."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive integer or None; got {threads!r}.")
@@ -68,13 +68,13 @@ def setup_notebook(seed: int | None = 0, threads: int | None = None, template: s
 
 
 def to_numpy(array) -> np.ndarray:
-    """A torch tensor or array-like as a numpy array on the CPU (notebooks 00-07)."""
+    """A torch tensor or array-like as a numpy array on the CPU (notebooks 00-08)."""
     return np.asarray(array.detach().cpu().numpy() if hasattr(array, "detach") else array)
 
 
 def to_rgb_uint8(image) -> np.ndarray:
     """An image as ``(H, W, 3)`` uint8 from ``(3, H, W)`` / ``(H, W, 3)`` floats in [0, 1] or uint8, or
-    ``(H, W)`` grey (image figures, notebooks 00-07)."""
+    ``(H, W)`` grey (image figures, notebooks 00-08)."""
     array = to_numpy(image)
     if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
         array = np.moveaxis(array, 0, -1)
@@ -115,14 +115,14 @@ def _as_map(array, name: str) -> np.ndarray:
 
 
 def require_columns(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
-    """Raise unless ``table`` has ``columns`` (the table figures of notebooks 03, 04, 06)."""
+    """Raise unless ``table`` has ``columns`` (the table figures of notebooks 03, 05, 06)."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise ValueError(f"{name} needs the columns {list(columns)}; missing {missing}.")
 
 
 def image_trace(image, name: str = "image", format: str = "jpeg", quality: int = 90) -> go.Image:
-    """An image as a ``go.Image`` holding a ``data:`` URI (notebooks 00-07): ``"png"`` keeps every pixel, ``"jpeg"``
+    """An image as a ``go.Image`` holding a ``data:`` URI (notebooks 00-08): ``"png"`` keeps every pixel, ``"jpeg"``
     (``quality`` 1-100) is about five times smaller."""
     if format not in ("png", "jpeg"):
         raise ValueError(f"format must be 'png' or 'jpeg'; got {format!r}.")
@@ -166,7 +166,7 @@ def finish_panels(fig: go.Figure, title: str | None = None, height: int | None =
                   top: tuple[int, int] = (50, 30), font_size: int | None = 11, showlegend: bool | None = False
                   ) -> go.Figure:
     """Pixel axes on every panel (y down, square pixels, no grid or ticks), ``font_size`` panel titles, tight margins;
-    ``top``: the top margin with and without a ``title`` (image figures, notebooks 00-07)."""
+    ``top``: the top margin with and without a ``title`` (image figures, notebooks 00-08)."""
     fig.update_xaxes(showgrid=False, zeroline=False, showticklabels=False)
     fig.update_yaxes(showgrid=False, zeroline=False, showticklabels=False, autorange="reversed", constrain="domain")
     fig.for_each_yaxis(lambda axis: axis.update(scaleanchor=axis.anchor or "x"))
@@ -180,7 +180,7 @@ def add_image(fig: go.Figure, image, overlay=None, mask=None, row: int | None = 
               overlay_name: str = "anomaly score", opacity: float = 0.5, colorscale: str = MAP_COLOURSCALE,
               zmin: float | None = None, zmax: float | None = None, showscale: bool = False,
               image_name: str = "image", max_overlay_side: int = 160, step: int = 1) -> go.Figure:
-    """Add an image, an optional overlay and a mask outline to subplot ``(row, col)`` (notebooks 00-07). ``overlay``: a
+    """Add an image, an optional overlay and a mask outline to subplot ``(row, col)`` (notebooks 00-08). ``overlay``: a
     ``go.Heatmap``, or a ``(h, w)`` map over the image (its size or a coarser grid dividing it) block-averaged to
     ``max_overlay_side`` cells a side. ``step > 1``: every ``step``-th pixel of image and mask, at their coordinates."""
     where = {} if row is None else dict(row=row, col=col)
@@ -266,7 +266,7 @@ def heatmap_grid(maps: Sequence, titles: Sequence[str] | None = None, cols: int 
 
 def strongest_channels(feature_map, k: int = 4) -> list[int]:
     """The ``k`` channels of a ``(C, h, w)`` map with the largest spatial standard deviation, largest first
-    (notebooks 01, 05)."""
+    (notebooks 01, 07)."""
     array = to_numpy(feature_map)
     if array.ndim != 3:
         raise ValueError(f"feature_map must have shape (C, h, w); got {array.shape}.")
@@ -289,7 +289,7 @@ def feature_map_grid(taps: Sequence, k: int = 4, image_index: int = 0, strides: 
 
 def line_plot(x: Sequence, ys: Mapping[str, Sequence], title: str | None = None, xlabel: str = "",
               ylabel: str = "", markers: bool = True, width: int | None = None, height: int = 380) -> go.Figure:
-    """One line per entry of ``ys`` (``{name: values}``) against ``x`` (notebooks 02, 05)."""
+    """One line per entry of ``ys`` (``{name: values}``) against ``x`` (notebooks 02, 07)."""
     fig = go.Figure()
     for name, values in ys.items():
         values = to_numpy(values)
@@ -322,7 +322,7 @@ def bar_plot(categories: Sequence[str], values: Mapping[str, Sequence], title: s
 
 def results_table(rows: Sequence[Mapping] | pd.DataFrame, digits: int = 3,
                   index: str | Sequence[str] | None = None) -> pd.DataFrame:
-    """Rows of results (dicts or a DataFrame): floats rounded to ``digits``, ``index`` as labels (notebooks 00-05)."""
+    """Rows of results (dicts or a DataFrame): floats rounded to ``digits``, ``index`` as labels (notebooks 00-08)."""
     frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     if index is not None:
         require_columns(frame, [index] if isinstance(index, str) else list(index), "results_table's index")
@@ -360,20 +360,20 @@ def category_summary(splits) -> dict:
 
 
 def index_picker(names: Sequence[str], value: int = 0, description: str = "test image") -> widgets.Dropdown:
-    """A dropdown of ``"i: name"`` whose value is the index ``i`` (the apps of notebooks 02-05)."""
+    """A dropdown of ``"i: name"`` whose value is the index ``i`` (the apps of notebooks 02-08)."""
     return widgets.Dropdown(options=[(f"{i}: {name}", i) for i, name in enumerate(names)], value=value,
                             description=description)
 
 
 def cell_sliders(grid_hw: Sequence[int], row: int, col: int, what: str = "patch") -> tuple:
-    """Sliders ``(row, col)`` for a cell of an ``h × w`` grid (the explorers of notebooks 02, 03, 05)."""
+    """Sliders ``(row, col)`` for a cell of an ``h × w`` grid (the explorers of notebooks 02, 03, 07)."""
     return tuple(widgets.IntSlider(value=value, min=0, max=size - 1, description=f"{what} {axis}",
                                    continuous_update=False)
                  for value, size, axis in ((row, grid_hw[0], "row"), (col, grid_hw[1], "col")))
 
 
 class FigureApp:
-    """Controls that redraw a figure (notebooks 02-05): ``draw(**values)`` returns the :attr:`figure` for the values of
+    """Controls that redraw a figure (notebooks 02-08): ``draw(**values)`` returns the :attr:`figure` for the values of
     ``controls`` (``{argument name: ipywidgets control}``), ``describe(**values)`` an optional line above it; ``rows``:
     the controls' names row by row. The figure goes into an ``Output``'s state: a run without a browser keeps it."""
 

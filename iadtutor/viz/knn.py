@@ -1,4 +1,4 @@
-"""Figures and apps of notebooks 02-04: local window search (LWinNN) against fixed-position and global
+"""Figures and apps of notebooks 02, 03 and 05: local window search (LWinNN) against fixed-position and global
 search, anomaly maps side by side, and the memory bank's local densities (LDKNN, REB eq. 3)."""
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def coverage_figure(table: pd.DataFrame, x: str = "window", group: str = "catego
 
 def k_alpha_figure(table: pd.DataFrame, metrics: Sequence[str] = ("image_auroc", "aupro"),
                    title: str | None = "KNN vs LDKNN over K") -> go.Figure:
-    """Each metric against K: KNN dashed black, LDKNN a line per α (REB fig. 5) (notebook 04)."""
+    """Each metric against K: KNN dashed black, LDKNN a line per α (REB fig. 5) (notebook 05)."""
     core.require_columns(table, ["method", "k", "alpha", *metrics], "k_alpha_figure")
     lines = [("KNN (mean of K nearest)", table[table["method"] == "KNN"], dict(color="black", dash="dash"))]
     for i, (alpha, part) in enumerate(table[table["method"] == "LDKNN"].groupby("alpha", sort=True)):
@@ -101,7 +101,7 @@ def k_alpha_figure(table: pd.DataFrame, metrics: Sequence[str] = ("image_auroc",
 
 
 def k_alpha_table(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame:
-    """One metric of :func:`iadtutor.pipeline.k_alpha_sweep` as K × (``KNN``, ``LDKNN α=…``) (notebook 04)."""
+    """One metric of :func:`iadtutor.pipeline.k_alpha_sweep` as K × (``KNN``, ``LDKNN α=…``) (notebook 05)."""
     core.require_columns(table, ["method", "k", "alpha", metric], "k_alpha_table")
     columns = table["method"].where(table["method"] == "KNN", "LDKNN α=" + table["alpha"].map("{:g}".format))
     wide = table.assign(column=columns).pivot(index="k", columns="column", values=metric)
@@ -164,7 +164,7 @@ def density_histogram_figure(densities: Mapping[str, Sequence[float]], nbins: in
                              title: str | None = "Local density of the memory bank's patches",
                              xlabel: str = "local density d (mean distance to the K nearest bank patches)"
                              ) -> go.Figure:
-    """Overlaid histograms of ``{name: local densities}`` in one set of ``nbins`` bins (notebook 04)."""
+    """Overlaid histograms of ``{name: local densities}`` in one set of ``nbins`` bins (notebook 05)."""
     if not densities:
         raise ValueError("densities must hold at least one set of values.")
     arrays = {str(name): core.to_numpy(values).ravel().astype(np.float64) for name, values in densities.items()}
@@ -185,7 +185,7 @@ def projection_figure(points, values, positions: pd.DataFrame, value_name: str =
                       title: str | None = "Memory-bank patches, projected to 2-D", size: int = 560,
                       colorscale: str = "Viridis", axis_names: Sequence[str] = ("PC 1", "PC 2")) -> go.Figure:
     """Projected patch features ``points (P, 2)`` coloured by ``values (P,)``; hover shows the ``image``,
-    ``row``, ``col`` of ``positions`` (:func:`iadtutor.density.patch_positions`) (notebook 04)."""
+    ``row``, ``col`` of ``positions`` (:func:`iadtutor.density.patch_positions`) (notebook 05)."""
     points, values = core.to_numpy(points), core.to_numpy(values).ravel()
     if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(values) or len(positions) != len(values):
         raise ValueError(f"points must be (P, 2) with one value and one position per point; got points "
@@ -205,7 +205,7 @@ def projection_figure(points, values, positions: pd.DataFrame, value_name: str =
 def ldknn_terms_figure(image, mask, terms: Mapping[str, np.ndarray], alpha: float, knn_map=None,
                        title: str | None = None, cell: int = 230) -> go.Figure:
     """A test image and its ``(h, w)`` LDKNN terms (REB eq. 3) over it: ``distance``, α·``density`` of the neighbour
-    and ``score``, after an optional ``knn_map`` (notebook 04)."""
+    and ``score``, after an optional ``knn_map`` (notebook 05)."""
     panels = [("image and ground truth", None)]
     if knn_map is not None:
         panels.append(("KNN score", core.to_numpy(knn_map)))
@@ -223,7 +223,7 @@ def ldknn_terms_figure(image, mask, terms: Mapping[str, np.ndarray], alpha: floa
 def ldknn_explorer(images, masks, terms: Mapping[str, object], names: Sequence[str], alpha: float = 1.0,
                    knn_maps=None, index: int = 0, alphas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
                    ) -> core.FigureApp:
-    """:func:`ldknn_terms_figure` with a test-image dropdown and an α slider (notebook 04); ``terms``: ``(n, h, w)``
+    """:func:`ldknn_terms_figure` with a test-image dropdown and an α slider (notebook 05); ``terms``: ``(n, h, w)``
     ``distance`` and ``density``."""
     def draw(index, alpha):
         distance, density = terms["distance"][index], terms["density"][index]

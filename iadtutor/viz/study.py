@@ -1,4 +1,4 @@
-"""Figures of the translation stress study (notebook 07): a metric against one pose knob of the toy factory."""
+"""Figures of the translation stress study (notebook 08): a metric against one pose knob of the toy factory."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ _WINDOW_GREENS = ("#98df8a", "#2ca02c", "#17622a", "#0b3d17")
 def knob_figure(table: pd.DataFrame, knob: str = "translation", metric: str = "image_auroc",
                 title: str | None = None, height: int = 400) -> go.Figure:
     """``metric`` against one pose ``knob`` (the other held at 0), a line per method / δ: fixed position red, local
-    windows green (darker = larger δ), global blue, chance dotted (notebook 07)."""
+    windows green (darker = larger δ), global blue, chance dotted (notebook 08)."""
     if knob not in KNOBS:
         raise ValueError(f"knob must be one of {', '.join(KNOBS)}; got {knob!r}.")
     other = "rotation" if knob == "translation" else "translation"

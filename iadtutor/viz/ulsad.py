@@ -1,4 +1,4 @@
-"""Figures, tables and the attention explorer of notebook 05 (ULSAD, ``shared/papers/003_*.txt``): the local
+"""Figures, tables and the attention explorer of notebook 07 (ULSAD, ``shared/papers/003_*.txt``): the local
 reconstruction, a query's attention, both branches' maps, the loss terms and the metrics per kind of anomaly."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _check_maps(maps: Mapping[str, object], n: int) -> dict[str, np.ndarray]:
 
 def reconstruction_figure(image, features, reconstruction, local_map, mask=None, channels: Sequence[int] | None = None,
                           k: int = 4, cell: int = 170, title: str | None = None) -> go.Figure:
-    """The local branch on one image (notebook 05): ``k`` channels of ``U (c*, h*, w*)`` above the same channels of the
+    """The local branch on one image (notebook 07): ``k`` channels of ``U (c*, h*, w*)`` above the same channels of the
     reconstruction ``U~'``, then the image with its mask and the ``(h*, w*)`` local map (eq. 7)."""
     features, reconstruction = core.to_numpy(features), core.to_numpy(reconstruction)
     if features.ndim != 3 or features.shape != reconstruction.shape:
@@ -63,13 +63,13 @@ def reconstruction_figure(image, features, reconstruction, local_map, mask=None,
 
 
 def query_marker(y: float, x: float, label: str = "query", size: int = 13) -> go.Scatter:
-    """An open circle with a cross at pixel ``(y, x)``: the query of an attention map (notebook 05)."""
+    """An open circle with a cross at pixel ``(y, x)``: the query of an attention map (notebook 07)."""
     return go.Scatter(x=[x], y=[y], mode="markers", name=label, hovertemplate=f"{label}<extra></extra>",
                       marker=dict(symbol="circle-x-open", size=size, color=core.SELECTED_COLOUR, line_width=2.5))
 
 
 def diverse_query_cells(features, k: int = 4, border: int = 2) -> list[tuple[int, int]]:
-    """``(row, col)`` of ``k`` cells of ``U (c*, h*, w*)`` that show different things (notebook 05): the cell farthest
+    """``(row, col)`` of ``k`` cells of ``U (c*, h*, w*)`` that show different things (notebook 07): the cell farthest
     from the mean feature, then :func:`iadtutor.knn.greedy_coreset`'s k-center; cells within ``border`` of the edge
     are skipped (zero padding makes them odd ones out)."""
     array = core.to_numpy(features).astype(np.float64)
@@ -88,7 +88,7 @@ def diverse_query_cells(features, k: int = 4, border: int = 2) -> list[tuple[int
 
 def attention_trace(weights, image_hw: Sequence[int], log_scale: bool = True, zmin: float | None = None,
                     zmax: float | None = None, showscale: bool = False, opacity: float = 0.75) -> go.Heatmap:
-    """An ``(h*, w*)`` attention map as a heatmap over an ``H x W`` image (notebook 05); ``log_scale``: colours show
+    """An ``(h*, w*)`` attention map as a heatmap over an ``H x W`` image (notebook 07); ``log_scale``: colours show
     ``log10`` of the weights (the query's own cell takes most weight); ``zmin`` … ``zmax``: weights."""
     weights = core.to_numpy(weights).astype(np.float64)
     low = (float(weights.min()) if log_scale else 0.0) if zmin is None else float(zmin)
@@ -104,7 +104,7 @@ def attention_trace(weights, image_hw: Sequence[int], log_scale: bool = True, zm
 
 
 def cell_centre(cell: Sequence[int], grid_hw: Sequence[int], image_hw: Sequence[int]) -> tuple[float, float]:
-    """Pixel ``(y, x)`` centre of cell ``(row, col)`` of an ``h x w`` grid over an ``H x W`` image (notebook 05)."""
+    """Pixel ``(y, x)`` centre of cell ``(row, col)`` of an ``h x w`` grid over an ``H x W`` image (notebook 07)."""
     x0, x1, y0, y1 = patch_pixels(int(cell[0]), int(cell[1]), tuple(grid_hw), tuple(image_hw))
     return (y0 + y1) / 2, (x0 + x1) / 2
 
@@ -112,7 +112,7 @@ def cell_centre(cell: Sequence[int], grid_hw: Sequence[int], image_hw: Sequence[
 def attention_figure(image, attentions: Sequence, query_cells: Sequence[Sequence[int]],
                      titles: Sequence[str] | None = None, mask=None, log_scale: bool = True, cell: int = 210,
                      opacity: float = 0.75, title: str | None = None) -> go.Figure:
-    """The image with every query marked, then each query's ``(h*, w*)`` attention map over it (notebook 05)."""
+    """The image with every query marked, then each query's ``(h*, w*)`` attention map over it (notebook 07)."""
     if len(attentions) != len(query_cells) or not attentions:
         raise ValueError(f"need one query cell per attention map; got {len(attentions)} maps and "
                          f"{len(query_cells)} cells.")
@@ -137,7 +137,7 @@ def branch_maps_figure(images, masks, maps: Mapping[str, object], indices: Seque
                        row_titles: Sequence[str] | None = None, zmax: float | None = None, cell: int = 180,
                        display_stride: int = 4, opacity: float = 0.65, title: str | None = None) -> go.Figure:
     """Rows: the test images ``indices``; columns: the image, then each branch's map ``{branch: (N, H, W)}`` over it,
-    titled with its maximum, in one range ``0 … zmax`` (default: 99.9th percentile, at least 0.1) (notebook 05)."""
+    titled with its maximum, in one range ``0 … zmax`` (default: 99.9th percentile, at least 0.1) (notebook 07)."""
     arrays = _check_maps(maps, len(images))
     indices = [int(i) for i in indices]
     if not indices:
@@ -167,7 +167,7 @@ def branch_maps_figure(images, masks, maps: Mapping[str, object], indices: Seque
 
 def loss_curve_figure(history: Mapping[str, Sequence[float]], log_y: bool = True,
                       title: str | None = "ULSAD training: loss terms per epoch") -> go.Figure:
-    """The mean training loss and its three terms per epoch of ``ULSAD.fit``'s ``history`` (notebook 05)."""
+    """The mean training loss and its three terms per epoch of ``ULSAD.fit``'s ``history`` (notebook 07)."""
     names = [name for name in LOSS_TITLES if name in history]
     if not names or not len(history[names[0]]):
         raise ValueError(f"history holds no loss values; expected the keys {list(LOSS_TITLES)}.")
@@ -179,7 +179,7 @@ def loss_curve_figure(history: Mapping[str, Sequence[float]], log_y: bool = True
 
 
 def kind_counts(defect_types: Sequence[str]) -> dict[str, int]:
-    """How many test images of each :func:`iadtutor.data.anomaly_kind` there are (notebook 05)."""
+    """How many test images of each :func:`iadtutor.data.anomaly_kind` there are (notebook 07)."""
     kinds = [anomaly_kind(t) for t in defect_types]
     return {kind: kinds.count(kind) for kind in ("good", *KINDS) if kind in kinds}
 
@@ -188,7 +188,7 @@ def branch_metrics_table(labels, masks, defect_types: Sequence[str], maps: Mappi
                          fpr_limit: float = 0.3, digits: int = 3,
                          baselines: Mapping[str, tuple[object, object]] | None = None) -> pd.DataFrame:
     """Image AUROC, pixel AUROC and AUPRO of every branch (image score: the map's maximum) per kind of anomaly: rows
-    ``(all | kind, branch)``; ``baselines``: ``{name: (maps (N, H, W), image_scores (N,))}`` rows too (notebook 05)."""
+    ``(all | kind, branch)``; ``baselines``: ``{name: (maps (N, H, W), image_scores (N,))}`` rows too (notebook 07)."""
     labels, masks = core.to_numpy(labels).astype(int), core.to_numpy(masks).astype(bool)
     arrays = _check_maps(maps, len(labels))
     if len(defect_types) != len(labels) or len(masks) != len(labels):
@@ -214,7 +214,7 @@ def branch_metrics_table(labels, masks, defect_types: Sequence[str], maps: Mappi
 
 class AttentionExplorer(core.FigureApp):
     """Self- vs cross-attention (eqs. 3, 4) of a fitted ULSAD ``model`` and the global map for a query cell you pick
-    (default: where the global map is highest) (notebook 05); :meth:`state`: the numbers."""
+    (default: where the global map is highest) (notebook 07); :meth:`state`: the numbers."""
 
     def __init__(self, model, images: torch.Tensor, masks: torch.Tensor | None = None,
                  names: Sequence[str] | None = None, index: int = 0, row: int | None = None,
