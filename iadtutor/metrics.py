@@ -12,7 +12,8 @@ by 0.3, so a perfect map scores 1 and random scores about 0.15 (for random score
 Normalisation follows Bergmann et al., "The MVTec Anomaly Detection Dataset" (IJCV 2021) and their
 evaluation script: regions are 8-connected components of each mask, the curve is interpolated at exactly
 FPR = 0.3 and the area is divided by 0.3. Several public implementations divide by the last FPR the
-curve reached below 0.3 instead, which inflates the number.
+curve reached below 0.3 instead, or integrate up to the first point past 0.3: on a coarse curve the first
+lowers the number and the second inflates it (notebook 04 measures both).
 
 MVTec LOCO AD replaces the PRO by the *saturated* PRO (:func:`spro`, Bergmann et al., IJCV 2022): a region
 counts as fully found once a given number of its pixels is called (a missing part can be shown anywhere
@@ -435,6 +436,67 @@ def pixel_auroc_ci(masks, maps, n_boot: int = 1000, confidence: float = 0.95, se
         return float("nan"), float("nan")
     n_items = len(masks)
     return _auroc_interval(masks.reshape(n_items, -1), maps.reshape(n_items, -1), n_boot, confidence, seed)
+
+
+def aupro_ci(masks, maps, fpr_limit: float = 0.3, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
+             n_thresholds: int | None = 2000):
+    """Bootstrap interval ``(low, high)`` of :func:`aupro`, resampling whole images (notebook 04). ``(nan, nan)``
+    with a warning when undefined.
+
+    Every image's false positives and region overlap are counted once per threshold, ``(N, T)``; a resample
+    that draws image i c_i times then has the curve ``c @ counts``. With ``n_thresholds=None`` the thresholds
+    are every distinct score and the interval is exactly ``bootstrap_ci(aupro, masks, maps, ...)`` (a threshold
+    between two of a resample's own scores only repeats a point of its curve). By default ``n_thresholds``
+    scores, evenly spaced in rank, down to where every image's own FPR has passed ``fpr_limit`` (no resample's
+    curve goes further): the ends then differ from the exact ones by about 0.001 and it takes a second.
+    """
+    _check_confidence(confidence)
+    _check_fpr_limit(fpr_limit)
+    masks, maps = _check_masks_maps(masks, maps)
+    if _pixel_metric_undefined(masks, "aupro_ci"):
+        return float("nan"), float("nan")
+    n_items, n_pixels = len(masks), masks[0].size
+    regions, _ = label_regions(masks)
+    region_of_pixel = regions.ravel()
+    region_sizes = np.bincount(region_of_pixel)
+    image_of_region = np.zeros(len(region_sizes), dtype=int)
+    image_of_region[region_of_pixel] = np.repeat(np.arange(n_items), n_pixels)
+    regions_per_image = np.bincount(image_of_region[1:], minlength=n_items).astype(float)
+    normal_per_image = (~masks).reshape(n_items, -1).sum(axis=1).astype(float)
+
+    order = np.argsort(maps.ravel())[::-1]
+    sorted_scores, sorted_regions, sorted_images = maps.ravel()[order], region_of_pixel[order], order // n_pixels
+    del order
+    step = np.where(sorted_regions > 0, 1.0 / region_sizes[sorted_regions], 0.0)  # overlap gained per pixel
+    is_normal = sorted_regions == 0
+    run_ends = np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]) + 1
+    n_called = np.concatenate([[0], run_ends, [sorted_scores.size]])  # thresholds from above every score down
+    false_positives, overlap = np.zeros((n_items, len(n_called))), np.zeros((n_items, len(n_called)))
+    for i in range(n_items):
+        mine = sorted_images == i
+        false_positives[i] = np.concatenate([[0], np.cumsum(mine & is_normal)])[n_called]
+        overlap[i] = np.concatenate([[0.0], np.cumsum(step * mine)])[n_called]
+    if n_thresholds is not None:
+        if n_thresholds < 2:
+            raise ValueError(f"n_thresholds must be None or at least 2; got {n_thresholds}.")
+        # a resample's FPR is a weighted mean of the images' FPRs: past this threshold it exceeds fpr_limit
+        past = (false_positives / normal_per_image[:, None] > fpr_limit).all(axis=0)
+        last = int(np.argmax(past)) if past.any() else len(n_called) - 1
+        keep = np.unique(np.searchsorted(n_called, np.linspace(0, n_called[last], n_thresholds)))
+        false_positives, overlap = false_positives[:, keep], overlap[:, keep]
+
+    draws = _bootstrap_draws(n_items, n_boot, seed)
+    times_drawn = np.stack([np.bincount(draw, minlength=n_items) for draw in draws]).astype(float)
+    valid = (times_drawn @ regions_per_image > 0) & (times_drawn @ normal_per_image > 0)
+    times_drawn = times_drawn[valid]
+    values = []
+    chunk = max(1, 2 ** 22 // false_positives.shape[1])  # resamples per chunk: about 32 MiB per curve array
+    for start in range(0, len(times_drawn), chunk):
+        counts = times_drawn[start:start + chunk]
+        fpr = (counts @ false_positives) / (counts @ normal_per_image)[:, None]
+        pro = np.minimum((counts @ overlap) / (counts @ regions_per_image)[:, None], 1.0)
+        values += [trapezoid(*_cut_curve_at(f, p, fpr_limit)[::-1]) / fpr_limit for f, p in zip(fpr, pro)]
+    return _percentile_interval(np.asarray(values), confidence, n_boot)
 
 
 def auroc_by_kind(kinds, labels, scores) -> dict[str, float]:

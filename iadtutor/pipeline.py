@@ -193,7 +193,8 @@ class ScoreResult:
 def evaluate_scores(test: "data.LoadedSplit", scores: np.ndarray, maps: np.ndarray,
                     bootstrap: int = 0, seed: int = 0) -> dict:
     """Image AUROC, pixel AUROC and AUPRO (fractions), the AUROC per anomaly kind where the test set has
-    both (MVTec LOCO, the toy ``box``), and 95 % bootstrap intervals if ``bootstrap`` (resamples) (notebook 02).
+    both (MVTec LOCO, the toy ``box``), and if ``bootstrap`` (resamples) their 95 % bootstrap intervals
+    ``image_auroc_ci``, ``pixel_auroc_ci`` and ``aupro_ci`` as ``[low, high]`` (notebooks 02, 04).
 
     On MVTec LOCO data (``test.regions`` holds defect regions) also ``spro``: LOCO's official sPRO up to a
     false-positive rate of 0.05 (the one LOCO AD reports), the FPR over every defect-free pixel as the
@@ -207,6 +208,7 @@ def evaluate_scores(test: "data.LoadedSplit", scores: np.ndarray, maps: np.ndarr
     if bootstrap:
         result["image_auroc_ci"] = list(metrics.image_auroc_ci(labels, scores, n_boot=bootstrap, seed=seed))
         result["pixel_auroc_ci"] = list(metrics.pixel_auroc_ci(masks, maps, n_boot=bootstrap, seed=seed))
+        result["aupro_ci"] = list(metrics.aupro_ci(masks, maps, n_boot=bootstrap, seed=seed))
     return {key: (float(value) if np.isscalar(value) else value) for key, value in result.items()}
 
 
@@ -305,13 +307,20 @@ def standard_methods(window: int = 7, coreset: float = CORESET_RATIO) -> dict[st
     }
 
 
+def metric_columns(found: dict) -> dict:
+    """The metrics of :data:`iadtutor.metrics.METRICS` of one result and, where measured, their intervals
+    ``<metric>_ci`` (a table row; notebooks 02-05)."""
+    return {key: found[key] for name in metrics.METRICS for key in (name, f"{name}_ci") if key in found}
+
+
 def compare_methods(embedded: EmbeddedCategory, methods: Mapping[str, tuple[str, dict]] | None = None,
-                    device="cpu", sigma: float = DEFAULT_SIGMA, seed: int = 0, timing_repeats: int = 3
-                    ) -> tuple[pd.DataFrame, dict[str, ScoreResult]]:
+                    device="cpu", sigma: float = DEFAULT_SIGMA, seed: int = 0, timing_repeats: int = 3,
+                    bootstrap: int = 0) -> tuple[pd.DataFrame, dict[str, ScoreResult]]:
     """Score the same embeddings with each of ``methods`` (``{label: (method, params)}``, default
     :func:`standard_methods`) (notebook 03).
 
-    Returns a table indexed by label with the metrics, ``fit_seconds`` (e.g. building the coreset),
+    Returns a table indexed by label with the metrics (and their intervals ``<metric>_ci`` with
+    ``bootstrap`` resamples), ``fit_seconds`` (e.g. building the coreset),
     ``search_seconds_per_image`` and ``test_seconds_per_image`` (embedding, search and map), and the
     :class:`ScoreResult` of each label.
     """
@@ -320,9 +329,10 @@ def compare_methods(embedded: EmbeddedCategory, methods: Mapping[str, tuple[str,
         raise ValueError("methods must name at least one scorer, e.g. {'SPADE': ('spade', {})}.")
     rows, results = [], {}
     for label, (method, params) in methods.items():
-        result = score_category(embedded, method, device=device, sigma=sigma, seed=seed, **params)
+        result = score_category(embedded, method, device=device, sigma=sigma, seed=seed, bootstrap=bootstrap,
+                                **params)
         results[label] = result
-        rows.append({"method": label, **{name: result.metrics[name] for name in metrics.METRICS},
+        rows.append({"method": label, **metric_columns(result.metrics),
                      "fit_seconds": result.train_seconds - embedded.embed_train_seconds,
                      "search_seconds_per_image": search_seconds_per_image(result.scorer, embedded.test, timing_repeats),
                      "test_seconds_per_image": result.test_seconds_per_image})
@@ -337,16 +347,16 @@ def _check_windows(windows: Sequence[int]) -> list[int]:
 
 
 def window_sweep(embedded: EmbeddedCategory, windows: Sequence[int] = (1, 3, 5, 7, 9), device="cpu",
-                 sigma: float = DEFAULT_SIGMA, timing_repeats: int = 3) -> pd.DataFrame:
+                 sigma: float = DEFAULT_SIGMA, timing_repeats: int = 3, bootstrap: int = 0) -> pd.DataFrame:
     """LWinNN for each window size δ (LWinNN fig. 5; notebooks 02-03): one row per δ, in the order given.
 
-    Columns: ``window``, the metrics, ``search_seconds_per_image`` (the part δ changes; fastest of
+    Columns: ``window``, the metrics (and ``<metric>_ci`` with ``bootstrap``), ``search_seconds_per_image`` (the part δ changes; fastest of
     ``timing_repeats`` runs) and ``test_seconds_per_image`` (with embedding and map). δ = 1 is SPADE.
     """
     rows = []
     for window in _check_windows(windows):
-        result = score_category(embedded, "lwinnn", device=device, sigma=sigma, window=window)
-        rows.append({"window": window, **{name: result.metrics[name] for name in metrics.METRICS},
+        result = score_category(embedded, "lwinnn", device=device, sigma=sigma, window=window, bootstrap=bootstrap)
+        rows.append({"window": window, **metric_columns(result.metrics),
                      "search_seconds_per_image": search_seconds_per_image(result.scorer, embedded.test, timing_repeats),
                      "test_seconds_per_image": result.test_seconds_per_image})
     return pd.DataFrame(rows)
@@ -378,12 +388,13 @@ def window_vs_global(train_embeddings: torch.Tensor, test_embeddings: torch.Tens
 def k_alpha_sweep(embedded: EmbeddedCategory, ks: Sequence[int] = (1, 3, 5, 10),
                   alphas: Sequence[float] = (0.5, 1.0, 2.0), squared: bool = False, sigma: float = DEFAULT_SIGMA,
                   search: NeighbourSearch | None = None,
-                  image_score: str = METHODS["ldknn"].params["image_score"]) -> pd.DataFrame:
+                  image_score: str = METHODS["ldknn"].params["image_score"], bootstrap: int = 0) -> pd.DataFrame:
     """KNN and LDKNN on the whole memory bank for every ``K`` (and every ``α`` for LDKNN) (REB fig. 5;
     notebook 05), from two neighbour searches done once for the largest K
     (:func:`iadtutor.density.neighbour_search`; pass ``search`` to reuse one).
 
-    Returns rows ``method`` (``"KNN"`` / ``"LDKNN"``), ``k``, ``alpha`` (NaN for KNN) and the metrics, with
+    Returns rows ``method`` (``"KNN"`` / ``"LDKNN"``), ``k``, ``alpha`` (NaN for KNN) and the metrics (and
+    ``<metric>_ci`` with ``bootstrap`` resamples), with
     image scores by REB's rule (``image_score``, :func:`iadtutor.knn.image_scores`).
     """
     ks = sorted({int(k) for k in ks})
@@ -399,8 +410,8 @@ def k_alpha_sweep(embedded: EmbeddedCategory, ks: Sequence[int] = (1, 3, 5, 10),
 
     def measure(patch_scores: torch.Tensor) -> dict:
         maps = anomaly_maps(patch_scores, tuple(test.masks.shape[-2:]), sigma=sigma)
-        found = evaluate_scores(test, image_scores(patch_scores, image_score).numpy(), maps)
-        return {name: found[name] for name in metrics.METRICS}
+        found = evaluate_scores(test, image_scores(patch_scores, image_score).numpy(), maps, bootstrap=bootstrap)
+        return metric_columns(found)
 
     rows = [{"method": "KNN", "k": k, "alpha": float("nan"), **measure(search.knn_scores(k))} for k in ks]
     rows += [{"method": "LDKNN", "k": k, "alpha": alpha, **measure(search.ldknn_scores(k, alpha))}
@@ -450,13 +461,13 @@ def switch_configs(base: EmbeddingConfig, design: str = "one_at_a_time") -> list
 
 def embedding_ablation(data_root, category: str, backbone, image_size: int = 256, window: int = 5,
                        max_train: int | None = MAX_TRAIN, design: str = "one_at_a_time", device="cpu",
-                       base: EmbeddingConfig | None = None, progress: bool = False) -> pd.DataFrame:
+                       base: EmbeddingConfig | None = None, progress: bool = False, bootstrap: int = 0) -> pd.DataFrame:
     """LWinNN (window ``δ``) on one category under each config of :func:`switch_configs` (notebook 01).
 
     The category is read once per aspect setting and the backbone runs once per distinct (images,
     normalisation, taps): pooling and interpolation reuse its taps (:meth:`PatchEmbedder.finish`). One row
-    per config: ``setting``, the four switch values, the metrics and ``seconds`` (embedding + scoring;
-    a reused backbone pass counts for the first config only).
+    per config: ``setting``, the four switch values, the metrics (and ``<metric>_ci`` with ``bootstrap``
+    resamples) and ``seconds`` (embedding + scoring; a reused backbone pass counts for the first config only).
     """
     base = replace(base or paper_config(image_size), image_size=image_size)
     loaded, taps, rows = {}, {}, []
@@ -475,9 +486,9 @@ def embedding_ablation(data_root, category: str, backbone, image_size: int = 256
         if key not in taps:
             taps[key] = (embedder.taps(images.train.images), embedder.taps(images.test.images))
         embedded = EmbeddedCategory(images, *(embedder.finish(split_taps) for split_taps in taps[key]))
-        result = score_category(embedded, "lwinnn", device=device, window=window)
+        result = score_category(embedded, "lwinnn", device=device, window=window, bootstrap=bootstrap)
         rows.append({"setting": label, **{name: getattr(config, f) for name, (f, *_rest) in SWITCHES.items()},
-                     **{metric: result.metrics[metric] for metric in metrics.METRICS},
+                     **metric_columns(result.metrics),
                      "seconds": time.perf_counter() - start})
     return pd.DataFrame(rows)
 

@@ -59,3 +59,37 @@ def test_unknown_backbone_and_missing_gpu_are_clear():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="cuda"):
             backbones.resolve_device("cuda")
+
+
+def test_trainings_run_without_onednn_and_restore_it():
+    seen = []
+
+    @backbones.same_numbers_on_every_cpu
+    def train(value):
+        seen.append(torch.backends.mkldnn.enabled)
+        return value
+
+    assert train(3) == 3 and seen == [False] and torch.backends.mkldnn.enabled
+
+
+TRAIN_TWICE = """
+import torch
+torch.set_num_threads(1)
+from iadtutor import ulsad
+images = torch.rand(6, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+config = ulsad.ULSADConfig.small(backbone="efficientnet_lite0", image_size=128, epochs=2, seed=0)
+print(repr(ulsad.ULSAD(config, device="cpu").fit(images, images[:2], progress=False)["loss"]))
+"""
+
+
+def test_a_seeded_training_does_not_depend_on_onednns_kernels():
+    # oneDNN's kernels differ by instruction set (and by cache size); the trainings must not use them.
+    # Without the decorator these two losses differ in the fourth digit (4.24102 vs 4.24082 after one epoch).
+    import os
+    import subprocess
+    import sys
+
+    losses = {isa: subprocess.run([sys.executable, "-c", TRAIN_TWICE], capture_output=True, text=True, check=True,
+                                  env={**os.environ, "ONEDNN_MAX_CPU_ISA": isa}).stdout
+              for isa in ("SSE41", "AVX2")}
+    assert losses["SSE41"] == losses["AVX2"] and "[" in losses["AVX2"]

@@ -9,6 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from iadtutor.metrics import (
     aupro,
+    aupro_ci,
     bootstrap_ci,
     evaluate_maps,
     image_auroc,
@@ -364,6 +365,30 @@ def test_bootstrap_skips_single_class_resamples():
     assert 20 < len(calls) < 80 and set(calls) == {2}
     with pytest.warns(RuntimeWarning, match="were skipped"):
         assert image_auroc_ci([0, 1], [0.2, 0.8], n_boot=100) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("seed, decimals, fpr_limit", [(5, None, 0.3), (6, 1, 0.3), (7, 2, 1.0), (8, None, 0.05)])
+def test_fast_aupro_interval_equals_generic_bootstrap(seed, decimals, fpr_limit):
+    # Many ties (decimals) and a normal image: the counts per threshold must add up like the resampled stack.
+    masks, maps = random_case(seed, n_images=7, decimals=decimals)
+    fast = aupro_ci(masks, maps, fpr_limit=fpr_limit, n_boot=60, seed=seed, n_thresholds=None)
+    generic = bootstrap_ci(lambda m, s: aupro(m, s, fpr_limit=fpr_limit), masks, maps, n_boot=60, seed=seed)
+    np.testing.assert_allclose(fast, generic, rtol=0, atol=1e-12)
+    assert fast[0] <= aupro(masks, maps, fpr_limit=fpr_limit) <= fast[1]
+
+
+def test_aupro_interval_on_a_threshold_grid_is_close_to_the_exact_one():
+    masks, maps = random_case(9, n_images=12, size=40, n_rects=4)
+    exact = aupro_ci(masks, maps, n_boot=200, seed=1, n_thresholds=None)
+    grid = aupro_ci(masks, maps, n_boot=200, seed=1, n_thresholds=500)
+    np.testing.assert_allclose(grid, exact, atol=2e-3)
+    assert grid != exact  # the grid is coarser than the 19,200 distinct scores
+
+
+def test_aupro_interval_undefined_without_anomalies():
+    masks = np.zeros((3, 4, 4), bool)
+    with pytest.warns(RuntimeWarning):
+        assert all(np.isnan(aupro_ci(masks, np.random.default_rng(0).random(masks.shape), n_boot=10)))
 
 
 def test_bootstrap_of_aupro_runs_on_masks():

@@ -2,9 +2,14 @@
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 
+import toyfactory as toy
+from iadtutor import pipeline
+from iadtutor.backbones import load_backbone
+from iadtutor.embed import EmbeddingConfig, PatchEmbedder
 from iadtutor.tools import cli
 from iadtutor.tools import runs
 from iadtutor.tools import study
@@ -127,3 +132,37 @@ def test_variants_and_bad_input():
         study.study_variants([0.7], [])
     with pytest.raises(ValueError, match="methods"):
         study.study_grid({}, methods=["ulsad"])
+
+
+# ----------------------------------------------------------------------------- rankings across toy seeds
+def test_across_seeds_repeats_the_comparison_on_each_seed(tmp_path):
+    toy.make_toy_category(tmp_path / "toy", "bracket", seed=0, image_size=64, n_train=3, n_validation=0,
+                          n_test_good=2, n_test_per_defect=1, progress=False)
+    embedder = PatchEmbedder(load_backbone("efficientnet_lite0", verbose=False), EmbeddingConfig(image_size=64))
+    methods = {"fixed": ("spade", {}), "window 3": ("lwinnn", {"window": 3})}
+    table = study.across_seeds(tmp_path / "toy", "bracket", [0, 1], embedder, methods, max_train=3, bootstrap=20)
+    assert list(table["seed"]) == [0, 0, 1, 1] and list(table["method"]) == ["fixed", "window 3"] * 2
+    assert (tmp_path / "toy_seed_1" / "bracket" / "train").is_dir()  # written beside, seed 0 untouched
+    seed_1 = pipeline.load_category(tmp_path / "toy_seed_1", "bracket", image_size=64, max_train=3, progress=False)
+    expected, _ = pipeline.compare_methods(pipeline.embed_category(seed_1, embedder, progress=False), methods,
+                                           seed=1, bootstrap=20)
+    for label in methods:
+        row = table[(table.seed == 1) & (table.method == label)].iloc[0]
+        assert row["image_auroc"] == expected.loc[label, "image_auroc"]
+        assert row["aupro_ci"] == expected.loc[label, "aupro_ci"]
+    with pytest.raises(ValueError, match="seeds and methods"):
+        study.across_seeds(tmp_path / "toy", "bracket", [], embedder, methods)
+
+
+def test_seed_ranking_orders_methods_and_says_whether_the_order_holds():
+    table = pd.DataFrame({"seed": [0, 0, 1, 1, 2, 2], "method": ["a", "b"] * 3,
+                          "image_auroc": [0.9, 0.7, 0.8, 0.6, 0.75, 0.5]})
+    ranking = study.seed_ranking(table)
+    assert list(ranking.index) == ["a", "b"] and list(ranking["ranks"]) == ["1, 1, 1", "2, 2, 2"]
+    assert list(ranking["seed 1"]) == [0.8, 0.6] and ranking.loc["b", "mean"] == pytest.approx(0.6)
+    assert ranking["same rank"].all()
+    table.loc[5, "image_auroc"] = 0.8
+    changed = study.seed_ranking(table)
+    assert list(changed["ranks"]) == ["1, 1, 2", "2, 2, 1"] and not changed["same rank"].any()
+    table.loc[5, "image_auroc"] = 0.75  # a tie shares the better rank
+    assert list(study.seed_ranking(table)["ranks"]) == ["1, 1, 1", "2, 2, 1"]

@@ -93,6 +93,20 @@ def test_compare_methods_table_and_results(embedded):
     assert (table["fit_seconds"] >= 0).all() and (table["search_seconds_per_image"] > 0).all()
 
 
+def test_tables_carry_bootstrap_intervals_of_their_own_scores(embedded):
+    table, results = sweeps.compare_methods(embedded, {"fixed": ("spade", {})}, bootstrap=50)
+    test, result = embedded.category.test, results["fixed"]
+    expected = metrics.aupro_ci(test.masks.numpy(), result.maps, n_boot=50, seed=0)
+    assert table.loc["fixed", "aupro_ci"] == list(expected)
+    for name in metrics.METRICS:
+        low, high = table.loc["fixed", f"{name}_ci"]
+        assert low <= table.loc["fixed", name] <= high
+    swept = sweeps.window_sweep(embedded, windows=[1], bootstrap=50)
+    assert swept.loc[0, "image_auroc_ci"] == table.loc["fixed", "image_auroc_ci"]  # δ = 1 is SPADE
+    assert "image_auroc_ci" in sweeps.k_alpha_sweep(embedded, ks=[1], alphas=[1.0], bootstrap=20)
+    assert "image_auroc_ci" not in sweeps.window_sweep(embedded, windows=[1])
+
+
 def test_k_alpha_sweep_equals_knn_and_ldknn_scorers(embedded):
     table = sweeps.k_alpha_sweep(embedded, ks=[3, 1], alphas=[0.5, 2.0])
     assert list(table["method"]) == ["KNN", "KNN", "LDKNN", "LDKNN", "LDKNN", "LDKNN"]

@@ -1,9 +1,9 @@
-"""The plotly layer: the renderer contract of the book, and what each figure function puts in a figure."""
+"""The plotly layer: the renderer contract (plotly JSON, then a PNG from ``clean``), and what each figure function
+puts in a figure."""
 
 import base64
 import io
 import json
-import re
 
 import numpy as np
 import pandas as pd
@@ -33,29 +33,39 @@ def decode_png(uri, kind="png"):
 
 
 # ------------------------------------------------------------------------------------------ renderer
-def test_setup_notebook_selects_a_renderer_with_both_mime_types():
+def test_setup_notebook_selects_a_renderer_giving_the_plotly_json_only():
     assert pio.renderers.default == viz.RENDERER_NAME and pio.templates.default == viz.TEMPLATE
     fig = viz.line_plot([0, 1, 2], {"a": [1.0, 2.0, 3.0]})
     bundle = fig._repr_mimebundle_()  # what Jupyter calls to display a figure
-    assert set(bundle) == {viz.PLOTLY_MIME_TYPE, "text/html"}
+    assert set(bundle) == {viz.PLOTLY_MIME_TYPE}  # the PNG comes from `clean`, the HTML from the book
     assert bundle[viz.PLOTLY_MIME_TYPE]["data"][0]["y"] == [1.0, 2.0, 3.0]
+    assert bundle[viz.PLOTLY_MIME_TYPE]["config"]["displaylogo"] is False  # the book's HTML keeps the config
 
 
-def test_html_draws_with_the_page_plotly_and_loads_nothing():
+@pytest.mark.browser
+def test_clean_adds_a_png_of_the_figure_size_to_a_rendered_figure(tmp_path, monkeypatch):
+    """``make execute``: the renderer's output, then ``tools.notebooks clean`` (kaleido in a real Chromium)."""
+    import nbformat
+    from conftest import chromium_executable
+
+    from iadtutor.tools import notebooks
+
+    monkeypatch.setenv("IADTUTOR_CHROMIUM", chromium_executable())
     fig = viz.image_figure(small_image(), overlay=np.ones((16, 16)))
-    html = fig._repr_mimebundle_()["text/html"]
-    assert "Plotly.newPlot" in html and 'class="plotly-graph-div"' in html
-    assert "plotly.js v" not in html and len(html) < 200_000  # plotly.js itself is ~4.6 MB
-    assert not re.search(r"<script[^>]*\bsrc=", html), "a script is loaded from a file or CDN"
-    assert "cdn" not in html.lower() and "mathjax" not in html.lower()
-    assert "<html" not in html.lower()  # a fragment, not a full page
-
-
-def test_html_div_id_is_reproducible_and_unique_per_display():
-    fig = viz.line_plot([0, 1], {"a": [0.0, 1.0]})
-    first, second = (re.search(r'id="([^"]+)"', fig._repr_mimebundle_()["text/html"]).group(1) for _ in range(2))
-    assert first != second  # two displays of one figure on a page must not share a div
-    assert first.rsplit("-", 1)[0] == second.rsplit("-", 1)[0]  # same figure, same stem (no random uuid)
+    fig.update_layout(height=240)
+    cell = nbformat.v4.new_code_cell("fig", execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("execute_result", data=fig._repr_mimebundle_(), execution_count=1)]
+    path = tmp_path / "02_made_up.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+    notebooks.clean_file(path)
+    (data,) = notebooks.plotly_outputs(nbformat.read(path, as_version=4))
+    assert set(data) == {viz.PLOTLY_MIME_TYPE, "image/png"}
+    png = Image.open(io.BytesIO(base64.b64decode(data["image/png"])))
+    assert png.format == "PNG" and png.size == (notebooks.PNG_SIZE[0], 240)
+    assert len(np.unique(np.asarray(png.convert("RGB")).reshape(-1, 3), axis=0)) > 10  # drawn, not blank
+    text = path.read_text()
+    notebooks.clean_file(path)
+    assert path.read_text() == text  # idempotent
 
 
 # -------------------------------------------------------------------------------------------- inputs
@@ -193,6 +203,14 @@ def test_line_and_bar_plots():
         viz.line_plot([1, 2], {"a": [1.0]})
 
 
+def test_results_table_writes_intervals_into_their_metric():
+    table = viz.results_table([{"m": "a", "auroc": 0.81234, "auroc_ci": [0.7, 0.91], "n": 1},
+                               {"m": "b", "auroc": 0.5, "auroc_ci": None, "n": 2}], index="m")
+    assert list(table.columns) == ["auroc", "n"]
+    assert list(table["auroc"]) == ["0.812 [0.700, 0.910]", "0.500"]
+    assert viz.with_interval(0.5, (float("nan"), 0.6), digits=2) == "0.50"
+
+
 def test_results_table_rounds_floats_only():
     table = viz.results_table([{"name": "a", "auroc": 0.123456, "n": 3}, {"name": "b", "auroc": 0.98765, "n": 4}],
                               index="name")
@@ -285,7 +303,7 @@ def test_figure_app_draws_the_default_and_redraws_on_change():
                         describe=lambda index, alpha: f"α = {alpha}")
     assert calls == [(0, 1.0)] and len(app.output.outputs) == 1  # the default figure is already there
     data = app.output.outputs[0]["data"]
-    assert data[viz.PLOTLY_MIME_TYPE]["data"][0]["y"] == [1.0] and "Plotly.newPlot" in data["text/html"]
+    assert data[viz.PLOTLY_MIME_TYPE]["data"][0]["y"] == [1.0] and set(data) == {viz.PLOTLY_MIME_TYPE}
     assert app.status.value == "<code>α = 1.0</code>" and app.status in app.app.children
     app.controls["alpha"].value = 0.5
     assert calls[-1] == (0, 0.5) and list(app.figure.data[0].y) == [0.5] and len(app.output.outputs) == 1

@@ -73,6 +73,8 @@ def test_k_alpha_table_is_k_by_method():
     wide = viz_knn.k_alpha_table(table)
     assert list(wide.columns) == ["KNN", "LDKNN α=0.5", "LDKNN α=1"] and list(wide.index) == [1, 5]
     assert wide.loc[5, "LDKNN α=1"] == 0.9 and wide.loc[1, "KNN"] == 0.8
+    with_ci = viz_knn.k_alpha_table(table.assign(image_auroc_ci=[(0.6, 0.9)] * 5 + [(0.8, 0.95)]))
+    assert with_ci.loc[5, "LDKNN α=1"] == "0.900 [0.800, 0.950]" and with_ci.loc[1, "KNN"] == "0.800 [0.600, 0.900]"
 
 
 def test_maps_browser_shows_the_picked_image():

@@ -24,6 +24,7 @@ from iadtutor.backbones import load_backbone, resolve_device
 from iadtutor.embed import PatchEmbedder
 from iadtutor.metrics import METRICS
 from iadtutor.tools import cli, runs
+from iadtutor.viz.core import require_columns
 
 STUDY_METHODS = tuple(pipeline.METHODS)  # what run_in_process can run: the kNN methods, fixed -> local -> global
 LABELS = {"spade": "SPADE (fixed)", "global": "global search", "patchcore": "PatchCore (own embedding)", "knn": "KNN (global)",
@@ -104,6 +105,61 @@ def translation_study(data_root, translations: Sequence[float], embedder: PatchE
     columns = ["translation", "window", "share_found", "mean_ratio"]
     return pd.DataFrame(rows), pd.concat(coverage)[columns].reset_index(drop=True) if coverage else pd.DataFrame(
         columns=columns)
+
+
+# ------------------------------------------------------------------------- rankings across toy seeds
+def seed_root(data_root, seed: int) -> Path:
+    """``data_root/../toy_seed_<seed>``: the toy factory written with another seed, beside the default (seed 0)
+    set, which it never touches (notebooks 02, 03, 05)."""
+    return Path(data_root).parent / f"toy_seed_{int(seed)}"
+
+
+def toy_seed_data(data_root, category: str, seed: int) -> Path:
+    """The data folder of toy ``category`` drawn with ``seed``: ``data_root`` itself for seed 0 (the course's
+    set), else :func:`seed_root`, written on first use with the factory's defaults (notebooks 02, 03, 05)."""
+    if int(seed) == 0:
+        return Path(data_root)
+    root = seed_root(data_root, seed)
+    written = runs.read_json(root / category / "toy_factory.json") or {}
+    if written.get("seed") != int(seed):
+        toy.make_toy_category(root, category, seed=int(seed), progress=False)
+    return root
+
+
+def across_seeds(data_root, category: str, seeds: Sequence[int], embedder: PatchEmbedder,
+                 methods: Mapping[str, tuple[str, dict]], max_train: int | None = None, bootstrap: int = 0,
+                 device="cpu", done: Mapping[int, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """The same comparison on toy ``category`` drawn with each of ``seeds`` (:func:`toy_seed_data`): a row per
+    (seed, label of ``methods``) with the metrics (and intervals with ``bootstrap``) of
+    :func:`iadtutor.pipeline.compare_methods`. ``done``: tables already computed, by seed (notebooks 02, 03, 05)."""
+    if not seeds or not methods:
+        raise ValueError("seeds and methods must each hold at least one entry, e.g. seeds=[0, 1, 2].")
+    tables = []
+    for seed in seeds:
+        table = (done or {}).get(seed)
+        if table is None:
+            loaded = pipeline.load_category(toy_seed_data(data_root, category, seed), category,
+                                            image_size=embedder.config.image_size, max_train=max_train, progress=False)
+            table, _ = pipeline.compare_methods(pipeline.embed_category(loaded, embedder, progress=False), methods,
+                                                device=device, seed=int(seed), timing_repeats=1, bootstrap=bootstrap)
+        tables.append(table.reset_index().assign(seed=int(seed)))
+    keep = ["seed", "method"] + [c for c in tables[0].columns if c.split("_ci")[0] in METRICS]
+    return pd.concat(tables, ignore_index=True)[keep]
+
+
+def seed_ranking(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame:
+    """One row per method of an :func:`across_seeds` table: ``metric`` on each seed (``seed 0``, ...), their
+    ``mean``, the method's ``ranks`` on the seeds (``"1, 2, 1"``; 1 = best, ties share the better rank) and
+    whether it held the ``same rank`` on every seed (notebooks 02, 03, 05)."""
+    require_columns(table, ["seed", "method", metric], "seed_ranking's table")
+    wide = table.pivot(index="method", columns="seed", values=metric)
+    wide = wide.loc[list(dict.fromkeys(table["method"]))]
+    ranks = wide.rank(ascending=False, method="min").astype(int)
+    wide.columns = [f"seed {seed}" for seed in wide.columns]
+    wide["mean"] = wide.mean(axis=1)
+    wide["ranks"] = [", ".join(str(r) for r in row) for row in ranks.to_numpy()]
+    wide["same rank"] = ranks.nunique(axis=1) == 1
+    return wide
 
 
 # ------------------------------------------------------------------------------- notebook 08: the grid

@@ -101,9 +101,13 @@ def k_alpha_figure(table: pd.DataFrame, metrics: Sequence[str] = ("image_auroc",
 
 
 def k_alpha_table(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame:
-    """One metric of :func:`iadtutor.pipeline.k_alpha_sweep` as K × (``KNN``, ``LDKNN α=…``) (notebook 05)."""
+    """One metric of :func:`iadtutor.pipeline.k_alpha_sweep` as K × (``KNN``, ``LDKNN α=…``), with its interval
+    (``"0.704 [0.520, 0.860]"``) when the sweep measured them (notebook 05)."""
     core.require_columns(table, ["method", "k", "alpha", metric], "k_alpha_table")
     columns = table["method"].where(table["method"] == "KNN", "LDKNN α=" + table["alpha"].map("{:g}".format))
+    if f"{metric}_ci" in table:
+        table = table.assign(**{metric: [core.with_interval(value, interval)
+                                         for value, interval in zip(table[metric], table[f"{metric}_ci"])]})
     wide = table.assign(column=columns).pivot(index="k", columns="column", values=metric)
     order = ["KNN"] + [c for c in dict.fromkeys(columns) if c != "KNN"]
     wide = wide[[c for c in order if c in wide.columns]]
