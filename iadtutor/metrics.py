@@ -465,25 +465,28 @@ def aupro_ci(masks, maps, fpr_limit: float = 0.3, n_boot: int = 1000, confidence
     normal_per_image = (~masks).reshape(n_items, -1).sum(axis=1).astype(float)
 
     order = np.argsort(maps.ravel())[::-1]
-    sorted_scores, sorted_regions, sorted_images = maps.ravel()[order], region_of_pixel[order], order // n_pixels
-    del order
-    step = np.where(sorted_regions > 0, 1.0 / region_sizes[sorted_regions], 0.0)  # overlap gained per pixel
-    is_normal = sorted_regions == 0
+    sorted_scores, sorted_regions = maps.ravel()[order], region_of_pixel[order]
     run_ends = np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]) + 1
     n_called = np.concatenate([[0], run_ends, [sorted_scores.size]])  # thresholds from above every score down
-    false_positives, overlap = np.zeros((n_items, len(n_called))), np.zeros((n_items, len(n_called)))
-    for i in range(n_items):
-        mine = sorted_images == i
-        false_positives[i] = np.concatenate([[0], np.cumsum(mine & is_normal)])[n_called]
-        overlap[i] = np.concatenate([[0.0], np.cumsum(step * mine)])[n_called]
+    # rank (in the sorted order) of every pixel, grouped by image, ascending within an image
+    ranks = np.argsort(order // n_pixels, kind="stable")
+    per_image = np.split(ranks, np.cumsum(np.bincount(order // n_pixels, minlength=n_items))[:-1])
+    normal_ranks = [r[sorted_regions[r] == 0] for r in per_image]
+    region_ranks = [r[sorted_regions[r] > 0] for r in per_image]
     if n_thresholds is not None:
         if n_thresholds < 2:
             raise ValueError(f"n_thresholds must be None or at least 2; got {n_thresholds}.")
-        # a resample's FPR is a weighted mean of the images' FPRs: past this threshold it exceeds fpr_limit
-        past = (false_positives / normal_per_image[:, None] > fpr_limit).all(axis=0)
-        last = int(np.argmax(past)) if past.any() else len(n_called) - 1
-        keep = np.unique(np.searchsorted(n_called, np.linspace(0, n_called[last], n_thresholds)))
-        false_positives, overlap = false_positives[:, keep], overlap[:, keep]
+        # a resample's FPR is a weighted mean of the images' FPRs: past the point where every image's own FPR
+        # exceeds fpr_limit, no resample's curve goes on
+        needed = max(int(r[int(fpr_limit * len(r))]) + 1 if int(fpr_limit * len(r)) < len(r) else n_called[-1]
+                     for r in normal_ranks)
+        last = int(np.searchsorted(n_called, needed))
+        n_called = n_called[np.unique(np.searchsorted(n_called, np.linspace(0, n_called[last], n_thresholds)))]
+    false_positives = np.stack([np.searchsorted(r, n_called) for r in normal_ranks]).astype(float)
+    overlap = np.zeros((n_items, len(n_called)))
+    for i, r in enumerate(region_ranks):  # overlap gained per called pixel: 1 / the size of its region
+        gained = np.concatenate([[0.0], np.cumsum(1.0 / region_sizes[sorted_regions[r]])])
+        overlap[i] = gained[np.searchsorted(r, n_called)]
 
     draws = _bootstrap_draws(n_items, n_boot, seed)
     times_drawn = np.stack([np.bincount(draw, minlength=n_items) for draw in draws]).astype(float)

@@ -30,8 +30,9 @@ def studied(tmp_path_factory):
 def test_table_has_one_row_per_variant_and_method(studied):
     _, result, messages = studied
     table = result.table
-    assert list(table.columns) == ["translation", "rotation", "method", "window", "label", "image_auroc",
+    assert list(table.columns) == ["translation", "rotation", "seed", "method", "window", "label", "image_auroc",
                                    "pixel_auroc", "aupro", "status"]
+    assert set(table["seed"]) == {0}
     assert len(table) == 2 * 2  # 2 translations x (spade, lwinnn δ=3)
     assert list(table["translation"]) == [0.0, 0.0, 0.2, 0.2]
     assert set(table["rotation"]) == {0.0}
@@ -152,6 +153,25 @@ def test_across_seeds_repeats_the_comparison_on_each_seed(tmp_path):
         assert row["aupro_ci"] == expected.loc[label, "aupro_ci"]
     with pytest.raises(ValueError, match="seeds and methods"):
         study.across_seeds(tmp_path / "toy", "bracket", [], embedder, methods)
+
+
+def test_a_study_over_toy_seeds_ranks_every_knob_setting(tmp_path):
+    settings = {**SETTINGS, "translations": [0.2], "seeds": [0, 1], "bootstrap": 20}
+    result = study.run_study(tmp_path, echo=lambda message: None, **settings)
+    table = result.table
+    assert list(table["seed"]) == [0, 1, 0, 1] and list(table["label"]) == ["SPADE (fixed)"] * 2 + ["LWinNN δ=3"] * 2
+    assert (tmp_path / "variants" / "seed_1" / "rotation_0" / "toy_translation_0.2" / "bracket").is_dir()
+    for _, row in table.iterrows():  # every run carries its own interval
+        assert row["image_auroc_ci"][0] <= row["image_auroc"] <= row["image_auroc_ci"][1]
+    means = study.auroc_table(table)
+    lwinnn = table[table["label"] == "LWinNN δ=3"]["image_auroc"]
+    assert means.loc[(0.2, 0.0), "LWinNN δ=3"] == round(lwinnn.mean(), 3)
+    ranks = study.rank_table(table)
+    expected = study.seed_ranking(table.drop(columns="method").rename(columns={"label": "method"}))
+    assert ranks.loc[(0.2, 0.0), "SPADE (fixed)"] == expected.loc["SPADE (fixed)", "ranks"]
+    assert ranks.loc[(0.2, 0.0), "same order"] == bool(expected["same rank"].all())
+    with pytest.raises(ValueError, match="seeds must hold"):
+        study.run_study(tmp_path, echo=lambda message: None, **{**settings, "seeds": []})
 
 
 def test_seed_ranking_orders_methods_and_says_whether_the_order_holds():

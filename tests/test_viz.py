@@ -330,5 +330,10 @@ def test_knob_figure_one_line_per_search_and_spade_drawn_last():
     assert fig.data[3].line.dash == "dash" and fig.data[0].line.color != fig.data[1].line.color
     rotation = study.knob_figure(table, "rotation")
     assert list(rotation.data[0].x) == [0, 10] and list(rotation.data[0].y) == pytest.approx([0.91, 0.81])
+    assert fig.data[0].error_y.array is None  # one seed: no bars
+    seeds = pd.concat([table.assign(seed=0), table.assign(seed=1, image_auroc=table["image_auroc"] - 0.2)])
+    spread = study.knob_figure(seeds, "translation").data[3]  # SPADE: the mean of 0.9 and 0.7, bars to both
+    assert list(spread.y) == pytest.approx([0.8, 0.7])
+    assert list(spread.error_y.array) == pytest.approx([0.1, 0.1]) and list(spread.error_y.arrayminus) == pytest.approx([0.1, 0.1])
     with pytest.raises(ValueError, match="knob must be"):
         study.knob_figure(table, "scale")

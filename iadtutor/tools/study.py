@@ -37,9 +37,11 @@ def translated_toy_root(data_root, translation: float) -> Path:
     return Path(data_root).parent / f"toy_translation_{float(translation):g}"
 
 
-def variant_root(study_root, translation: float, rotation: float) -> Path:
-    """``study_root/variants/rotation_R/toy_translation_T``: notebook 08's variant ``(T, R)``."""
-    return translated_toy_root(Path(study_root) / "variants" / f"rotation_{float(rotation):g}" / "toy", translation)
+def variant_root(study_root, translation: float, rotation: float, seed: int = 0) -> Path:
+    """``study_root/variants/rotation_R/toy_translation_T``: notebook 08's variant ``(T, R)``; a toy ``seed`` other
+    than 0 goes under ``variants/seed_S/``."""
+    variants = Path(study_root) / "variants" / (f"seed_{int(seed)}" if int(seed) else "")
+    return translated_toy_root(variants / f"rotation_{float(rotation):g}" / "toy", translation)
 
 
 def write_variant(root, translation: float, rotation: float | None = None, category: str = "bracket", seed: int = 0,
@@ -163,9 +165,10 @@ def seed_ranking(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFra
 
 
 # ------------------------------------------------------------------------------- notebook 08: the grid
-def variant_name(translation: float, rotation: float) -> str:
-    """``t0.1_r0``: notebook 08's name of a knob setting (its dataset is ``toy_t0.1_r0``)."""
-    return f"t{float(translation):g}_r{float(rotation):g}"
+def variant_name(translation: float, rotation: float, seed: int = 0) -> str:
+    """``t0.1_r0`` (``t0.1_r0_seed2`` for toy seed 2): notebook 08's name of a knob setting (its dataset is
+    ``toy_t0.1_r0``)."""
+    return f"t{float(translation):g}_r{float(rotation):g}" + (f"_seed{int(seed)}" if int(seed) else "")
 
 
 def study_variants(translations: Sequence[float], rotations: Sequence[float]) -> list[tuple[float, float]]:
@@ -179,18 +182,21 @@ def study_variants(translations: Sequence[float], rotations: Sequence[float]) ->
     return list(dict.fromkeys([(t, 0.0) for t in translations] + [(0.0, r) for r in rotations]))
 
 
-def study_grid(variant_roots: dict[tuple[float, float], Path], category: str = "bracket",
+def study_grid(variant_roots: dict[tuple, Path], category: str = "bracket",
                methods: Sequence[str] = ("spade", "lwinnn", "global"), windows: Sequence[int] = (1, 3, 7),
-               backbone: str = "auto", image_size: int = 128, seed: int = 0, coreset: float | None = None) -> dict:
-    """Notebook 08's grid for :mod:`iadtutor.tools.runs`: a dataset ``toy_NAME`` per variant, the methods and the
-    ``iadtutor evaluate`` parameters (``window`` reaches only lwinnn; no bootstrap: the study compares curves)."""
+               backbone: str = "auto", image_size: int = 128, seed: int = 0, coreset: float | None = None,
+               bootstrap: int = 0) -> dict:
+    """Notebook 08's grid for :mod:`iadtutor.tools.runs`: a dataset ``toy_NAME`` per variant ``(T, R)`` or
+    ``(T, R, toy seed)``, the methods and the ``iadtutor evaluate`` parameters (``window`` reaches only lwinnn;
+    ``bootstrap`` resamples for the intervals)."""
     methods, windows = list(methods), [int(w) for w in windows]
     if not methods or any(m not in STUDY_METHODS for m in methods):
         raise ValueError(f"methods must be a non-empty subset of {', '.join(STUDY_METHODS)}; got {methods}.")
     if "lwinnn" in methods and (not windows or min(windows) < 1):
         raise ValueError(f"windows must be a non-empty list of positive integers for lwinnn; got {windows}.")
     # bootstrap as the text "0", as it always was: a run's id hashes its parameters, and finished runs are kept
-    params = {"backbone": backbone, "image_size": int(image_size), "seed": int(seed), "bootstrap": "0",
+    params = {"backbone": backbone, "image_size": int(image_size), "seed": int(seed),
+              "bootstrap": int(bootstrap) if bootstrap else "0",
               **({"window": windows} if "lwinnn" in methods else {}),
               **({"coreset": float(coreset)} if coreset is not None else {})}
     datasets = {f"toy_{variant_name(*knobs)}": {"data_root": str(Path(root).resolve()), "categories": [category]}
@@ -275,21 +281,30 @@ def method_label(method: str, window=None) -> str:
     return f"LWinNN δ={int(window)}" if method == "lwinnn" else LABELS.get(method, method)
 
 
-def tidy_table(results: pd.DataFrame, variants: dict[str, tuple[float, float]]) -> pd.DataFrame:
-    """Notebook 08's table of :func:`iadtutor.tools.runs.collect_results`, sorted by knob, then fixed -> global."""
-    columns = ["translation", "rotation", "method", "window", "label", *METRICS, "status"]
+def tidy_table(results: pd.DataFrame, variants: dict[str, tuple]) -> pd.DataFrame:
+    """Notebook 08's table of :func:`iadtutor.tools.runs.collect_results` (``variants``: dataset name ->
+    ``(T, R)`` or ``(T, R, toy seed)``), sorted by knob, then fixed -> global, then seed; ``<metric>_ci`` holds
+    ``(low, high)`` where the runs measured intervals."""
+    columns = ["translation", "rotation", "seed", "method", "window", "label", *METRICS, "status"]
     if results.empty:
         return pd.DataFrame(columns=columns)
     window = results["param_window"] if "param_window" in results else pd.Series(pd.NA, index=results.index)
-    table = pd.DataFrame({"translation": [variants[d][0] for d in results["dataset"]],
-                          "rotation": [variants[d][1] for d in results["dataset"]],
-                          "method": results["method"], "window": window.astype("Int64")})
+    knobs = [tuple(variants[d]) + (0,) * (3 - len(variants[d])) for d in results["dataset"]]
+    table = pd.DataFrame({"translation": [k[0] for k in knobs], "rotation": [k[1] for k in knobs],
+                          "seed": [int(k[2]) for k in knobs], "method": results["method"],
+                          "window": window.astype("Int64")})
     table["label"] = [method_label(m, w) for m, w in zip(table["method"], table["window"])]
+    intervals = []
     for metric in METRICS:
         table[metric] = results[metric].astype(float) if metric in results else float("nan")
+        if f"{metric}_ci_low" in results:
+            table[f"{metric}_ci"] = list(zip(results[f"{metric}_ci_low"].astype(float),
+                                             results[f"{metric}_ci_high"].astype(float)))
+            intervals.append(f"{metric}_ci")
     table["status"] = results["status"]
     table["order"] = table["method"].map({m: i for i, m in enumerate(STUDY_METHODS)}).fillna(9)
-    return table.sort_values(["rotation", "translation", "order", "window"], kind="stable", ignore_index=True)[columns]
+    table = table.sort_values(["rotation", "translation", "order", "window", "seed"], kind="stable", ignore_index=True)
+    return table[columns + intervals]
 
 
 def run_study(study_root, translations: Sequence[float] = (0, 0.05, 0.1, 0.2), rotations: Sequence[float] = (0, 15, 45),
@@ -297,16 +312,21 @@ def run_study(study_root, translations: Sequence[float] = (0, 0.05, 0.1, 0.2), r
               category: str = "bracket", backbone: str = "auto", image_size: int = 128, n_train: int = 16,
               n_test_good: int = 8, n_test_per_defect: int = 4, seed: int = 0, coreset: float | None = None,
               device: str | None = None, jobs: int = 1, in_process: bool = True, threads: int | None = 1,
-              echo=print) -> Study:
-    """Notebook 08: write the variants and the grid, run every (variant, method, δ) (:func:`run_in_process`, or
-    ``jobs`` subprocesses with ``in_process=False``), write ``results.csv`` / ``summary.md``. Finished runs are
-    skipped unless their images are newer (settings such as ``n_train`` are not part of a run's id)."""
+              seeds: Sequence[int] = (0,), bootstrap: int = 0, echo=print) -> Study:
+    """Notebook 08: write the variants (each knob setting drawn with every toy seed of ``seeds``) and the grid, run
+    every (variant, method, δ) (:func:`run_in_process`, or ``jobs`` subprocesses with ``in_process=False``), write
+    ``results.csv`` / ``summary.md``. ``seed`` is the runs' own (the coreset's draws), ``bootstrap`` their
+    interval resamples. Finished runs are skipped unless their images are newer (settings such as ``n_train``
+    are not part of a run's id)."""
     if category not in toy.TOY_CATEGORIES:
         raise ValueError(f"category must be a toy category ({', '.join(toy.TOY_CATEGORIES)}); got {category!r}.")
-    study_root, knob_settings = Path(study_root), study_variants(translations, rotations)
-    roots = {knobs: write_variant(variant_root(study_root, *knobs), *knobs, category, seed, image_size, n_train,
-                                  n_test_good, n_test_per_defect) for knobs in knob_settings}
-    grid = study_grid(roots, category, methods, windows, backbone, image_size, seed, coreset)
+    study_root, seeds = Path(study_root), [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must hold at least one toy seed, e.g. [0, 1, 2].")
+    knob_settings = [(*knobs, s) for s in seeds for knobs in study_variants(translations, rotations)]
+    roots = {knobs: write_variant(variant_root(study_root, *knobs), *knobs[:2], category, knobs[2], image_size,
+                                  n_train, n_test_good, n_test_per_defect) for knobs in knob_settings}
+    grid = study_grid(roots, category, methods, windows, backbone, image_size, seed, coreset, bootstrap)
     grid_path = runs.write_json_atomic(study_root / "grid.json", grid)
     specs = runs.expand_grid(grid)
     for spec in specs:  # images newer than a result (other settings): that result says nothing about them
@@ -324,9 +344,22 @@ def run_study(study_root, translations: Sequence[float] = (0, 0.05, 0.1, 0.2), r
 
 
 def auroc_table(table: pd.DataFrame, metric: str = "image_auroc", digits: int = 3) -> pd.DataFrame:
-    """Notebook 08's summary: rows ``(translation, rotation)``, a column per method label, ``metric`` rounded."""
+    """Notebook 08's summary: rows ``(translation, rotation)``, a column per method label, ``metric`` rounded (its
+    mean over the toy seeds when the study has several)."""
     if metric not in table:
         raise ValueError(f"metric {metric!r} is not a column of the table; pick one of {', '.join(METRICS)}.")
     labels = list(dict.fromkeys(table["label"]))
-    view = table.pivot_table(index=["translation", "rotation"], columns="label", values=metric, aggfunc="first")
+    view = table.pivot_table(index=["translation", "rotation"], columns="label", values=metric, aggfunc="mean")
     return view[labels].round(digits).rename_axis(columns=None)
+
+
+def rank_table(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame:
+    """Notebook 08: rows ``(translation, rotation)``, a column per method label with its ranks on the toy seeds
+    (``"1, 1, 2"``; 1 = best, :func:`seed_ranking`), and ``same order``: every method kept its rank on every seed."""
+    rows = {}
+    for knobs, group in table.groupby(["translation", "rotation"], sort=False):
+        ranking = seed_ranking(group.drop(columns="method").rename(columns={"label": "method"}), metric)
+        rows[knobs] = {**ranking["ranks"].to_dict(), "same order": bool(ranking["same rank"].all())}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index = pd.MultiIndex.from_tuples(frame.index, names=["translation", "rotation"])
+    return frame

@@ -15,7 +15,8 @@ _WINDOW_GREENS = ("#98df8a", "#2ca02c", "#17622a", "#0b3d17")
 def knob_figure(table: pd.DataFrame, knob: str = "translation", metric: str = "image_auroc",
                 title: str | None = None, height: int = 400) -> go.Figure:
     """``metric`` against one pose ``knob`` (the other held at 0), a line per method / δ: fixed position red, local
-    windows green (darker = larger δ), global blue, chance dotted (notebook 08)."""
+    windows green (darker = larger δ), global blue, chance dotted (notebook 08). With several toy seeds a point is
+    their mean and its bar spans their lowest to highest value."""
     if knob not in KNOBS:
         raise ValueError(f"knob must be one of {', '.join(KNOBS)}; got {knob!r}.")
     other = "rotation" if knob == "translation" else "translation"
@@ -32,8 +33,12 @@ def knob_figure(table: pd.DataFrame, knob: str = "translation", metric: str = "i
         method = rows["method"].iloc[0]
         colour = (_WINDOW_GREENS[min(windows.index(rows["window"].iloc[0]), len(_WINDOW_GREENS) - 1)]
                   if method == "lwinnn" else _COLOURS.get(method, "#7f7f7f"))
-        fig.add_trace(go.Scatter(x=rows[knob].tolist(), y=rows[metric].round(4).tolist(), name=label,
-                                 mode="lines+markers", legendrank=rank + 1,
+        spread = rows.groupby(knob)[metric].agg(["mean", "min", "max"])  # over the toy seeds, if several
+        bars = None if rows.groupby(knob).size().max() == 1 else dict(
+            type="data", symmetric=False, array=(spread["max"] - spread["mean"]).round(4).tolist(),
+            arrayminus=(spread["mean"] - spread["min"]).round(4).tolist(), thickness=1.2)
+        fig.add_trace(go.Scatter(x=spread.index.tolist(), y=spread["mean"].round(4).tolist(), name=label,
+                                 mode="lines+markers", legendrank=rank + 1, error_y=bars,
                                  line=dict(color=colour, dash="dash" if method == "spade" else "solid", width=2.5)))
     fig.add_hline(y=0.5, line=dict(color="#999", dash="dot", width=1), annotation_text="chance",
                   annotation_position="bottom right")
