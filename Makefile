@@ -41,13 +41,14 @@ browser:
 toy: setup
 	$(BIN)/iadtutor data make-toy --out data/toy --overwrite
 
-# Execute the course in place (outputs are committed), then build the website from them.
-execute: setup toy
+# Execute the course in place (outputs are committed), then build the website from them. `clean` gives every plotly
+# figure a static PNG (GitHub, nbviewer), drawn by kaleido in Chromium: hence `browser`.
+execute: setup toy browser
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb"; \
 	  start=$$(date +%s); \
 	  PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/papermill -k python3 --cwd notebooks "$$nb" "$$nb.tmp.ipynb" || exit 1; \
-	  $(BIN)/python -m iadtutor.tools.notebooks clean "$$nb.tmp.ipynb" && mv "$$nb.tmp.ipynb" "$$nb"; \
+	  $(BIN)/python -m iadtutor.tools.notebooks clean "$$nb.tmp.ipynb" || exit 1; mv "$$nb.tmp.ipynb" "$$nb"; \
 	  echo "   $$(( $$(date +%s) - start )) s"; \
 	done
 

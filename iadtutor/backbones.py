@@ -20,6 +20,7 @@ used silently.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,11 +189,16 @@ class _EfficientNetBlocks(nn.Module):
         return x
 
 
-def _efficientnet_lite0_extractor(state_dict: dict) -> FeatureExtractor:
+def _efficientnet_lite0_model(state_dict: dict) -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
     model = EfficientNet.from_name("efficientnet-lite0")
     model.load_state_dict(state_dict)
+    return model
+
+
+def _efficientnet_lite0_extractor(state_dict: dict) -> FeatureExtractor:
+    model = _efficientnet_lite0_model(state_dict)
     stem = nn.Sequential(model._conv_stem, model._bn0, model._swish)
     blocks = list(model._blocks)
     n_total = len(blocks)
@@ -202,6 +208,26 @@ def _efficientnet_lite0_extractor(state_dict: dict) -> FeatureExtractor:
     stages = [_EfficientNetBlocks(blocks[a:b], a, n_total, drop) for a, b in cuts]
     channels = tuple(blocks[b - 1]._bn2.num_features for _, b in cuts)
     return FeatureExtractor("efficientnet_lite0", stem, stages, channels)
+
+
+def load_final_stage(name: str, weights_path: str | None = None, download: bool = True) -> nn.Module:
+    """The stride-32 stage after the last tap, with ImageNet weights: ResNet's ``layer4``, EfficientNet-Lite0's
+    blocks 11-16 (notebook 06: DefectMaker's classifier head sits on it). ``(N, C_tap16, h, w)`` ->
+    ``(N, out_channels, h / 2, w / 2)``; ``out_channels`` is 512 (resnet18), 2048 (wide_resnet50_2), 320."""
+    if name == "efficientnet_lite0":
+        model = _efficientnet_lite0_model(_efficientnet_lite0_state_dict(weights_path))
+        blocks = list(model._blocks)
+        stage = _EfficientNetBlocks(blocks[10:], 10, len(blocks), model._global_params.drop_connect_rate or 0.0)
+        stage.out_channels = blocks[-1]._bn2.num_features
+        return stage
+    if name not in TORCHVISION_WEIGHTS:
+        raise ValueError(f"name must be one of {', '.join(BACKBONES)}; got {name!r}.")
+    import torchvision
+
+    model = getattr(torchvision.models, name)(weights=None)
+    model.load_state_dict(_torchvision_state_dict(name, weights_path, download))
+    model.layer4.out_channels = _out_channels(model.layer4)
+    return model.layer4
 
 
 def weights_cached(name: str = "resnet18") -> bool:
@@ -268,3 +294,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but no CUDA GPU is visible; use --device cpu or auto.")
     return device
+
+
+def same_numbers_on_every_cpu(train):
+    """Decorator of the course's trainings (notebooks 06, 07): run ``train`` with oneDNN switched off.
+
+    oneDNN, torch's default for CPU convolutions, picks its kernels by the processor's cache sizes, so
+    one seed trained differently on two CPU models (ULSAD's toy run: 0.39 vs 0.54 global image AUROC).
+    torch's own kernels (pinned to AVX2 by the Makefile) and MKL (``MKL_CBWR``) do not, and at one
+    thread they were as fast. No effect on a GPU.
+    """
+    @functools.wraps(train)
+    def wrapper(*args, **kwargs):
+        with torch.backends.mkldnn.flags(enabled=False):
+            return train(*args, **kwargs)
+    return wrapper

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from iadtutor.backbones import FeatureExtractor, load_backbone, resolve_device
+from iadtutor.backbones import FeatureExtractor, load_backbone, resolve_device, same_numbers_on_every_cpu
 from iadtutor.files import atomic_path
 from iadtutor.knn import DEFAULT_SIGMA, blur_maps
 
@@ -499,6 +499,7 @@ class ULSAD:
         return tqdm(starts, desc=desc, leave=False) if progress else starts
 
     # -- training ----------------------------------------------------------------------------------------
+    @same_numbers_on_every_cpu
     def fit(self, train_images: Tensor, val_images: Tensor | None = None, epochs: int | None = None,
             val_fraction: float = 0.1, cache_features: bool = True, progress: bool = True) -> dict[str, list[float]]:
         """Train on normal ``train_images`` and fit the map quantiles on normal ``val_images``.

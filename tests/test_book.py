@@ -9,12 +9,13 @@ does not go unnoticed.
 
 from __future__ import annotations
 
+import base64
 import re
 
 import nbformat
 import pytest
 
-from iadtutor.tools import book
+from iadtutor.tools import book, notebooks
 
 CHAPTERS = book.chapter_notebooks()
 
@@ -74,10 +75,11 @@ def _notebook_with(outputs, widget_state=False):
 
 
 @pytest.mark.parametrize("data, widget_state, expected", [
-    ({book.PLOTLY_MIME_TYPE: {"data": []}, "text/html": '<div id="a"></div><script>Plotly.newPlot("a")</script>'},
-     False, None),
+    ({book.PLOTLY_MIME_TYPE: {"data": []}, "image/png": "iVBORw0KGgo="}, False, None),
     ({book.PLOTLY_MIME_TYPE: {"data": []}}, False, "no output mime type"),
-    ({book.PLOTLY_MIME_TYPE: {"data": []}, "text/plain": "Figure()"}, False, "without the text/html"),
+    ({book.PLOTLY_MIME_TYPE: {"data": []}, "text/plain": "Figure()"}, False, "not JSON + PNG"),
+    ({book.PLOTLY_MIME_TYPE: {"data": []}, "image/png": "iVBORw0KGgo=",
+      "text/html": '<div id="a"></div><script>Plotly.newPlot("a")</script>'}, False, "not JSON + PNG"),
     ({"text/html": '<script src="https://cdn.plot.ly/plotly-3.1.0.min.js"></script>'}, False, "another machine"),
     ({"application/vnd.jupyter.widget-view+json": {"model_id": "m"}, "text/plain": "IntSlider()"}, False,
      "no saved widget state"),
@@ -107,6 +109,82 @@ def test_notebook_problems_report_error_outputs(tmp_path):
     error = nbformat.v4.new_output("error", ename="ValueError", evalue="bad", traceback=["ValueError: bad"])
     nbformat.write(_notebook_with([error]), path)
     assert book.notebook_problems(path) == ["02_made_up.ipynb cell 1: error output ValueError: bad"]
+
+
+# ------------------------------------------------ figures: JSON + PNG in the notebooks, interactive in the book
+FIGURE = {"data": [{"type": "scatter", "y": [1, 3, 2]}], "layout": {"height": 300}, "config": {"displaylogo": False}}
+
+
+def _notebook_with_figures():
+    """A figure as the old renderer stored it (JSON + text/html), one as the renderer gives it now (JSON only), one
+    in a FigureApp's Output state, papermill's timestamps."""
+    old = nbformat.v4.new_output("display_data", data={book.PLOTLY_MIME_TYPE: FIGURE, "text/html": "<div>old</div>"})
+    fresh = nbformat.v4.new_output("display_data", data={book.PLOTLY_MIME_TYPE: FIGURE})
+    notebook = _notebook_with([old, fresh], widget_state=True)
+    notebook.metadata["widgets"][book.WIDGET_STATE]["state"]["m"] = {"model_name": "OutputModel", "state": {
+        "outputs": [{"output_type": "display_data", "data": {book.PLOTLY_MIME_TYPE: FIGURE}, "metadata": {}}]}}
+    notebook.metadata["papermill"] = {"duration": 3.5, "start_time": "2026-12-01T10:00"}
+    notebook.cells[1].metadata["execution"] = {"iopub.status.busy": "2026-12-01T10:00"}
+    return notebook
+
+
+def test_clean_gives_every_figure_json_and_png_without_html_and_is_idempotent(tmp_path):
+    drawn = []
+
+    def draw(figures):  # stands in for kaleido: one call for the whole run
+        drawn.append(list(figures))
+        return [b"\x89PNG fake %d" % i for i in range(len(figures))]
+
+    notebook = _notebook_with_figures()
+    notebooks.clean_notebooks([notebook], draw=draw)
+    figures = notebooks.plotly_outputs(notebook)
+    assert len(figures) == 3 and drawn == [[FIGURE] * 3]
+    assert all(set(data) == {book.PLOTLY_MIME_TYPE, "image/png"} and data[book.PLOTLY_MIME_TYPE] == FIGURE
+               for data in figures)
+    assert [base64.b64decode(data["image/png"]) for data in figures] == [b"\x89PNG fake %d" % i for i in range(3)]
+    assert "duration" not in notebook.metadata.papermill and "execution" not in notebook.cells[1].metadata
+    path = tmp_path / "05_made_up.ipynb"
+    nbformat.write(notebook, path)
+    assert book.notebook_problems(path) == []
+
+    text = nbformat.writes(notebook)
+    notebooks.clean_notebooks([notebook], draw=draw)
+    assert nbformat.writes(notebook) == text and drawn[1:] == [[]]  # a clean notebook: nothing to draw, no change
+    path.write_text(text + "\n")
+    before = path.stat().st_mtime_ns
+    notebooks.clean_files([path])  # nothing to draw: no browser started
+    assert path.read_text() == text + "\n" and path.stat().st_mtime_ns == before  # not even rewritten
+
+
+def test_figure_html_draws_with_the_page_plotly_and_loads_nothing():
+    html = book.figure_html(FIGURE, 1)
+    assert "Plotly.newPlot" in html and 'class="plotly-graph-div"' in html and '"displaylogo": false' in html
+    assert "plotly.js v" not in html and len(html) < 200_000  # plotly.js itself is ~4.6 MB
+    assert not re.search(r"<script[^>]*\bsrc=", html), "a script is loaded from a file or CDN"
+    assert "cdn" not in html.lower() and "mathjax" not in html.lower()
+    assert "<html" not in html.lower()  # a fragment, not a full page
+    first, second = (re.search(r'id="([^"]+)"', book.figure_html(FIGURE, n)).group(1) for n in (1, 2))
+    assert first != second and first.rsplit("-", 1)[0] == second.rsplit("-", 1)[0]  # same figure, same stem
+    assert book.figure_html(FIGURE, 1) == html  # a rebuild gives the same page
+
+
+def test_read_chapter_makes_every_figure_interactive():
+    notebook = _notebook_with_figures()
+    notebooks.clean_notebooks([notebook], draw=lambda figures: [b"png"] * len(figures))
+    read = book.read_chapter(nbformat.writes(notebook))
+    figures = notebooks.plotly_outputs(read)
+    assert [data["text/html"] for data in figures] == [book.figure_html(FIGURE, n) for n in (1, 2, 3)]
+    assert all(set(data) == {book.PLOTLY_MIME_TYPE, "text/html"} for data in figures)  # no static image
+
+
+def test_page_figure_problems_count_the_interactive_figures(tmp_path):
+    path = tmp_path / "05_made_up.ipynb"
+    nbformat.write(_notebook_with_figures(), path)
+    page = tmp_path / "05_made_up.html"
+    page.write_text("".join(book.figure_html(FIGURE, n) for n in (1, 2, 3)))
+    assert book.page_figure_problems(path, page) == []
+    page.write_text(book.figure_html(FIGURE, 1) + '<img src="data:image/png;base64,iVBO">' * 2)
+    assert book.page_figure_problems(path, page) == ["05_made_up.html: 1 interactive plotly figures, expected 3"]
 
 
 # --------------------------------------------------------------------------------- the real notebooks
@@ -154,6 +232,13 @@ def test_chapters_are_in_the_sidebar_in_file_order(site):
     linked = re.findall(r'href="\.\./notebooks/(0[^"#/]*)\.html"', intro)
     in_order = list(dict.fromkeys(linked))
     assert in_order == [nb.stem for nb in CHAPTERS]
+
+
+@pytest.mark.book
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=[nb.name for nb in CHAPTERS])
+def test_chapter_page_has_every_figure_interactive(site, notebook):
+    assert not book.page_figure_problems(notebook, site / "notebooks" / f"{notebook.stem}.html")
 
 
 @pytest.mark.book

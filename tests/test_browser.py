@@ -1,5 +1,5 @@
-"""The built book in a real browser: every chapter's plotly figures draw, widgets render, nothing is
-fetched from another machine.
+"""The built book in a real browser: every chapter's plotly figures draw, interactively (the notebooks hold
+their JSON and a static PNG; the book draws the JSON), widgets render, nothing is fetched from another machine.
 
 Headless Chromium from Debian (`scripts/install_chromium.sh`), driven by the ``playwright`` Python package
 with ``executable_path`` (no browser download). The site is served from 127.0.0.1 on a free port by a
@@ -14,11 +14,12 @@ import http.server
 import threading
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from conftest import chromium_context
 
-from iadtutor.tools import book
+from iadtutor.tools import book, notebooks
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed: "
                                "pip install -e '.[dev]' (it drives the system's Chromium; no browser download).")
@@ -184,6 +185,9 @@ def test_chapter_figures_and_widgets_draw_offline(site, base_url, browser_contex
     assert not errors, f"{chapter}: JavaScript errors: {errors}"
     blank = [f for f in figures if not (f["svgs"] and f["marks"] and f["width"] > 0)]
     assert not blank, f"{chapter}: plotly figures that did not draw: {blank}"
+    notebook = nbformat.read(book.REPO_ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    expected = len(notebooks.plotly_outputs(notebook))  # in cells and widgets; committed as JSON + PNG
+    assert len(figures) == expected, f"{chapter}: {len(figures)} interactive figures, the notebook has {expected}"
     if widgets["views"]:
         assert widgets["rendered"] == widgets["views"] and not widgets["errors"], \
             f"{chapter}: widgets that did not render: {widgets}"

@@ -3,8 +3,10 @@
 The chapters are ``notebooks/0*.ipynb`` as committed (nothing is executed; ``book/_config.yml``, ``_toc.yml``).
 Pages work offline: their JavaScript is served from ``book/_assets/vendor/`` (:func:`vendor_assets`: the installed
 plotly's, and three npm tarballs pinned by sha512). A notebook's outputs (:func:`notebook_problems`): every code
-cell executed; a plotly figure as plotly JSON (JupyterLab) plus a ``text/html`` calling ``Plotly.newPlot`` without
-plotly.js, MathJax or ``<script src=...>`` (``iadtutor.viz.core.setup_notebook()``); widgets with saved state::
+cell executed; a plotly figure as plotly JSON (JupyterLab) plus a static PNG (GitHub, nbviewer) and no ``text/html``
+(``iadtutor.tools.notebooks clean``); widgets with saved state. The book reads the chapters with
+:func:`read_chapter`, which gives every figure its interactive ``text/html``: a div that ``Plotly.newPlot`` fills
+with the page's plotly.js (no plotly.js, MathJax or ``<script src=...>`` in it)::
 
     python -m iadtutor.tools.book assets    # fill book/_assets/vendor/ (npm registry needed once, then cached)
     python -m iadtutor.tools.book build     # assets + jupyter-book build -> book/_build/html, then check
@@ -29,7 +31,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from iadtutor.files import write_bytes_atomic
+from iadtutor.tools.notebooks import PLOTLY_MIME_TYPE, WIDGET_STATE, plotly_outputs
 
 # The repository whose book is built; IADTUTOR_BOOK_ROOT points the tests at another checkout.
 REPO_ROOT = Path(os.environ.get("IADTUTOR_BOOK_ROOT") or Path(__file__).resolve().parents[2])
@@ -72,8 +77,6 @@ STDERR_PROBLEM = re.compile(r"(Error|Exception|Traceback|Warning)\b")
 # The mime types myst-nb shows in HTML (myst_nb.core.render.base_render_priority()["html"]).
 BOOK_MIME_TYPES = ("application/vnd.jupyter.widget-view+json", "application/javascript", "text/html", "image/svg+xml",
                    "image/png", "image/gif", "image/jpeg", "text/markdown", "text/latex", "text/plain")
-PLOTLY_MIME_TYPE = "application/vnd.plotly.v1+json"
-WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 REMOTE_SCRIPT = re.compile(r"""<script[^>]*\bsrc\s*=\s*["']?(https?:)?//""", re.I)
 
 
@@ -150,18 +153,51 @@ def vendor_assets(root: Path = REPO_ROOT, cache: Path | None = None) -> Path:
     return vendor
 
 
+# ------------------------------------------------------------------------------------------- chapters
+def figure_html(figure: dict, number: int) -> str:
+    """The interactive ``text/html`` of one plotly figure dict on a chapter's page (:func:`read_chapter`): a div that
+    ``Plotly.newPlot`` fills with the page's plotly.js and the figure's own config (no plotly.js, MathJax or CDN);
+    its id: a hash of the figure and its ``number`` on the page (two equal figures on a page differ)."""
+    import plotly.io as pio
+
+    digest = hashlib.sha1(json.dumps(figure, sort_keys=True).encode()).hexdigest()[:12]
+    config = dict(figure.get("config", {}))  # a copy: to_html adds to it
+    return pio.to_html(figure, config=config, include_plotlyjs=False, include_mathjax=False, full_html=False,
+                       div_id=f"iadtutor-fig-{digest}-{number}", default_width="100%", default_height=525,
+                       validate=False)
+
+
+def read_chapter(text: str):
+    """A chapter notebook as the book reads it (myst-nb's reader of ``.ipynb``, ``nb_custom_formats`` set by
+    :func:`build`): every plotly figure's static PNG replaced by its interactive :func:`figure_html`."""
+    import nbformat
+
+    notebook = nbformat.reads(text, as_version=4)
+    for number, data in enumerate(plotly_outputs(notebook), 1):
+        data.pop("image/png", None)
+        data["text/html"] = figure_html(data[PLOTLY_MIME_TYPE], number)
+    return notebook
+
+
 # ---------------------------------------------------------------------------------------------- build
 def build(root: Path = REPO_ROOT, fresh: bool = True) -> subprocess.CompletedProcess:
-    """Vendor the assets, then ``jupyter-book build`` into ``book/_build/build.log`` (``make book``); ``fresh``
-    rebuilds every page (``--all``), so the log has every page's warnings."""
+    """Vendor the assets, then ``jupyter-book build`` into ``book/_build/build.log`` (``make book``) with
+    ``book/_config.yml`` plus :func:`read_chapter` as the notebooks' reader; ``fresh`` rebuilds every page
+    (``--all``), so the log has every page's warnings."""
     book, _, log_path = book_dirs(root)
     vendor_assets(root)
     shutil.rmtree(book / "_build" / "screenshots", ignore_errors=True)  # they showed the previous build
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", str(root),
-               "--config", str(book / "_config.yml"), "--toc", str(book / "_toc.yml"),
-               "--path-output", str(book), "--builder", "html", *(["--all"] if fresh else [])]
-    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1800)
+    config = yaml.safe_load((book / "_config.yml").read_text(encoding="utf-8"))
+    sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
+    sphinx["nb_custom_formats"] = {".ipynb": "iadtutor.tools.book.read_chapter"}
+    with tempfile.TemporaryDirectory(prefix="iadtutor-book-") as folder:
+        config_path = Path(folder) / "_config.yml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", str(root),
+                   "--config", str(config_path), "--toc", str(book / "_toc.yml"),
+                   "--path-output", str(book), "--builder", "html", *(["--all"] if fresh else [])]
+        result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1800)
     write_bytes_atomic(log_path, (result.stdout + "\n" + result.stderr).encode())
     if result.returncode != 0:
         raise RuntimeError(f"jupyter-book build failed (exit {result.returncode}); see {log_path}.")
@@ -201,8 +237,8 @@ def html_problems(page: Path) -> list[str]:
 
 
 def notebook_problems(path: Path) -> list[str]:
-    """Outputs of a committed notebook that the offline book would drop or fetch from elsewhere (the output
-    contract of the module docstring; :func:`check`, tests/test_book.py)."""
+    """Outputs of a committed notebook that the offline book, GitHub or nbviewer would drop or fetch from elsewhere
+    (the output contract of the module docstring; :func:`check`, tests/test_book.py)."""
     import nbformat
 
     notebook = nbformat.read(path, as_version=4)
@@ -221,15 +257,27 @@ def notebook_problems(path: Path) -> list[str]:
             page_html = "".join(data.get("text/html", ""))  # text, or a list of lines
             if not any(mime in data for mime in BOOK_MIME_TYPES):
                 problems.append(f"{where}: no output mime type the book shows (has {sorted(data)})")
-            if PLOTLY_MIME_TYPE in data and "Plotly.newPlot" not in page_html:
-                problems.append(f"{where}: plotly figure without the text/html of iadtutor.viz's renderer")
             if REMOTE_SCRIPT.search(page_html):
                 problems.append(f"{where}: text/html loads a script from another machine")
             if "plotly.js v" in page_html[:100_000] or len(page_html) > 2_000_000:
                 problems.append(f"{where}: text/html embeds plotly.js (use include_plotlyjs=False)")
+    figures = plotly_outputs(notebook)  # the cells' and the widgets' (FigureApp)
+    if unclean := [data for data in figures if "image/png" not in data or "text/html" in data]:
+        problems.append(f"{path.name}: {len(unclean)} of {len(figures)} plotly figures are not JSON + PNG without "
+                        f"text/html (run python -m iadtutor.tools.notebooks clean {path.name})")
     if has_widget_view and WIDGET_STATE not in notebook.metadata.get("widgets", {}):
         problems.append(f"{path.name}: widget outputs but no saved widget state in the notebook metadata")
     return problems
+
+
+def page_figure_problems(notebook: Path, page: Path) -> list[str]:
+    """A chapter's built page that does not call ``Plotly.newPlot`` once for each plotly figure of its notebook (in
+    cells and widgets; :func:`read_chapter`) (:func:`check`, tests/test_book.py)."""
+    import nbformat
+
+    expected = len(plotly_outputs(nbformat.read(notebook, as_version=4)))
+    found = page.read_text(encoding="utf-8", errors="replace").count("Plotly.newPlot(")
+    return [] if found == expected else [f"{page.name}: {found} interactive plotly figures, expected {expected}"]
 
 
 class _ResourceFinder(html.parser.HTMLParser):
@@ -265,7 +313,9 @@ def check(root: Path = REPO_ROOT) -> list[str]:
         return [f"{log_path} not found: build the book first."]
     problems = log_problems(log_path.read_text(encoding="utf-8", errors="replace"))
     problems += [f"missing page {page}" for page in expected_pages(root) if not (html_dir / page).is_file()]
-    problems += [problem for notebook in chapter_notebooks(root) for problem in notebook_problems(notebook)]
+    for notebook in chapter_notebooks(root):
+        page = html_dir / "notebooks" / f"{notebook.stem}.html"
+        problems += notebook_problems(notebook) + (page_figure_problems(notebook, page) if page.is_file() else [])
     for page in sorted(html_dir.rglob("*.html")):
         if "_static" not in page.parts:
             problems += html_problems(page) + [f"{page.name}: loads {url}" for url in remote_resources(page)]

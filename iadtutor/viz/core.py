@@ -5,9 +5,7 @@ shapes and set a height but no width (they fill the output area or the book's co
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
-import itertools
 import random
 from typing import Callable, Mapping, Sequence
 
@@ -31,31 +29,15 @@ SELECTED_COLOUR = "#39ff14"  # green: a chosen patch or query, boxes
 REGION_COLOUR = "#ffd400"  # yellow: a search window, the foreground defects must stay in
 MATCH_COLOUR = "#ff2d55"  # red: the nearest neighbour found
 
-_figure_counter = itertools.count(1)  # module level: plotly copies a renderer before each use
-
-
-class CourseRenderer(PlotlyRenderer):
-    """The ``iadtutor`` renderer of every notebook: the plotly JSON (JupyterLab draws it) and a ``text/html`` div
-    whose ``Plotly.newPlot`` loads no plotly.js, MathJax or CDN (the book serves its own). The div id: a hash of the
-    figure's JSON and a per-kernel counter (a re-run gives the same HTML, two equal figures on a page differ)."""
-
-    def to_mimebundle(self, fig_dict) -> dict:
-        bundle = super().to_mimebundle(dict(fig_dict))  # a copy: it adds the config to the dict it gets
-        figure_json = pio.to_json(fig_dict, validate=False)
-        div_id = f"iadtutor-fig-{hashlib.sha1(figure_json.encode()).hexdigest()[:12]}-{next(_figure_counter)}"
-        bundle["text/html"] = pio.to_html(fig_dict, config=self.config, include_plotlyjs=False,
-                                          include_mathjax=False, full_html=False, div_id=div_id,
-                                          default_width="100%", default_height=525, validate=False)
-        return bundle
-
 
 def setup_notebook(seed: int | None = 0, threads: int | None = None, template: str = TEMPLATE) -> int:
-    """Every notebook's first call: the course renderer and ``template``, seeds for ``random``, ``numpy`` and ``torch``
+    """Every notebook's first call: the course renderer, ``template``, seeds for ``random``, ``numpy`` and ``torch``
     (unless ``seed=None``) and torch's CPU ``threads`` (seeded training repeats only with fixed threads, notebook 07);
-    returns the threads in use."""
+    returns the threads in use. The renderer gives a figure's plotly JSON only (JupyterLab draws it): ``make execute``
+    adds a static PNG (GitHub, nbviewer; :mod:`iadtutor.tools.notebooks`), the book its interactive HTML."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive integer or None; got {threads!r}.")
-    pio.renderers[RENDERER_NAME] = CourseRenderer(config={"displaylogo": False})
+    pio.renderers[RENDERER_NAME] = PlotlyRenderer(config={"displaylogo": False})
     pio.renderers.default = RENDERER_NAME
     pio.templates.default = template
     if seed is not None:
@@ -322,12 +304,28 @@ def bar_plot(categories: Sequence[str], values: Mapping[str, Sequence], title: s
 
 def results_table(rows: Sequence[Mapping] | pd.DataFrame, digits: int = 3,
                   index: str | Sequence[str] | None = None) -> pd.DataFrame:
-    """Rows of results (dicts or a DataFrame): floats rounded to ``digits``, ``index`` as labels (notebooks 00-08)."""
+    """Rows of results (dicts or a DataFrame): floats rounded to ``digits``, ``index`` as labels (notebooks 00-08).
+
+    A column ``<name>_ci`` of ``(low, high)`` pairs (bootstrap 95 % intervals, ``pipeline.score_category``)
+    is written into column ``<name>`` as ``"0.817 [0.655, 0.946]"``."""
     frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     if index is not None:
         require_columns(frame, [index] if isinstance(index, str) else list(index), "results_table's index")
         frame = frame.set_index(index if isinstance(index, str) else list(index))
+    for column in [c for c in frame.columns if isinstance(c, str) and c.endswith("_ci") and c[:-3] in frame]:
+        frame[column[:-3]] = [with_interval(value, interval, digits)
+                              for value, interval in zip(frame[column[:-3]], frame[column])]
+        frame = frame.drop(columns=column)
     return frame.round({column: digits for column in frame.select_dtypes(include="floating").columns})
+
+
+def with_interval(value: float, interval, digits: int = 3) -> str:
+    """``"0.817 [0.655, 0.946]"``: a value and its ``(low, high)`` interval (``None``/NaN: the value alone) as
+    one table cell (notebooks 02-08)."""
+    if interval is None or not np.all(np.isfinite(np.asarray(interval, dtype=float))) or len(interval) != 2:
+        return f"{value:.{digits}f}"
+    low, high = interval
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def steps_table(steps: Mapping[str, object], image_index: int = 0) -> pd.DataFrame:
