@@ -211,6 +211,15 @@ def test_results_table_writes_intervals_into_their_metric():
     assert viz.with_interval(0.5, (float("nan"), 0.6), digits=2) == "0.50"
 
 
+def test_interval_table_pivots_values_with_their_intervals():
+    long = pd.DataFrame({"t": [0.2, 0.2, 0.0, 0.0], "m": ["b", "a", "b", "a"], "auroc": [0.5, 0.61234, 0.9, 0.8],
+                         "auroc_ci": [(0.4, 0.6), (0.5, 0.7), (0.8, 1.0), None]})
+    wide = viz.interval_table(long, "t", "m", "auroc")
+    assert list(wide.index) == [0.2, 0.0] and list(wide.columns) == ["b", "a"]
+    assert wide.loc[0.2, "a"] == "0.612 [0.500, 0.700]" and wide.loc[0.0, "a"] == "0.800"
+    assert viz.interval_table(long.drop(columns="auroc_ci"), "t", "m", "auroc").loc[0.2, "a"] == 0.612
+
+
 def test_results_table_rounds_floats_only():
     table = viz.results_table([{"name": "a", "auroc": 0.123456, "n": 3}, {"name": "b", "auroc": 0.98765, "n": 4}],
                               index="name")

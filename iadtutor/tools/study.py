@@ -82,10 +82,11 @@ def translation_study(data_root, translations: Sequence[float], embedder: PatchE
                       methods: Mapping[str, tuple[str, dict]] | None = None, category: str = "bracket",
                       rotation: float | None = None, seed: int = 0, image_size: int = 128, n_train: int = 16,
                       n_test_good: int = 8, n_test_per_defect: int = 3, coverage_windows: Sequence[int] = (),
-                      coverage_images: int = 4, device="cpu") -> tuple[pd.DataFrame, pd.DataFrame]:
+                      coverage_images: int = 4, device="cpu", bootstrap: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Notebook 03: per translation jitter, write (or reuse) :func:`make_translated_toy`, embed it once, score it
     with each of ``methods`` (``{label: (method, params)}``, default :func:`iadtutor.pipeline.standard_methods`).
-    Returns a row per (translation, label) (metrics, seconds) and per (translation, window of ``coverage_windows``)
+    Returns a row per (translation, label) (metrics, their intervals ``<metric>_ci`` with ``bootstrap`` resamples,
+    seconds) and per (translation, window of ``coverage_windows``)
     (:func:`iadtutor.pipeline.window_vs_global` on the first ``coverage_images`` normal test images)."""
     methods = pipeline.standard_methods() if methods is None else methods
     if not translations or not methods:
@@ -96,8 +97,8 @@ def translation_study(data_root, translations: Sequence[float], embedder: PatchE
                                    n_test_good, n_test_per_defect)
         loaded = pipeline.load_category(root, category, image_size=image_size, progress=False)
         embedded, records = evaluate_methods(loaded, embedder, list(methods.values()), device=device, seed=seed,
-                                             bootstrap=0)
-        rows += [{"translation": float(translation), "method": label, **{name: record[name] for name in METRICS},
+                                             bootstrap=bootstrap)
+        rows += [{"translation": float(translation), "method": label, **pipeline.metric_columns(record),
                   "train_seconds": record["train_seconds"], "test_seconds_per_image": record["test_seconds_per_image"]}
                  for label, record in zip(methods, records)]
         if coverage_windows:

@@ -328,6 +328,16 @@ def with_interval(value: float, interval, digits: int = 3) -> str:
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def interval_table(table: pd.DataFrame, index: str, columns: str, metric: str, digits: int = 3) -> pd.DataFrame:
+    """``metric`` of a long table as ``index`` × ``columns``, each cell ``"0.817 [0.655, 0.946]"`` when the table
+    holds its interval ``<metric>_ci`` (notebooks 03, 08); rows and columns in the table's order."""
+    require_columns(table, [index, columns, metric], "interval_table")
+    cells = ([with_interval(v, ci, digits) for v, ci in zip(table[metric], table[f"{metric}_ci"])]
+             if f"{metric}_ci" in table else table[metric].round(digits))
+    wide = table.assign(**{metric: cells}).pivot(index=index, columns=columns, values=metric)
+    return wide.loc[list(dict.fromkeys(table[index])), list(dict.fromkeys(table[columns]))]
+
+
 def steps_table(steps: Mapping[str, object], image_index: int = 0) -> pd.DataFrame:
     """Shapes ``(C, h, w)`` of ``PatchEmbedder.steps`` of one image, per step and tap (notebook 01)."""
     rows = []
