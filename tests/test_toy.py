@@ -8,7 +8,7 @@ from PIL import Image
 from scipy import ndimage
 
 import toyfactory as toy
-from iadtutor.tools.toy import make_toy
+from iadtutor.tools.toy import layout_variant, make_toy
 from toyfactory import (
     DEFECT_TYPES,
     DIFF_THRESHOLD,
@@ -273,3 +273,106 @@ def test_bad_render_input_is_refused():
         render_sample("carpet")
     with pytest.raises(ValueError, match="image_size"):
         render_normal("box", 0, image_size=63)
+
+
+def box_part_blobs(sample):
+    """A boolean mask per part in the box: grey or brass pixels, also the dark facets of a nut facing away."""
+    rgb = sample.image.astype(int)
+    metal = sample.foreground & (rgb[..., 2] - rgb[..., 0] < 30) & (rgb[..., 0] > 60)
+    labels, n = ndimage.label(metal)
+    return [labels == index for index in range(1, n + 1) if (labels == index).sum() > 15]
+
+
+def box_round_parts(sample):
+    """(kind, x, y) of every nut and washer of an unjittered box, in units of the image side from its centre."""
+    rgb = sample.image.astype(int)
+    size = rgb.shape[0]
+    parts = []
+    for blob in box_part_blobs(sample):
+        rows, cols = np.nonzero(blob)
+        if rows.max() - rows.min() > 0.2 * size:  # the long bolt
+            continue
+        brass = np.median(rgb[blob, 0] - rgb[blob, 2]) > 60
+        parts.append(("washer" if brass else "nut", cols.mean() / size - 0.5, rows.mean() / size - 0.5))
+    return parts
+
+
+def slots_of(kind):
+    return np.array([(x, y) for part, x, y in toy.BOX_SLOTS if part == kind])
+
+
+def distance_to_slots(x, y, kind):
+    return float(np.hypot(*(slots_of(kind) - [x, y]).T).min())
+
+
+TOLERANCE = 2 / SIZE  # a centroid of anti-aliased pixels is within about a pixel of the part's centre
+
+
+def test_box_slots_layout_keeps_every_normal_part_in_its_slot():
+    jitter = toy.BOX_SLOT_JITTER[0] * np.sqrt(2)
+    free = []
+    for seed in range(4):
+        sample = render_sample("box", "good", seed, SIZE, translation=0, rotation=0, layout="slots")
+        parts = box_round_parts(sample)
+        assert sorted(kind for kind, _, _ in parts) == ["nut", "nut", "washer", "washer"], seed
+        for kind, x, y in parts:
+            assert distance_to_slots(x, y, kind) <= jitter + TOLERANCE, (seed, kind, x, y)
+        default = render_sample("box", "good", seed, SIZE, translation=0, rotation=0)
+        free += [distance_to_slots(x, y, kind) for kind, x, y in box_round_parts(default)]
+    assert max(free) > 3 * jitter  # the default layout does not keep to the slots
+
+
+@pytest.mark.parametrize("defect", ["logical_missing", "logical_extra", "logical_swapped", "logical_misplaced"])
+def test_box_slots_layout_breaks_the_arrangement_by_the_defect_rule(defect):
+    near = toy.BOX_SLOT_JITTER[0] * np.sqrt(2) + TOLERANCE
+    for seed in range(3):
+        sample = render_sample("box", defect, seed, SIZE, translation=0, rotation=0, layout="slots")
+        parts = box_round_parts(sample)
+        in_slot = [distance_to_slots(x, y, kind) <= near for kind, x, y in parts]
+        in_wrong_slot = [distance_to_slots(x, y, "washer" if kind == "nut" else "nut") <= near
+                         for kind, x, y in parts]
+        if defect == "logical_missing":  # one part fewer (the bolt counts too), the rest in their slots
+            assert len(box_part_blobs(sample)) == 4 and all(in_slot), seed
+        elif defect == "logical_extra":  # a sixth part, outside every slot
+            assert len(box_part_blobs(sample)) == 6 and len(parts) == 5 and sum(in_slot) == 4, seed
+        elif defect == "logical_swapped":  # a nut in a washer's slot and a washer in a nut's
+            assert len(parts) == 4 and sum(in_wrong_slot) == 2 and sum(in_slot) == 2, seed
+        else:  # one nut or washer away from the slots of its kind, not in a slot of the other kind
+            assert len(box_part_blobs(sample)) == 5 and sum(in_slot) == len(parts) - 1 and not any(in_wrong_slot), seed
+        assert sample.mask.any()
+
+
+def test_box_slots_layout_is_written_and_recorded(tmp_path):
+    root = make_toy_dataset(tmp_path, categories=["box"], layout="slots", **SMALL)
+    info = (root / "box" / "toy_factory.json").read_text()
+    assert '"layout": "slots"' in info
+    rng = sample_rng(0, "box", "train", "good", 0)
+    np.testing.assert_array_equal(read(root / "box/train/good/000.png"),
+                                  render_sample("box", "good", rng, SIZE, layout="slots").image)
+    default = make_toy_dataset(tmp_path / "default", categories=["box"], **SMALL)
+    assert "layout" not in (default / "box" / "toy_factory.json").read_text()  # the default's file is unchanged
+
+
+def test_bad_layout_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="layout"):
+        render_sample("weave", layout="slots")
+    with pytest.raises(ValueError, match="layout"):
+        make_toy_dataset(tmp_path, categories=["box", "pills"], layout="slots", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_layout_variant_is_written_beside_the_data_root_once(tmp_path):
+    counts = dict(n_train=2, n_validation=1, n_test_good=3, n_test_per_defect=1)
+    root = layout_variant(tmp_path / "toy", "box", "slots", seed=3, **counts)
+    assert root == tmp_path / "toy_box_slots" and not (tmp_path / "toy").exists()
+    assert len(list((root / "box" / "test" / "good").iterdir())) == 3
+    first = root / "box" / "train" / "good" / "000.png"
+    np.testing.assert_array_equal(read(first), render_sample("box", "good", sample_rng(3, "box", "train", "good", 0),
+                                                             256, layout="slots").image)
+    stamp = first.stat().st_mtime_ns
+    assert layout_variant(tmp_path / "toy", "box", "slots", seed=3, **counts) == root
+    assert first.stat().st_mtime_ns == stamp  # the same settings: not written again
+    layout_variant(tmp_path / "toy", "box", "slots", seed=3, **dict(counts, n_test_good=4))
+    assert len(list((root / "box" / "test" / "good").iterdir())) == 4  # other settings: written again
+    with pytest.raises(ValueError, match="data_root"):
+        layout_variant(tmp_path / "toy_box_slots", "box", "slots")

@@ -221,6 +221,22 @@ def test_branch_metrics_table_adds_baselines_scored_with_their_own_image_scores(
         viz_ulsad.branch_metrics_table(labels, masks, TYPES, maps, baselines={"knn": (other_maps, other_scores[:3])})
 
 
+def test_branch_metrics_table_adds_bootstrap_intervals_of_the_image_auroc():
+    labels, masks, maps = hand_case()
+    table = viz_ulsad.branch_metrics_table(labels, masks, TYPES, maps, digits=10, n_boot=200, seed=3)
+    plain = viz_ulsad.branch_metrics_table(labels, masks, TYPES, maps, digits=10)
+    assert table.drop(columns="image_auroc_ci").equals(plain)
+    for group, keep in (("all", range(7)), ("logical", [0, 1, 2, 3, 4])):
+        keep = list(keep)
+        for branch in viz_ulsad.BRANCHES:
+            scores = maps[branch][keep].max(axis=(1, 2))
+            expected = metrics.bootstrap_ci(metrics.image_auroc, labels[keep], scores, n_boot=200, seed=3)
+            assert table.loc[(group, branch), "image_auroc_ci"] == pytest.approx(expected)
+    shown = viz.results_table(table)
+    assert list(shown.columns) == ["image_auroc", "pixel_auroc", "aupro"]
+    assert shown.loc[("all", "local"), "image_auroc"].count("[") == 1
+
+
 def test_branch_metrics_table_without_kinds_and_with_loco_names():
     labels, masks, maps = hand_case()
     plain = viz_ulsad.branch_metrics_table(labels, masks, ["good"] * 3 + ["scratch"] * 4, maps)

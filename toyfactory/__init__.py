@@ -18,6 +18,9 @@ Every image is rendered from scratch with numpy: shapes are signed distance func
 their distance to the edge), shading comes from a height field lit from the top left, and each image
 gets its own lighting, surface grain and sensor noise, so that no two normal images are alike.
 
+The box's nuts and washers lie at random free places in their compartments; ``layout="slots"`` puts
+every part in a fixed slot instead (``BOX_SLOTS``, small jitter), as MVTec LOCO's items sit (notebook 07).
+
 A defective image is rendered as its defect-free twin (the *reference*) plus the defect. Its mask is
 exactly the set of pixels that differ from the reference: a pixel counts when one of its channels
 moves by more than ``DIFF_THRESHOLD`` grey levels, and every other pixel is copied from the
@@ -82,6 +85,12 @@ DEFAULT_JITTER = {
     "pills": (0.02, 2.0),
     "box": (0.02, 2.0),
 }
+
+# The box's layout "slots": (part, x, y) of every slot, in units of the image side from the box's centre
+# (x right, y down), and the largest shift of a part from its slot (same units) and turn of a part (degrees).
+BOX_SLOTS = (("bolt", 0.245, 0.0), ("nut", -0.32, -0.195), ("nut", -0.18, -0.195),
+             ("washer", -0.32, 0.195), ("washer", -0.18, 0.195))
+BOX_SLOT_JITTER = (0.01, 3.0)
 
 # A pixel belongs to a defect mask when some channel differs from the reference by more than this
 # many grey levels (out of 255).
@@ -659,7 +668,13 @@ class _Pills:
 
 
 class _Box:
-    """A blue organiser box: two nuts top left, two washers bottom left, one bolt on the right."""
+    """A blue organiser box: two nuts top left, two washers bottom left, one bolt on the right.
+
+    ``layout="free"`` (the default): each nut and washer lies at a random free place in its compartment.
+    ``layout="slots"``: every part sits in its own slot, shifted by at most ``BOX_SLOT_JITTER`` (as the items of
+    MVTec LOCO's boxes do); the right third of the nut and washer compartments stays empty, which is where
+    an extra or misplaced part can go.
+    """
 
     # compartments in the box frame (units of the image side): (centre x, centre y, half width, half height)
     COMPARTMENTS = {
@@ -670,14 +685,25 @@ class _Box:
     ROUND_PARTS = ("nut", "nut", "washer", "washer")  # besides the bolt
     HOME = {"nut": "nuts", "washer": "washers", "bolt": "bolt"}
     RADIUS = {"nut": 0.062, "washer": 0.054}  # collision radius of round parts
+    def __init__(self, layout="free"):
+        self.layout = layout
 
     def sample(self, rng, size, translation, rotation):
+        if self.layout == "slots":
+            shift, turn = BOX_SLOT_JITTER
+            parts = [dict(kind=kind, x=x + rng.uniform(-shift, shift), y=y + rng.uniform(-shift, shift),
+                          angle=rng.uniform(-turn, turn))
+                     for kind, x, y in BOX_SLOTS]
+            return self._scene(rng, size, translation, rotation, parts)
         x, y, angle = 0.245 + rng.uniform(-0.03, 0.03), rng.uniform(-0.04, 0.04), rng.uniform(-6, 6)
         parts = [dict(kind="bolt", x=x, y=y, angle=angle)]
         while len(parts) < 1 + len(self.ROUND_PARTS):
             kind = self.ROUND_PARTS[len(parts) - 1]
             new = self._place(rng, kind, self.HOME[kind], parts)
             parts = parts + [new] if new is not None else parts[:1]  # a dead end: start again
+        return self._scene(rng, size, translation, rotation, parts)
+
+    def _scene(self, rng, size, translation, rotation, parts):
         return dict(
             size=size,
             pose=_pose(rng, size, translation, rotation),
@@ -795,6 +821,9 @@ class _Box:
 
 
 _CATEGORIES = {"weave": _Weave(), "bracket": _Bracket(), "pills": _Pills(), "box": _Box()}
+#: The arrangements a category can be rendered in (``layout=``); the first is its default.
+LAYOUTS = {"weave": ("free",), "bracket": ("free",), "pills": ("free",), "box": ("free", "slots")}
+_BOX_SLOTS = _Box(layout="slots")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -840,6 +869,15 @@ def _is_number_in(value, low, high):
     return isinstance(value, (int, float, np.number)) and low <= value <= high
 
 
+def _check_layout(category, layout):
+    """The category's layout: its default for None, else ``layout`` if it is one of ``LAYOUTS[category]``."""
+    if layout is None:
+        return LAYOUTS[category][0]
+    if layout not in LAYOUTS[category]:
+        raise ValueError(f"layout for {category} must be one of {', '.join(LAYOUTS[category])}; got {layout!r}.")
+    return layout
+
+
 def _check_jitter(translation, rotation):
     if translation is not None and not _is_number_in(translation, 0, 0.5):
         raise ValueError(f"translation must be a fraction of the image side in [0, 0.5] or None; got {translation!r}.")
@@ -848,13 +886,14 @@ def _check_jitter(translation, rotation):
 
 
 def render_sample(
-    category, defect_type="good", rng=0, image_size=256, translation=None, rotation=None
+    category, defect_type="good", rng=0, image_size=256, translation=None, rotation=None, layout=None
 ) -> ToySample:
     """Render one image of a toy category in memory, with its defect mask and defect-free reference.
 
     ``rng``: a ``numpy.random.Generator`` or a seed. ``defect_type``: ``"good"`` or one of
     ``DEFECT_TYPES[category]``. ``translation`` (max shift, fraction of the image side) and ``rotation``
-    (max angle, degrees) override the category's pose jitter ``DEFAULT_JITTER[category]``.
+    (max angle, degrees) override the category's pose jitter ``DEFAULT_JITTER[category]``. ``layout``: one
+    of ``LAYOUTS[category]`` (None: the first); the box's ``"slots"`` puts every part in a fixed slot.
     """
     _check_category(category)
     if defect_type != "good" and defect_type not in DEFECT_TYPES[category]:
@@ -862,12 +901,13 @@ def render_sample(
         raise ValueError(f"defect_type for {category} must be 'good' or one of {names}; got {defect_type!r}.")
     size = _check_count("image_size", image_size, _MIN_IMAGE_SIZE)
     _check_jitter(translation, rotation)
+    layout = _check_layout(category, layout)
     default_translation, default_rotation = DEFAULT_JITTER[category]
     translation = default_translation if translation is None else float(translation)
     rotation = default_rotation if rotation is None else float(rotation)
     rng = np.random.default_rng(rng)
 
-    kind = _CATEGORIES[category]
+    kind = _BOX_SLOTS if layout == "slots" else _CATEGORIES[category]
     min_pixels = max(6, int(4e-4 * size * size))
     for _ in range(10):
         scene = kind.sample(rng, size, translation, rotation)
@@ -937,14 +977,14 @@ def _new_hidden_folder(parent, name):
             continue
 
 
-def _write_category(out_dir, category, seed, image_size, counts, translation, rotation, bar):
+def _write_category(out_dir, category, seed, image_size, counts, translation, rotation, bar, layout=None):
     """Render one category into a temporary folder next to ``out_dir/category``, then move it in place."""
     destination = out_dir / category
     work = _new_hidden_folder(out_dir, f"{category}-partial")
     try:
         for split, defect, index in _category_jobs(category, **counts):
             rng = sample_rng(seed, category, split, defect, index)
-            sample = render_sample(category, defect, rng, image_size, translation, rotation)
+            sample = render_sample(category, defect, rng, image_size, translation, rotation, layout)
             folder = work / split / defect
             folder.mkdir(parents=True, exist_ok=True)
             _save_png(folder / f"{index:03d}.png", sample.image)
@@ -966,6 +1006,8 @@ def _write_category(out_dir, category, seed, image_size, counts, translation, ro
             diff_threshold=DIFF_THRESHOLD,
             **counts,
         )
+        if _check_layout(category, layout) != LAYOUTS[category][0]:
+            info["layout"] = layout  # only when not the default: the default's files stay as they were
         (work / "toy_factory.json").write_text(json.dumps(info, indent=2) + "\n")
         # os.replace cannot overwrite a non-empty folder: move the old one aside first
         old = None
@@ -993,6 +1035,7 @@ def make_toy_dataset(
     rotation=None,
     progress=True,
     n_validation=8,
+    layout=None,
 ) -> Path:
     """Write the toy factory to ``out_dir`` in MVTec AD layout and return ``out_dir`` as a Path.
 
@@ -1000,7 +1043,8 @@ def make_toy_dataset(
     images), ``test/good`` (n_test_good), ``test/DEFECT`` (n_test_per_defect per defect type) and
     ``ground_truth/DEFECT/NNN_mask.png`` (0/255). A category is written to a temporary folder and
     moved into place when complete; an existing category folder is replaced.
-    ``translation`` / ``rotation`` override every category's pose jitter (see ``DEFAULT_JITTER``).
+    ``translation`` / ``rotation`` override every category's pose jitter (see ``DEFAULT_JITTER``);
+    ``layout`` (None: each category's default) must be one of ``LAYOUTS`` of every category written.
     """
     if categories is None:
         categories = TOY_CATEGORIES
@@ -1009,6 +1053,7 @@ def make_toy_dataset(
         raise ValueError("categories must name at least one toy category (or be None for all).")
     for category in categories:
         _check_category(category)
+        _check_layout(category, layout)
     seed = _check_count("seed", seed)
     image_size = _check_count("image_size", image_size, _MIN_IMAGE_SIZE)
     counts = dict(
@@ -1024,7 +1069,7 @@ def make_toy_dataset(
     with tqdm(total=total, desc="toy factory", unit="img", disable=not progress) as bar:
         for category in categories:
             bar.set_postfix_str(category)
-            _write_category(out_dir, category, seed, image_size, counts, translation, rotation, bar)
+            _write_category(out_dir, category, seed, image_size, counts, translation, rotation, bar, layout)
     return out_dir
 
 

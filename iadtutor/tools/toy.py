@@ -3,12 +3,13 @@ and the data folder of a notebook's first cell. The generator itself is the pack
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from toyfactory import TOY_CATEGORIES, make_toy_dataset
+from toyfactory import LAYOUTS, TOY_CATEGORIES, make_toy_category, make_toy_dataset
 
 
 def make_toy(out, seed: int = 0, categories=None, image_size: int = 256, progress: bool = True,
@@ -52,4 +53,21 @@ def prepare_data_root(dataset: str, data_root, seed: int = 0) -> Path:
     if not root.is_dir():
         raise FileNotFoundError(f"data_root {root} does not exist: download {dataset} first "
                                 f"(python data_scripts/download.py --dataset {dataset} --out {root}).")
+    return root
+
+
+def layout_variant(data_root, category: str = "box", layout: str = "slots", seed: int = 0, **counts) -> Path:
+    """Notebook 07's toy set: ``category`` drawn in ``layout`` (see :data:`toyfactory.LAYOUTS`) at the default size,
+    with ``counts`` (``n_train=``, ``n_test_good=``, ... as :func:`toyfactory.make_toy_dataset` takes them; the rest
+    its defaults), in ``data_root/../toy_<category>_<layout>`` beside the default set; written unless its
+    ``toy_factory.json`` already has these settings. Returns that root (it holds the one category)."""
+    root = Path(data_root).parent / f"toy_{category}_{layout}"
+    if root.resolve() == Path(data_root).resolve():
+        raise ValueError(f"the {layout} variant would overwrite data_root {data_root}; pick another data_root.")
+    info = root / category / "toy_factory.json"
+    written = json.loads(info.read_text()) if info.is_file() else {}
+    wanted = {"seed": seed, "layout": layout, **counts}
+    if any(written.get(key, LAYOUTS[category][0] if key == "layout" else None) != value
+           for key, value in wanted.items()):
+        make_toy_category(root, category, seed=seed, layout=layout, progress=False, **counts)
     return root

@@ -186,9 +186,12 @@ def kind_counts(defect_types: Sequence[str]) -> dict[str, int]:
 
 def branch_metrics_table(labels, masks, defect_types: Sequence[str], maps: Mapping[str, object],
                          fpr_limit: float = 0.3, digits: int = 3,
-                         baselines: Mapping[str, tuple[object, object]] | None = None) -> pd.DataFrame:
+                         baselines: Mapping[str, tuple[object, object]] | None = None,
+                         n_boot: int = 0, seed: int = 0) -> pd.DataFrame:
     """Image AUROC, pixel AUROC and AUPRO of every branch (image score: the map's maximum) per kind of anomaly: rows
-    ``(all | kind, branch)``; ``baselines``: ``{name: (maps (N, H, W), image_scores (N,))}`` rows too (notebook 07)."""
+    ``(all | kind, branch)``; ``baselines``: ``{name: (maps (N, H, W), image_scores (N,))}`` rows too (notebook 07).
+    ``n_boot > 0`` adds ``image_auroc_ci``, the bootstrap 95 % interval ``(low, high)`` of
+    :func:`iadtutor.metrics.image_auroc_ci` (``core.results_table`` writes it into the image AUROC column)."""
     labels, masks = core.to_numpy(labels).astype(int), core.to_numpy(masks).astype(bool)
     arrays = _check_maps(maps, len(labels))
     if len(defect_types) != len(labels) or len(masks) != len(labels):
@@ -206,10 +209,15 @@ def branch_metrics_table(labels, masks, defect_types: Sequence[str], maps: Mappi
     groups = {"all": np.ones(len(labels), dtype=bool)}
     if len(present) > 1:
         groups.update({kind: (kinds == "good") | (kinds == kind) for kind in present})
-    rows = [{"anomalies": group, "branch": branch,
-             **metrics.evaluate_maps(labels[keep], scores[keep], masks[keep], branch_maps[keep], fpr_limit)}
-            for group, keep in groups.items() for branch, (branch_maps, scores) in scored.items()]
-    return pd.DataFrame(rows).set_index(["anomalies", "branch"]).astype(float).round(digits)
+    rows = []
+    for group, keep in groups.items():
+        for branch, (branch_maps, scores) in scored.items():
+            row = metrics.evaluate_maps(labels[keep], scores[keep], masks[keep], branch_maps[keep], fpr_limit)
+            rows.append({"anomalies": group, "branch": branch, **{k: round(float(v), digits) for k, v in row.items()}})
+            if n_boot:
+                low, high = metrics.image_auroc_ci(labels[keep], scores[keep], n_boot=n_boot, seed=seed)
+                rows[-1]["image_auroc_ci"] = (round(float(low), digits), round(float(high), digits))
+    return pd.DataFrame(rows).set_index(["anomalies", "branch"])
 
 
 class AttentionExplorer(core.FigureApp):
