@@ -93,3 +93,10 @@ def test_a_seeded_training_does_not_depend_on_onednns_kernels():
                                   env={**os.environ, "ONEDNN_MAX_CPU_ISA": isa}).stdout
               for isa in ("SSE41", "AVX2")}
     assert losses["SSE41"] == losses["AVX2"] and "[" in losses["AVX2"]
+
+
+def test_every_training_of_the_course_is_wrapped():
+    from iadtutor import defectmaker, ulsad
+
+    for train in (ulsad.ULSAD.fit, defectmaker.finetune_backbone):
+        assert train.__wrapped__.__name__ == train.__name__  # functools.wraps of same_numbers_on_every_cpu

@@ -1,5 +1,6 @@
 """Tests for iadtutor.defectmaker: shapes, fills, fusion, foreground, the 7-class task, fine-tuning."""
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -10,7 +11,7 @@ from scipy import ndimage
 
 
 from iadtutor import defectmaker as dm
-from iadtutor.backbones import FeatureExtractor, load_backbone
+from iadtutor.backbones import FeatureExtractor, load_backbone, load_final_stage
 
 
 def smooth_image(size=64, seed=0):
@@ -93,10 +94,21 @@ def test_rectangle_is_a_solid_axis_aligned_rectangle():
         assert mask.sum() <= 0.15 * 128 * 128 + 2 * 128
 
 
-def test_bezier_scar_is_a_thin_long_stroke():
+def test_bezier_scar_is_a_small_filled_region_in_a_thin_box():
     image = smooth_image(128, seed=2)
     for seed in range(8):
-        _, mask = dm.make_defect(image, "bezier_scar", "noise", "paste", rng=seed)
+        mask = dm.make_defect(image, "bezier_scar", "noise", "paste", rng=seed)[1].numpy()
+        assert np.array_equal(ndimage.binary_fill_holes(mask), mask)  # a region, not an outline
+        rows, cols = np.nonzero(mask)
+        # box 3.5-10.5 x 7.5-15 px at 128 px: the region fits in its turned box's diagonal
+        assert max(np.ptp(rows), np.ptp(cols)) <= np.hypot(10.5, 15) + 2
+        assert mask.sum() <= 10.5 * 15 + 10
+
+
+def test_bezier_stroke_is_a_thin_long_stroke():
+    image = smooth_image(128, seed=2)
+    for seed in range(8):
+        _, mask = dm.make_defect(image, "bezier_stroke", "noise", "paste", rng=seed)
         # nothing survives an erosion by a 5 x 5 square: the stroke is at most 4 px thick
         assert not ndimage.binary_erosion(mask.numpy(), structure=np.ones((5, 5))).any()
         rows, cols = np.nonzero(mask.numpy())
@@ -197,6 +209,14 @@ def test_foreground_mask_finds_the_object_and_defects_stay_on_it():
             assert not (mask & ~near_object).any(), (shape, fill, seed)
 
 
+def test_cutpaste_fill_comes_from_the_fill_image():
+    image, grey = smooth_image(64, seed=3), torch.full((3, 64, 64), 0.5)
+    defect, mask = dm.make_defect(image, "bezier_blob", "cutpaste", "paste", rng=0, fill_image=grey)
+    pixels = defect[:, mask]  # a jittered grey stays grey: equal channels, brightness 0.5 +- 10 %
+    assert torch.allclose(pixels, pixels[:1].expand_as(pixels), atol=1e-5)
+    assert 0.45 - 1e-5 <= float(pixels.min()) <= float(pixels.max()) <= 0.55 + 1e-5
+
+
 def test_foreground_of_a_flat_image_is_everything():
     assert dm.foreground_mask(torch.full((3, 40, 40), 0.3)).all()
 
@@ -213,7 +233,7 @@ def test_gallery_covers_every_combination():
 
 def test_dataset_produces_all_seven_labels_deterministically():
     images = torch.stack([smooth_image(64, seed=s) for s in range(3)])
-    dataset = dm.DefectMakerDataset(images, is_texture=True, seed=1, augment=False)
+    dataset = dm.DefectMakerDataset(images, is_texture=True, seed=1, augment=False, jitter=False)
     assert len(dataset) == 3 * 7 and dataset.n_classes == 7 and len(dm.CLASS_NAMES) == 7
     labels = set()
     for index in range(len(dataset)):
@@ -226,7 +246,7 @@ def test_dataset_produces_all_seven_labels_deterministically():
             assert mask.any() and torch.equal(image[:, ~mask], original[:, ~mask])
             assert (image != original).any(dim=0)[mask].all()
     assert labels == set(range(7))
-    again = dm.DefectMakerDataset(images, is_texture=True, seed=1, augment=False)
+    again = dm.DefectMakerDataset(images, is_texture=True, seed=1, augment=False, jitter=False)
     assert all(torch.equal(dataset[i][0], again[i][0]) for i in range(len(dataset)))
     again.set_epoch(1)
     assert not all(torch.equal(dataset[i][0], again[i][0]) for i in range(1, 7))
@@ -240,39 +260,96 @@ def backbone():
     return load_backbone("efficientnet_lite0", verbose=False, download=False)
 
 
+TINY = dm.FinetuneConfig(updates=4, images_per_batch=2, freeze_updates=2, cosine_period=5)
+
+
 @pytest.fixture(scope="module")
 def finetuned_twice(backbone):
     images = torch.stack([object_on_plain_background(64, seed=s)[0] for s in range(4)])
-    runs = [dm.finetune_backbone(backbone, images, epochs=2, batch_size=14, lr=0.01, seed=0, progress=False)
-            for _ in range(2)]
+    runs = [dm.finetune_backbone(backbone, images, config=TINY, seed=0, progress=False) for _ in range(2)]
     return images, runs
 
 
-def test_finetune_changes_weights_deterministically(backbone, finetuned_twice):
+def test_task_loss_is_the_mean_sigmoid_bce_over_one_hot_targets():
+    logits, labels = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]]), torch.tensor([0, 2])
+    sigmoid = 1 / (1 + np.exp(-logits.numpy()))
+    one_hot = np.array([[1, 0, 0], [0, 0, 1]])
+    by_hand = -(one_hot * np.log(sigmoid) + (1 - one_hot) * np.log(1 - sigmoid)).mean()
+    assert float(dm.task_loss(logits, labels)) == pytest.approx(by_hand, rel=1e-6)
+    assert float(dm.task_loss(logits, labels, "ce")) == pytest.approx(float(F.cross_entropy(logits, labels)))
+
+
+def test_head_sits_on_the_final_stride_32_stage(backbone):
+    stage = load_final_stage("efficientnet_lite0")
+    classifier = dm.DefectClassifier(backbone, stage, n_classes=7).eval()
+    seen = []
+    classifier.head[0].register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape))
+    with torch.no_grad():
+        tap16 = backbone(torch.zeros(2, 3, 64, 64))[-1]
+        assert stage(tap16).shape == (2, 320, 2, 2)  # stride 32
+        assert classifier(torch.rand(2, 3, 64, 64)).shape == (2, 7)
+    assert seen == [(2, 320)]
+    assert [layer.out_features for layer in classifier.head if isinstance(layer, torch.nn.Linear)] == [512, 256, 7]
+
+
+def test_presets():
+    paper, small = dm.FinetuneConfig.paper(), dm.FinetuneConfig.small()
+    assert (paper.updates, paper.freeze_updates, paper.lr, paper.momentum, paper.weight_decay) == (300, 40, 0.03, 0.9, 3e-5)
+    assert paper.images_per_batch * paper.accumulate * 7 == 1008 and paper.cosine_period == 330
+    assert paper.head_layers == (512, 256) and paper.loss == "bce" and paper.head_on == "final_stage"
+    assert small.updates * small.images_per_batch * small.accumulate < paper.updates * 144 / 50
+    assert 0 < small.freeze_updates < small.updates
+
+
+def test_frozen_updates_leave_the_backbone_unchanged_and_later_ones_change_it(backbone, finetuned_twice):
+    images, ((changed, _), _) = finetuned_twice
+    frozen, _ = dm.finetune_backbone(backbone, images, config=dataclasses.replace(TINY, updates=2), progress=False)
+    state_0, state_frozen, state_changed = backbone.state_dict(), frozen.state_dict(), changed.state_dict()
+    assert all(torch.equal(state_frozen[key], state_0[key]) for key in state_0)
+    conv_weights = [key for key in state_0 if key.endswith("weight") and state_0[key].ndim == 4]
+    assert any(not torch.equal(state_changed[key], state_0[key]) for key in conv_weights)
+    running = [key for key in state_0 if key.endswith("running_mean")]  # BatchNorm trained in train mode
+    assert any(not torch.equal(state_changed[key], state_0[key]) for key in running)
+    fresh = load_backbone("efficientnet_lite0", verbose=False, download=False).state_dict()
+    assert all(torch.equal(fresh[key], state_0[key]) for key in state_0)  # the backbone passed in is untouched
+
+
+def test_finetune_is_deterministic_and_records_its_history(finetuned_twice):
     _, ((model_a, history_a), (model_b, history_b)) = finetuned_twice
     assert isinstance(model_a, FeatureExtractor) and not model_a.training
-    assert history_a == history_b
-    assert len(history_a["loss"]) == len(history_a["accuracy"]) == 2
-    assert all(np.isfinite(history_a["loss"])) and all(0 <= a <= 1 for a in history_a["accuracy"])
-    assert history_a["lr"][1] < history_a["lr"][0] < 0.01  # cosine schedule going down
-    state_a, state_b, state_0 = model_a.state_dict(), model_b.state_dict(), backbone.state_dict()
+    history_a, history_b = dict(history_a), dict(history_b)
+    history_a.pop("seconds"), history_b.pop("seconds")
+    assert history_a == history_b and history_a["heldout_accuracy"] is None
+    assert len(history_a["loss"]) == len(history_a["accuracy"]) == len(history_a["lr"]) == TINY.updates
+    assert all(np.isfinite(history_a["loss"])) and 0 <= history_a["train_accuracy"] <= 1
+    assert history_a["lr"][0] == TINY.lr and history_a["lr"][-1] < history_a["lr"][1] < TINY.lr  # cosine
+    state_a, state_b = model_a.state_dict(), model_b.state_dict()
     assert all(torch.equal(state_a[key], state_b[key]) for key in state_a)
-    conv_weights = [key for key in state_0 if key.endswith("weight") and state_0[key].ndim == 4]
-    assert any(not torch.equal(state_a[key], state_0[key]) for key in conv_weights)
-    # BatchNorm statistics were frozen; the backbone passed in was not touched
-    running = [key for key in state_0 if key.endswith(("running_mean", "running_var"))]
-    assert running and all(torch.equal(state_a[key], state_0[key]) for key in running)
-    fresh = load_backbone("efficientnet_lite0", verbose=False, download=False).state_dict()
-    assert all(torch.equal(fresh[key], state_0[key]) for key in state_0)
 
 
-def test_finetune_learns_an_easy_task(backbone):
-    """Normal vs a large noise blob: the loss falls and the training accuracy climbs within 8 short epochs."""
-    images = torch.stack([object_on_plain_background(64, seed=s)[0] for s in range(4)])
-    _, history = dm.finetune_backbone(backbone, images, epochs=8, batch_size=8, lr=0.03, seed=0, progress=False,
-                                      classes=(("bezier_blob", "noise"),))
-    assert np.mean(history["loss"][-2:]) < 0.7 * np.mean(history["loss"][:2])
-    assert history["accuracy"][-1] >= 0.75
+def test_old_arguments_still_size_the_run(backbone, finetuned_twice):
+    images, _ = finetuned_twice
+    _, history = dm.finetune_backbone(backbone, images, epochs=1, batch_size=14, lr=0.01, progress=False,
+                                      config=dataclasses.replace(TINY, accumulate=1))
+    assert len(history["loss"]) == 2 and history["lr"][0] == 0.01  # 4 images, 2 per update
+
+
+def test_finetune_learns_an_easy_task_and_reports_the_heldout_curve(backbone):
+    """Normal vs a large noise blob: held-out accuracy on new images and new defects is high; the held-out curve,
+    the accuracy and the confusion matrix agree with each other."""
+    images = torch.stack([object_on_plain_background(64, seed=s)[0] for s in range(6)])
+    heldout = torch.stack([object_on_plain_background(64, seed=s)[0] for s in range(10, 20)])
+    config = dm.FinetuneConfig(updates=30, images_per_batch=4, freeze_updates=10, cosine_period=33,
+                               batchnorm_train=False)
+    _, history = dm.finetune_backbone(backbone, images, config=config, seed=0, progress=False,
+                                      classes=(("bezier_blob", "noise"),), heldout_images=heldout, heldout_every=10)
+    assert np.mean(history["loss"][-5:]) < 0.7 * np.mean(history["loss"][:5])
+    assert history["heldout_accuracy"] >= 0.9
+    assert [update for update, _ in history["heldout_curve"]] == [0, 10, 20, 30]
+    assert history["heldout_curve"][-1][1] == history["heldout_accuracy"]
+    confusion = np.array(history["heldout_confusion"])
+    assert confusion.shape == (2, 2) and list(confusion.sum(axis=1)) == [10, 10]  # each held-out image once per class
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(history["heldout_accuracy"])
 
 
 def test_finetuned_backbone_still_extracts_three_taps(backbone, finetuned_twice):

@@ -86,6 +86,21 @@ def test_keep_results_and_grid(tiny):
     assert grid.loc["ImageNet", "LDKNN"] == table.iloc[1]["aupro"]
 
 
+def test_intervals_are_the_metrics_bootstrap_intervals(tiny):
+    category, backbones = tiny
+    table, results = reb.compare_representations(category, {"ImageNet": backbones["ImageNet"]},
+                                                 reb.reb_scorers(k=1), CONFIG, keep_results=True, n_boot=50)
+    from iadtutor import metrics
+    for _, row in table.iterrows():
+        result = results[row.representation, row.scorer]
+        assert (row.image_auroc_low, row.image_auroc_high) == metrics.image_auroc_ci(
+            category.test.labels, result.image_scores, n_boot=50)
+        assert (row.aupro_low, row.aupro_high) == metrics.aupro_ci(category.test.masks, result.maps, n_boot=50)
+        for metric in ("image_auroc", "pixel_auroc", "aupro"):
+            assert row[f"{metric}_low"] <= row[metric] + 1e-9 and row[metric] <= row[f"{metric}_high"] + 1e-9
+    assert "image_auroc_low" not in reb.compare_representations(category, backbones, reb.reb_scorers(k=1), CONFIG)
+
+
 def test_bad_inputs_are_named(tiny):
     category, _ = tiny
     with pytest.raises(ValueError, match="backbones is empty"):

@@ -64,16 +64,35 @@ def test_task_figure_shows_one_item_per_class(disk):
     assert sum(isinstance(t, go.Contour) for t in fig.data) == 6  # the normal image has no outline
 
 
+def test_chance_losses_by_hand():
+    assert viz_reb.chance_loss(7, "ce") == pytest.approx(math.log(7))
+    # sigmoid BCE with every output at 1/7: one target 1 and six targets 0, averaged over the 7 outputs
+    by_hand = -(math.log(1 / 7) + 6 * math.log(6 / 7)) / 7
+    assert viz_reb.chance_loss(7, "bce") == pytest.approx(by_hand)
+
+
 def test_training_curve_carries_the_history_and_chance_levels():
-    history = {"loss": [1.9, 1.5, 1.1], "accuracy": [0.2, 0.45, 0.6], "lr": [0.03, 0.01, 0.0]}
+    history = {"loss": [0.45, 0.4, 0.3, 0.2], "accuracy": [0.2, 0.3, 0.45, 0.6], "lr": [0.03] * 4,
+               "loss_kind": "bce", "heldout_curve": [(0, 0.14), (2, 0.4), (4, 0.7)]}
     fig = viz_reb.training_curve_figure(history)
-    loss, accuracy = fig.data
-    assert list(loss.y) == history["loss"] and list(accuracy.y) == history["accuracy"]
-    assert list(loss.x) == [1, 2, 3]
+    loss, heldout = fig.data
+    assert list(loss.y) == history["loss"] and list(loss.x) == [1, 2, 3, 4]
+    assert list(heldout.x) == [0, 2, 4] and list(heldout.y) == [0.14, 0.4, 0.7]
     levels = sorted(shape.y0 for shape in fig.layout.shapes)
-    assert levels == pytest.approx([1 / 7, math.log(7)])
-    with pytest.raises(ValueError, match="accuracy"):
-        viz_reb.training_curve_figure({"loss": [1.0]})
+    assert levels == pytest.approx(sorted([1 / 7, viz_reb.chance_loss(7, "bce")]))
+    with pytest.raises(ValueError, match="heldout_curve"):
+        viz_reb.training_curve_figure({"loss": [1.0], "heldout_curve": []})
+
+
+def test_confusion_table_names_classes_and_recalls():
+    counts = np.eye(7, dtype=int) * 3
+    counts[2, 0], counts[2, 2] = 2, 1  # two of class 2 taken for normal
+    table = viz_reb.confusion_table(counts.tolist())
+    assert list(table.index) == list(defectmaker.CLASS_NAMES) and table.loc["normal", "normal"] == 3
+    assert table.loc[defectmaker.CLASS_NAMES[2], "normal"] == 2
+    assert table["recall"].tolist() == [1.0, 1.0, 0.33, 1.0, 1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="7 x 7"):
+        viz_reb.confusion_table([[1, 0], [0, 1]])
 
 
 @pytest.fixture
@@ -94,6 +113,14 @@ def test_comparison_table_is_laid_out_like_table_5(table):
     assert wide.shape == (2, 6)
     with pytest.raises(ValueError, match="missing"):
         viz_reb.comparison_table(table.drop(columns="aupro"))
+
+
+def test_comparison_table_writes_intervals_in_brackets(table):
+    with_ci = table.assign(**{f"{m}_{end}": table[m] + (-0.1 if end == "low" else 0.05)
+                              for m in ("image_auroc", "pixel_auroc", "aupro") for end in ("low", "high")})
+    wide = viz_reb.comparison_table(with_ci)
+    assert wide.loc["ImageNet", ("image AUROC", "KNN")] == "0.812 [0.712, 0.862]"
+    assert wide.loc["DefectMaker", ("AUPRO", "LDKNN")] == "0.660 [0.560, 0.710]"
 
 
 def test_comparison_figure_bars_hold_the_table_values(table):

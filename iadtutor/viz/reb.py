@@ -60,41 +60,71 @@ def task_figure(dataset, image_index: int = 0, cell: int = 190,
                            titles=[f"{label}: {names[label]}" for _, label, _ in items], cols=4, cell=cell, title=title)
 
 
-def training_curve_figure(history: Mapping[str, Sequence[float]], n_classes: int = len(CLASS_NAMES),
-                          title: str | None = "DefectMaker fine-tuning: loss and accuracy per epoch") -> go.Figure:
-    """Cross-entropy (left axis) and training accuracy (right) per epoch of ``finetune_backbone``'s ``history``, with
-    dotted chance levels ``ln(n_classes)`` and ``1 / n_classes`` (notebook 06)."""
-    for key in ("loss", "accuracy"):
-        if key not in history or not len(history[key]):
-            raise ValueError(f"history has no {key!r} values; pass the history returned by finetune_backbone.")
-    epochs = list(range(1, len(history["loss"]) + 1))
+def chance_loss(n_classes: int, kind: str = "bce") -> float:
+    """The loss of a network that always predicts the class frequencies ``1 / n_classes`` (notebook 06): ``ln n``
+    for softmax cross-entropy (``"ce"``), the binary entropy of ``1 / n`` for the authors' sigmoid BCE (``"bce"``)."""
+    p = 1 / n_classes
+    return math.log(n_classes) if kind == "ce" else -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+def training_curve_figure(history: Mapping, n_classes: int = len(CLASS_NAMES),
+                          title: str | None = "DefectMaker fine-tuning: loss per update, held-out accuracy"
+                          ) -> go.Figure:
+    """``finetune_backbone``'s ``history`` (notebook 06): the loss of every update (left axis) and the held-out
+    accuracy of ``heldout_curve`` (right), with dotted chance levels (:func:`chance_loss` of ``loss_kind``,
+    ``1 / n_classes``)."""
+    if not len(history.get("loss", [])):
+        raise ValueError("history has no 'loss' values; pass the history returned by finetune_backbone.")
+    if not len(history.get("heldout_curve") or []):
+        raise ValueError("history has no 'heldout_curve'; fine-tune with heldout_images (and heldout_every).")
+    kind = history.get("loss_kind", "bce")
+    updates, accuracies = zip(*history["heldout_curve"])
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    for key, name, colour, chance, text, where in (
-            ("loss", "loss (cross-entropy)", "#d62728", math.log(n_classes), f"chance loss ln {n_classes}", "top left"),
-            ("accuracy", "training accuracy", "#1f77b4", 1 / n_classes, f"chance accuracy 1/{n_classes}",
-             "bottom right")):
-        fig.add_trace(go.Scatter(x=epochs, y=[float(v) for v in history[key]], name=name, mode="lines+markers",
-                                 line=dict(color=colour),
-                                 hovertemplate=f"epoch %{{x}}<br>{key} %{{y:.3f}}<extra></extra>"),
-                      secondary_y=key == "accuracy")
+    for x, y, name, colour, chance, text, where, right in (
+            (list(range(1, len(history["loss"]) + 1)), history["loss"], f"training loss ({kind})", "#d62728",
+             chance_loss(n_classes, kind), "chance loss", "top left", False),
+            (list(updates), accuracies, "held-out accuracy", "#1f77b4", 1 / n_classes, f"chance accuracy 1/{n_classes}",
+             "bottom right", True)):
+        fig.add_trace(go.Scatter(x=x, y=[float(v) for v in y], name=name, line=dict(color=colour),
+                                 mode="lines+markers" if right else "lines",
+                                 hovertemplate=f"update %{{x}}<br>{name} %{{y:.3f}}<extra></extra>"), secondary_y=right)
         fig.add_hline(y=chance, line=dict(color=colour, dash="dot", width=1), annotation_text=text,
-                      annotation_position=where, secondary_y=key == "accuracy")
-    fig.update_xaxes(title_text="epoch", dtick=1)
+                      annotation_position=where, secondary_y=right)
+    fig.update_xaxes(title_text="update")
     fig.update_yaxes(title_text="loss", rangemode="tozero", secondary_y=False)
-    fig.update_yaxes(title_text="accuracy", range=[0, 1], secondary_y=True)
+    fig.update_yaxes(title_text="held-out accuracy", range=[0, 1], secondary_y=True)
     return fig.update_layout(title=title, height=380, hovermode="x unified", legend=dict(orientation="h", y=-0.2),
                              margin=dict(l=60, r=60, t=50 if title else 20, b=50))
 
 
+def confusion_table(confusion, class_names: Sequence[str] = CLASS_NAMES) -> pd.DataFrame:
+    """``history["heldout_confusion"]`` as a table (notebook 06): a row per true class, a column per predicted class,
+    and the fraction of each true class labelled right (``recall``)."""
+    counts = np.asarray(confusion, dtype=int)
+    if counts.ndim != 2 or counts.shape != (len(class_names), len(class_names)):
+        raise ValueError(f"confusion must be {len(class_names)} x {len(class_names)} counts; got shape {counts.shape}.")
+    table = pd.DataFrame(counts, index=pd.Index(class_names, name="true"), columns=pd.Index(class_names, name="predicted"))
+    return table.assign(recall=(np.diag(counts) / np.maximum(counts.sum(axis=1), 1)).round(2))
+
+
 def comparison_table(table: pd.DataFrame, metrics: Sequence[str] = METRICS, digits: int = 3) -> pd.DataFrame:
     """``compare_representations``'s table as REB's table 5: a row per representation, columns ``(metric, scorer)``
-    (notebook 06)."""
+    (notebook 06); values as text ``"0.812 [0.700, 0.900]"`` when the table has the intervals ``METRIC_low`` /
+    ``METRIC_high`` (``compare_representations(..., n_boot=...)``)."""
     core.require_columns(table, ["representation", "scorer", *metrics], "comparison_table")
     order = dict(index=list(dict.fromkeys(table["representation"])), columns=list(dict.fromkeys(table["scorer"])))
-    wide = pd.concat({METRIC_TITLES.get(m, m): table.pivot(index="representation", columns="scorer", values=m)
+    with_intervals = all(f"{m}_{end}" in table.columns for m in metrics for end in ("low", "high"))
+    cells = table.copy()
+    for m in metrics:
+        if with_intervals:
+            cells[m] = [f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+                        for v, lo, hi in zip(table[m], table[f"{m}_low"], table[f"{m}_high"])]
+        else:
+            cells[m] = table[m].astype(float).round(digits)
+    wide = pd.concat({METRIC_TITLES.get(m, m): cells.pivot(index="representation", columns="scorer", values=m)
                       .reindex(**order) for m in metrics}, axis=1)
     wide.columns.names = ["metric", "scorer"]
-    return wide.astype(float).round(digits)
+    return wide
 
 
 def comparison_figure(table: pd.DataFrame, metrics: Sequence[str] = METRICS,
