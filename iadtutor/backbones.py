@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -307,6 +308,8 @@ def same_numbers_on_every_cpu(train):
     """
     @functools.wraps(train)
     def wrapper(*args, **kwargs):
-        with torch.backends.mkldnn.flags(enabled=False):
-            return train(*args, **kwargs)
+        with warnings.catch_warnings():  # setting the flags also sets oneDNN's TF32 flag, which warns on most CPUs
+            warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+            with torch.backends.mkldnn.flags(enabled=False):
+                return train(*args, **kwargs)
     return wrapper

@@ -69,7 +69,11 @@ def test_trainings_run_without_onednn_and_restore_it():
         seen.append(torch.backends.mkldnn.enabled)
         return value
 
-    assert train(3) == 3 and seen == [False] and torch.backends.mkldnn.enabled
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would land in the notebooks' outputs
+        assert train(3) == 3 and seen == [False] and torch.backends.mkldnn.enabled
 
 
 TRAIN_TWICE = """
