@@ -131,20 +131,18 @@ def toy_seed_data(data_root, category: str, seed: int) -> Path:
 
 def across_seeds(data_root, category: str, seeds: Sequence[int], embedder: PatchEmbedder,
                  methods: Mapping[str, tuple[str, dict]], max_train: int | None = None, bootstrap: int = 0,
-                 device="cpu", done: Mapping[int, pd.DataFrame] | None = None) -> pd.DataFrame:
+                 device="cpu") -> pd.DataFrame:
     """The same comparison on toy ``category`` drawn with each of ``seeds`` (:func:`toy_seed_data`): a row per
     (seed, label of ``methods``) with the metrics (and intervals with ``bootstrap``) of
-    :func:`iadtutor.pipeline.compare_methods`. ``done``: tables already computed, by seed (notebooks 02, 03, 05)."""
+    :func:`iadtutor.pipeline.compare_methods` (notebooks 02, 03, 05)."""
     if not seeds or not methods:
         raise ValueError("seeds and methods must each hold at least one entry, e.g. seeds=[0, 1, 2].")
     tables = []
     for seed in seeds:
-        table = (done or {}).get(seed)
-        if table is None:
-            loaded = pipeline.load_category(toy_seed_data(data_root, category, seed), category,
-                                            image_size=embedder.config.image_size, max_train=max_train, progress=False)
-            table, _ = pipeline.compare_methods(pipeline.embed_category(loaded, embedder, progress=False), methods,
-                                                device=device, seed=int(seed), timing_repeats=1, bootstrap=bootstrap)
+        loaded = pipeline.load_category(toy_seed_data(data_root, category, seed), category,
+                                        image_size=embedder.config.image_size, max_train=max_train, progress=False)
+        table, _ = pipeline.compare_methods(pipeline.embed_category(loaded, embedder, progress=False), methods,
+                                            device=device, seed=int(seed), timing_repeats=1, bootstrap=bootstrap)
         tables.append(table.reset_index().assign(seed=int(seed)))
     keep = ["seed", "method"] + [c for c in tables[0].columns if c.split("_ci")[0] in METRICS]
     return pd.concat(tables, ignore_index=True)[keep]
