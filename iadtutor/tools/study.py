@@ -24,6 +24,7 @@ from iadtutor.backbones import load_backbone, resolve_device
 from iadtutor.embed import PatchEmbedder
 from iadtutor.metrics import METRICS
 from iadtutor.tools import cli, runs
+from iadtutor.tools.toy import toy_variant
 from iadtutor.viz.core import require_columns
 
 STUDY_METHODS = tuple(pipeline.METHODS)  # what run_in_process can run: the kNN methods, fixed -> local -> global
@@ -49,12 +50,9 @@ def write_variant(root, translation: float, rotation: float | None = None, categ
     """The variant writer of notebooks 03 and 08: toy ``category`` with pose jitter ``translation`` (fraction of the
     image side) and ``rotation`` (degrees) into ``root``, unless its ``toy_factory.json`` has these settings."""
     rotation = toy.DEFAULT_JITTER[category][1] if rotation is None else float(rotation)
-    wanted = dict(seed=seed, image_size=image_size, translation=float(translation), rotation=rotation,
-                  n_train=n_train, n_validation=0, n_test_good=n_test_good, n_test_per_defect=n_test_per_defect)
-    written = runs.read_json(Path(root) / category / "toy_factory.json") or {}
-    if any(written.get(key) != value for key, value in wanted.items()):
-        toy.make_toy_category(root, category, progress=False, **wanted)
-    return Path(root)
+    return toy_variant(root, category, seed=seed, image_size=image_size, translation=float(translation),
+                       rotation=rotation, n_train=n_train, n_validation=0, n_test_good=n_test_good,
+                       n_test_per_defect=n_test_per_defect)
 
 
 def make_translated_toy(data_root, translation: float, category: str = "bracket", rotation: float | None = None,
@@ -120,13 +118,7 @@ def seed_root(data_root, seed: int) -> Path:
 def toy_seed_data(data_root, category: str, seed: int) -> Path:
     """The data folder of toy ``category`` drawn with ``seed``: ``data_root`` itself for seed 0 (the course's
     set), else :func:`seed_root`, written on first use with the factory's defaults (notebooks 02, 03, 05)."""
-    if int(seed) == 0:
-        return Path(data_root)
-    root = seed_root(data_root, seed)
-    written = runs.read_json(root / category / "toy_factory.json") or {}
-    if written.get("seed") != int(seed):
-        toy.make_toy_category(root, category, seed=int(seed), progress=False)
-    return root
+    return Path(data_root) if int(seed) == 0 else toy_variant(seed_root(data_root, seed), category, seed=int(seed))
 
 
 def across_seeds(data_root, category: str, seeds: Sequence[int], embedder: PatchEmbedder,

@@ -56,18 +56,24 @@ def prepare_data_root(dataset: str, data_root, seed: int = 0) -> Path:
     return root
 
 
+def toy_variant(root, category: str, **settings) -> Path:
+    """``root`` holding toy ``category`` drawn with ``settings`` (:func:`toyfactory.make_toy_category`'s keywords,
+    the rest its defaults), written unless its ``toy_factory.json`` already records these settings: the one
+    writer of the notebooks' toy variants (other seeds, poses, layouts). Returns ``root``."""
+    info = Path(root) / category / "toy_factory.json"
+    written = json.loads(info.read_text()) if info.is_file() else {}
+    if any(written.get(key) != value for key, value in settings.items()):
+        make_toy_category(root, category, progress=False, **settings)
+    return Path(root)
+
+
 def layout_variant(data_root, category: str = "box", layout: str = "slots", seed: int = 0, **counts) -> Path:
     """Notebook 07's toy set: ``category`` drawn in ``layout`` (see :data:`toyfactory.LAYOUTS`) at the default size,
     with ``counts`` (``n_train=``, ``n_test_good=``, ... as :func:`toyfactory.make_toy_dataset` takes them; the rest
-    its defaults), in ``data_root/../toy_<category>_<layout>`` beside the default set; written unless its
-    ``toy_factory.json`` already has these settings. Returns that root (it holds the one category)."""
+    its defaults), in ``data_root/../toy_<category>_<layout>`` beside the default set (:func:`toy_variant`).
+    Returns that root (it holds the one category)."""
     root = Path(data_root).parent / f"toy_{category}_{layout}"
     if root.resolve() == Path(data_root).resolve():
         raise ValueError(f"the {layout} variant would overwrite data_root {data_root}; pick another data_root.")
-    info = root / category / "toy_factory.json"
-    written = json.loads(info.read_text()) if info.is_file() else {}
-    wanted = {"seed": seed, "layout": layout, **counts}
-    if any(written.get(key, LAYOUTS[category][0] if key == "layout" else None) != value
-           for key, value in wanted.items()):
-        make_toy_category(root, category, seed=seed, layout=layout, progress=False, **counts)
-    return root
+    chosen = {} if layout == LAYOUTS[category][0] else {"layout": layout}  # the json names a layout not the default
+    return toy_variant(root, category, seed=seed, **chosen, **counts)
