@@ -32,6 +32,7 @@ Example::
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -163,6 +164,33 @@ def _cut_curve_at(fpr: np.ndarray, pro: np.ndarray, fpr_limit: float) -> tuple[n
     return fpr_kept, pro_kept
 
 
+@dataclass(frozen=True)
+class _RankedPixels:
+    """Every pixel of ``maps`` from the highest score down (pixels ``P = N x H x W``), for the PRO curve."""
+    order: np.ndarray            # (P,) flat pixel indices, highest score first
+    scores: np.ndarray           # (P,) their scores
+    regions: np.ndarray          # (P,) their ground-truth region (0: normal, 1..R: connected regions)
+    region_of_pixel: np.ndarray  # (P,) the region of every pixel in the flat order of maps
+    region_sizes: np.ndarray     # (R + 1,) pixels per region, index 0 the normal ones
+    n_called: np.ndarray         # pixels called at each threshold: 0, then the end of each run of equal scores
+
+
+def _rank_pixels(masks: np.ndarray, maps: np.ndarray) -> _RankedPixels:
+    regions, _ = label_regions(masks)
+    region_of_pixel = regions.ravel()
+    order = np.argsort(maps.ravel())[::-1]
+    scores = maps.ravel()[order]
+    return _RankedPixels(order, scores, region_of_pixel[order], region_of_pixel, np.bincount(region_of_pixel),
+                         _threshold_stops(scores))
+
+
+def _threshold_stops(sorted_scores: np.ndarray) -> np.ndarray:
+    """Pixels called at each threshold of a curve over ``sorted_scores`` (highest first): 0, then the end of each run
+    of equal scores (they are called together), the last being every pixel."""
+    run_ends = np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]) + 1
+    return np.concatenate([[0], run_ends, [sorted_scores.size]])
+
+
 def pro_curve(masks, maps, fpr_limit: float = 0.3, n_thresholds: int | None = None):
     """Per-region-overlap curve of anomaly ``maps (N, H, W)`` against ``masks (N, H, W)`` (notebook 02).
 
@@ -186,10 +214,9 @@ def pro_curve(masks, maps, fpr_limit: float = 0.3, n_thresholds: int | None = No
     if n_thresholds is not None and n_thresholds < 2:
         raise ValueError(f"n_thresholds must be None or at least 2; got {n_thresholds}.")
 
-    regions, n_regions = label_regions(masks)
-    region_of_pixel = regions.ravel()
-    region_sizes = np.bincount(region_of_pixel)  # index 0 counts the normal pixels
-    n_normal = region_sizes[0]
+    ranked = _rank_pixels(masks, maps)
+    region_sizes = ranked.region_sizes  # index 0 counts the normal pixels
+    n_normal, n_regions = region_sizes[0], len(region_sizes) - 1
 
     # When a pixel of region r gets called, the PRO rises by 1 / (n_regions * size of r);
     # when a normal pixel gets called, the false positive count rises by 1.
@@ -198,20 +225,13 @@ def pro_curve(masks, maps, fpr_limit: float = 0.3, n_thresholds: int | None = No
 
     # Lowering the threshold calls pixels in order of decreasing score: after the first c pixels of
     # this order are called, false_positives[c] and overlap[c] hold the counts so far.
-    scores = maps.ravel()
-    order = np.argsort(scores)[::-1]
-    sorted_scores = scores[order]
-    sorted_regions = region_of_pixel[order]
-    del order
+    sorted_scores, sorted_regions = ranked.scores, ranked.regions
     false_positives = np.concatenate([[0], np.cumsum(sorted_regions == 0)])
     overlap = np.concatenate([[0.0], np.cumsum(pro_step_of_region[sorted_regions])])
-    del sorted_regions
 
     n_pixels = sorted_scores.size
     if n_thresholds is None:
-        # Pixels with equal scores are called together: stop only at the end of each run of equal scores.
-        run_ends = np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]) + 1
-        n_called = np.append(run_ends, n_pixels)
+        n_called = ranked.n_called[1:]
     else:
         thresholds = np.linspace(sorted_scores[0], sorted_scores[-1], n_thresholds)
         ascending = sorted_scores[::-1]
@@ -304,8 +324,7 @@ def spro_curve(region_masks, region_images, saturation, maps, fpr_limit: float =
     sorted_scores = scores[order]
     false_positives = np.concatenate([[0.0], np.cumsum(np.concatenate(fp_steps)[order])])
     overlap = np.concatenate([[0.0], np.cumsum(np.concatenate(spro_steps)[order])])
-    run_ends = np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]) + 1
-    n_called = np.concatenate([[0], run_ends, [len(sorted_scores)]])
+    n_called = _threshold_stops(sorted_scores)
     fpr = false_positives[n_called] / free_scores.size
     spro = np.minimum(overlap[n_called], 1.0)
     return _cut_curve_at(fpr, spro, fpr_limit)
@@ -456,18 +475,13 @@ def aupro_ci(masks, maps, fpr_limit: float = 0.3, n_boot: int = 1000, confidence
     if _pixel_metric_undefined(masks, "aupro_ci"):
         return float("nan"), float("nan")
     n_items, n_pixels = len(masks), masks[0].size
-    regions, _ = label_regions(masks)
-    region_of_pixel = regions.ravel()
-    region_sizes = np.bincount(region_of_pixel)
+    ranked = _rank_pixels(masks, maps)
+    order, sorted_regions, region_sizes, n_called = ranked.order, ranked.regions, ranked.region_sizes, ranked.n_called
     image_of_region = np.zeros(len(region_sizes), dtype=int)
-    image_of_region[region_of_pixel] = np.repeat(np.arange(n_items), n_pixels)
+    image_of_region[ranked.region_of_pixel] = np.repeat(np.arange(n_items), n_pixels)
     regions_per_image = np.bincount(image_of_region[1:], minlength=n_items).astype(float)
     normal_per_image = (~masks).reshape(n_items, -1).sum(axis=1).astype(float)
 
-    order = np.argsort(maps.ravel())[::-1]
-    sorted_scores, sorted_regions = maps.ravel()[order], region_of_pixel[order]
-    run_ends = np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]) + 1
-    n_called = np.concatenate([[0], run_ends, [sorted_scores.size]])  # thresholds from above every score down
     # rank (in the sorted order) of every pixel, grouped by image, ascending within an image
     ranks = np.argsort(order // n_pixels, kind="stable")
     per_image = np.split(ranks, np.cumsum(np.bincount(order // n_pixels, minlength=n_items))[:-1])
