@@ -16,7 +16,7 @@ export ATEN_CPU_CAPABILITY ?= avx2
 export MKL_CBWR ?= AVX2
 export ONEDNN_MAX_CPU_ISA ?= AVX2
 
-.PHONY: all setup lock browser toy course execute book test test-unit test-notebooks test-book bench deviations clean
+.PHONY: all setup lock browser toy course execute book test test-unit test-notebooks test-book bench deviations checkpoints clean
 
 all: course
 
@@ -67,6 +67,11 @@ test-notebooks: setup
 
 test-unit: setup
 	$(BIN)/python -m pytest -q tests -m "not browser and not book and not slow"
+
+# The three DefectMaker fine-tunings notebook 06 loads (committed in checkpoints/; 20-27 minutes a seed on one
+# thread, about an hour in all): run after changing defectmaker's recipe or dataset, then `make execute`.
+checkpoints: setup toy
+	$(BIN)/python -m iadtutor.tools.checkpoints --data data/toy --out checkpoints
 
 # The effects on the toy factory of book/deviations.md (about 9 minutes: one ULSAD training per setting).
 deviations: setup toy

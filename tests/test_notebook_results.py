@@ -1,8 +1,9 @@
 """Training-dependent notebook results, compared with committed references within a stated tolerance.
 
 nbval compares the deterministic cells of every notebook exactly. Cells whose numbers come out of a
-training run (ULSAD in 05, DefectMaker fine-tuning in 06) differ in the last digits between CPUs and
-kernel builds, so nbval ignores their output; instead this test runs those notebooks with papermill,
+training run in the notebook (ULSAD in 07; chapter 06 loads committed fine-tunings, which nbval checks)
+may differ in the last digits between CPUs and kernel builds, so nbval ignores their output; instead this
+test runs those notebooks with papermill,
 reads the result each one records (``runs.record_result``) and checks every recorded number against
 ``tests/notebook_references.json``:
 
@@ -14,7 +15,7 @@ A changed algorithm moves these numbers far more than a different CPU does (a mo
 learn scores ≈ 0.5), so the test still fails on a real change. After a deliberate change, re-execute
 the notebook (``make execute``) and refresh the references::
 
-    .venv/bin/python tests/test_notebook_results.py --update 07_ulsad 06_defectmaker_reb
+    .venv/bin/python tests/test_notebook_results.py --update 07_ulsad
 """
 
 from __future__ import annotations
