@@ -166,6 +166,9 @@ def test_a_study_over_toy_seeds_ranks_every_knob_setting(tmp_path):
     means = study.auroc_table(table)
     lwinnn = table[table["label"] == "LWinNN δ=3"]["image_auroc"]
     assert means.loc[(0.2, 0.0), "LWinNN δ=3"] == round(lwinnn.mean(), 3)
+    spread = study.auroc_table(table, spread=True)
+    low, high = lwinnn.min(), lwinnn.max()
+    assert spread.loc[(0.2, 0.0), "LWinNN δ=3"] == f"{lwinnn.mean():.3f} [{low:.3f}, {high:.3f}]"
     ranks = study.rank_table(table)
     expected = study.seed_ranking(table.drop(columns="method").rename(columns={"label": "method"}))
     assert ranks.loc[(0.2, 0.0), "SPADE (fixed)"] == expected.loc["SPADE (fixed)", "ranks"]

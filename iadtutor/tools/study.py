@@ -25,7 +25,7 @@ from iadtutor.embed import PatchEmbedder
 from iadtutor.metrics import METRICS
 from iadtutor.tools import cli, runs
 from iadtutor.tools.toy import toy_variant
-from iadtutor.viz.core import require_columns
+from iadtutor.viz.core import require_columns, with_interval
 
 STUDY_METHODS = tuple(pipeline.METHODS)  # what run_in_process can run: the kNN methods, fixed -> local -> global
 LABELS = {"spade": "SPADE (fixed)", "global": "global search", "patchcore": "PatchCore (own embedding)", "knn": "KNN (global)",
@@ -334,14 +334,20 @@ def run_study(study_root, translations: Sequence[float] = (0, 0.05, 0.1, 0.2), r
                  grid_path, study_root, command, records)
 
 
-def auroc_table(table: pd.DataFrame, metric: str = "image_auroc", digits: int = 3) -> pd.DataFrame:
+def auroc_table(table: pd.DataFrame, metric: str = "image_auroc", digits: int = 3, spread: bool = False) -> pd.DataFrame:
     """Notebook 08's summary: rows ``(translation, rotation)``, a column per method label, ``metric`` rounded (its
-    mean over the toy seeds when the study has several)."""
+    mean over the toy seeds when the study has several). ``spread=True``: cells ``"mean [lowest, highest]"``, the
+    range over the seeds (not a confidence interval: each run's bootstrap interval is its ``<metric>_ci``)."""
     if metric not in table:
         raise ValueError(f"metric {metric!r} is not a column of the table; pick one of {', '.join(METRICS)}.")
     labels = list(dict.fromkeys(table["label"]))
-    view = table.pivot_table(index=["translation", "rotation"], columns="label", values=metric, aggfunc="mean")
-    return view[labels].round(digits).rename_axis(columns=None)
+    views = {how: table.pivot_table(index=["translation", "rotation"], columns="label", values=metric, aggfunc=how)[labels]
+             for how in (("mean", "min", "max") if spread else ("mean",))}
+    if not spread:
+        return views["mean"].round(digits).rename_axis(columns=None)
+    cells = {label: [with_interval(*values, digits=digits) for values in
+                     zip(views["mean"][label], zip(views["min"][label], views["max"][label]))] for label in labels}
+    return pd.DataFrame(cells, index=views["mean"].index)
 
 
 def rank_table(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame:
