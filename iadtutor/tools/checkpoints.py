@@ -74,9 +74,9 @@ def train_defectmaker(data_root, out_dir, seed: int, category: str = CATEGORY, i
 
 
 def find_defectmaker(out_dir, seed: int, config: defectmaker.FinetuneConfig, finetune_images: torch.Tensor,
-                     heldout_images: torch.Tensor, backbone=None, category: str = CATEGORY):
-    """``(fine-tuned FeatureExtractor, record)`` of :func:`train_defectmaker` in ``out_dir`` for this seed, recipe
-    and these images (fingerprints), else ``None``: the caller then fine-tunes itself (notebook 06)."""
+                     heldout_images: torch.Tensor, backbone=None, device="cpu", category: str = CATEGORY):
+    """``(fine-tuned FeatureExtractor on device, record)`` of :func:`train_defectmaker` in ``out_dir`` for this seed,
+    recipe and these images (fingerprints), else ``None``: the caller then fine-tunes itself (notebook 06)."""
     weights, record_path = checkpoint_paths(out_dir, seed, category)
     if not record_path.is_file():
         return None
@@ -85,7 +85,7 @@ def find_defectmaker(out_dir, seed: int, config: defectmaker.FinetuneConfig, fin
               "finetune_images": fingerprint(finetune_images), "heldout_images": fingerprint(heldout_images)}
     if any(record.get(key) != value for key, value in wanted.items()):
         return None
-    return defectmaker.load_finetuned(weights, backbone=backbone), record
+    return defectmaker.load_finetuned(weights, device=device, backbone=backbone), record
 
 
 def main(argv: list[str] | None = None) -> int:
