@@ -231,12 +231,12 @@ def pro_curve(masks, maps, fpr_limit: float = 0.3, n_thresholds: int | None = No
 
     n_pixels = sorted_scores.size
     if n_thresholds is None:
-        n_called = ranked.n_called[1:]
+        n_called = ranked.n_called
     else:
         thresholds = np.linspace(sorted_scores[0], sorted_scores[-1], n_thresholds)
         ascending = sorted_scores[::-1]
         n_called = n_pixels - np.searchsorted(ascending, thresholds, side="left")
-    n_called = np.concatenate([[0], n_called])  # threshold above every score: the point (0, 0)
+        n_called = np.concatenate([[0], n_called])  # threshold above every score: the point (0, 0)
 
     fpr = false_positives[n_called] / n_normal
     pro = np.minimum(overlap[n_called], 1.0)  # the sum of the steps may exceed 1 by rounding
