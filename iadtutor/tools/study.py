@@ -341,13 +341,14 @@ def auroc_table(table: pd.DataFrame, metric: str = "image_auroc", digits: int = 
     if metric not in table:
         raise ValueError(f"metric {metric!r} is not a column of the table; pick one of {', '.join(METRICS)}.")
     labels = list(dict.fromkeys(table["label"]))
-    views = {how: table.pivot_table(index=["translation", "rotation"], columns="label", values=metric, aggfunc=how)[labels]
-             for how in (("mean", "min", "max") if spread else ("mean",))}
+    stats = table.pivot_table(index=["translation", "rotation"], columns="label", values=metric,
+                              aggfunc=["mean", "min", "max"])
+    mean = stats["mean"][labels]
     if not spread:
-        return views["mean"].round(digits).rename_axis(columns=None)
-    cells = {label: [with_interval(*values, digits=digits) for values in
-                     zip(views["mean"][label], zip(views["min"][label], views["max"][label]))] for label in labels}
-    return pd.DataFrame(cells, index=views["mean"].index)
+        return mean.round(digits).rename_axis(columns=None)
+    return pd.DataFrame({label: [with_interval(value, (low, high), digits) for value, low, high
+                                 in zip(mean[label], stats["min"][label], stats["max"][label])] for label in labels},
+                        index=mean.index)
 
 
 def rank_table(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame:
