@@ -68,7 +68,9 @@ def test_the_first_updates_repeat_the_committed_record(bracket, tmp_path):
     by this code (torch's own kernels and one thread, so on any CPU)."""
     root, _ = bracket
     first = dataclasses.replace(dm.FinetuneConfig.small(), updates=3)
+    threads = torch.get_num_threads()
     record = checkpoints.train_defectmaker(root, tmp_path, 0, config=first, progress=False)
+    assert torch.get_num_threads() == threads and record["torch_threads"] == 1  # trained on one, then restored
     committed = json.loads(checkpoints.checkpoint_paths(COMMITTED, 0)[1].read_text())
     torch.testing.assert_close(torch.tensor(record["history"]["loss"]),
                                torch.tensor(committed["history"]["loss"][:3]), rtol=1e-5, atol=1e-6)

@@ -53,19 +53,24 @@ def training_images(data_root, category: str = CATEGORY, image_size: int = IMAGE
 def train_defectmaker(data_root, out_dir, seed: int, category: str = CATEGORY, image_size: int = IMAGE_SIZE,
                       config: defectmaker.FinetuneConfig | None = None, progress: bool = True) -> dict:
     """One fine-tuning of ``config`` (default :meth:`FinetuneConfig.small`) on ``category``, on one torch thread
-    as notebook 06; writes its two files (atomically) and returns the record."""
-    torch.set_num_threads(1)  # convolution sums depend on the thread count
+    as notebook 06 (the caller's thread count is restored after); writes its two files (atomically) and returns
+    the record."""
     finetune_images, heldout_images = training_images(data_root, category, image_size)
     backbone = backbones.load_backbone("efficientnet_lite0", download=False, verbose=False)
     config = config or defectmaker.FinetuneConfig.small()
-    finetuned, history = defectmaker.finetune_backbone(
-        backbone, finetune_images, config=config, seed=seed, progress=progress,
-        heldout_images=heldout_images, heldout_every=HELDOUT_EVERY)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1)  # convolution sums depend on the thread count
+    try:
+        finetuned, history = defectmaker.finetune_backbone(
+            backbone, finetune_images, config=config, seed=seed, progress=progress,
+            heldout_images=heldout_images, heldout_every=HELDOUT_EVERY)
+    finally:
+        torch.set_num_threads(threads_before)
     record = {"category": category, "image_size": image_size, "seed": seed, "backbone": backbone.name,
               "config": dataclasses.asdict(config), "heldout_every": HELDOUT_EVERY,
               "finetune_images": fingerprint(finetune_images), "heldout_images": fingerprint(heldout_images),
               "n_finetune_images": len(finetune_images), "n_heldout_images": len(heldout_images),
-              "history": history, "torch_threads": torch.get_num_threads(),
+              "history": history, "torch_threads": 1,
               "versions": {"torch": torch.__version__, "python": platform.python_version()}}
     weights, record_path = checkpoint_paths(out_dir, seed, category)
     defectmaker.save_finetuned(finetuned, weights)
