@@ -20,6 +20,7 @@ used silently.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import warnings
@@ -295,6 +296,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but no CUDA GPU is visible; use --device cpu or auto.")
     return device
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the ``with`` block on ``threads`` torch threads (None: as they are), the caller's count restored after
+    (notebooks 06-08): convolution sums depend on the thread count, so a training meant to repeat exactly runs on a
+    fixed one."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def same_numbers_on_every_cpu(train):

@@ -137,13 +137,14 @@ class ULSADConfig:
 
     @classmethod
     def small(cls, **changes) -> "ULSADConfig":
-        """A CPU-sized variant for the toy factory (notebook 07's defaults): 128 px, all backbone channels
-        (no pooling), narrow networks, ``blur_sigma`` 2 px (the paper's 4 px at 256 px, scaled), and 100
-        epochs in batches of 4 with learning rate 3e-3, since 40 training images give far fewer steps per
-        epoch than the paper's few hundred. Everything else as in the authors' code."""
-        settings = dict(image_size=128, feature_channels=None, frn_encoder_channels=(64, 128, 128),
+        """A CPU-sized variant for the toy factory (notebook 07's defaults): the paper's 256 px, all backbone
+        channels (no pooling), narrow networks, and 100 epochs in batches of 4 with learning rate 3e-3, since 40
+        training images give far fewer steps per epoch than the paper's few hundred. ``blur_sigma`` is the
+        paper's 4 px at 256 px, scaled with ``image_size`` unless given. Everything else as in the authors' code."""
+        settings = dict(image_size=256, feature_channels=None, frn_encoder_channels=(64, 128, 128),
                         frn_decoder_channels=(64, 32), ae_encoder_channels=(16, 16, 32, 32, 32, 32),
-                        ae_decoder_channels=32, blur_sigma=2.0, epochs=100, batch_size=4, learning_rate=3e-3)
+                        ae_decoder_channels=32, epochs=100, batch_size=4, learning_rate=3e-3)
+        settings["blur_sigma"] = 4.0 * changes.get("image_size", settings["image_size"]) / 256
         return cls(**{**settings, **changes})
 
 

@@ -104,3 +104,16 @@ def test_every_training_of_the_course_is_wrapped():
 
     for train in (ulsad.ULSAD.fit, defectmaker.finetune_backbone):
         assert train.__wrapped__.__name__ == train.__name__  # functools.wraps of same_numbers_on_every_cpu
+
+
+def test_torch_threads_sets_the_count_for_the_block_and_restores_it_even_after_an_error():
+    before = torch.get_num_threads()
+    with backbones.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError):
+        with backbones.torch_threads(1):
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+    with backbones.torch_threads(None):  # None: left as it is
+        assert torch.get_num_threads() == before

@@ -1,4 +1,5 @@
-"""The committed fine-tunings of `make checkpoints` (notebook 06): what they record, and that this code makes them."""
+"""The committed trainings of `make checkpoints` (DefectMaker for notebook 06, ULSAD for notebook 07): what they
+record, that this code makes them, and what the chapter's claims rest on."""
 
 import dataclasses
 import json
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from iadtutor import defectmaker as dm
+from iadtutor import data, defectmaker as dm, metrics, pipeline
 from iadtutor.backbones import load_backbone
 from iadtutor.tools import checkpoints
 from toyfactory import make_toy_category
@@ -77,6 +78,58 @@ def test_the_first_updates_repeat_the_committed_record(bracket, tmp_path):
     weights, written = checkpoints.checkpoint_paths(tmp_path, 0)
     assert weights.is_file() and json.loads(written.read_text())["config"]["updates"] == 3
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([weights.name, written.name])  # nothing half-written
+
+
+@pytest.fixture(scope="module")
+def box_root(tmp_path_factory):
+    """A toy-factory root whose sibling holds notebook 07's box (the `choice` layout), as `make toy` + the chapter write it."""
+    root = tmp_path_factory.mktemp("data") / "toy"
+    root.mkdir()
+    return root
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_committed_ulsad_trainings_are_of_this_config_and_these_images(seed, box_root, imagenet):
+    train_images, val_images = checkpoints.ulsad_images(box_root)
+    found = checkpoints.find_ulsad(COMMITTED, checkpoints.ulsad_config(seed), train_images, val_images, backbone=imagenet)
+    assert found is not None, f"checkpoints/ has no seed-{seed} ULSAD training of ulsad_config({seed}): make checkpoints"
+    model, record = found
+    assert model.config == checkpoints.ulsad_config(seed) and len(record["history"]["loss"]) == 100
+    assert record["n_train_images"] == 40 and record["n_val_images"] == 8
+    assert model.history["loss"] == record["history"]["loss"]  # the record and the weights belong together
+
+
+def test_no_ulsad_checkpoint_for_another_seed_config_or_images(box_root):
+    train_images, val_images = checkpoints.ulsad_images(box_root)
+    config = checkpoints.ulsad_config(0)
+    assert checkpoints.find_ulsad(COMMITTED, checkpoints.ulsad_config(7), train_images, val_images) is None
+    assert checkpoints.find_ulsad(COMMITTED, dataclasses.replace(config, epochs=99), train_images, val_images) is None
+    assert checkpoints.find_ulsad(COMMITTED, config, train_images[:-1], val_images) is None
+
+
+def test_the_first_ulsad_epoch_repeats_the_committed_record(box_root, tmp_path):
+    config = dataclasses.replace(checkpoints.ulsad_config(0), epochs=1)
+    record = checkpoints.train_ulsad(box_root, tmp_path, 0, config=config, progress=False)
+    committed = json.loads(checkpoints.checkpoint_paths(COMMITTED, 0, "box_choice", "ulsad")[1].read_text())
+    for term in ("loss", "local", "consistency", "local_global"):
+        torch.testing.assert_close(torch.tensor(record["history"][term]),
+                                   torch.tensor(committed["history"][term][:1]), rtol=1e-5, atol=1e-6)
+
+
+def test_committed_ulsad_global_branch_finds_the_logical_anomalies(box_root, imagenet):
+    """Notebook 07's claim on seed 0: on logical anomalies the global branch's image AUROC is at least 0.80 and above
+    the local branch's (the box's counts break no local pattern), and the combined score is within 0.02 of the best."""
+    train_images, val_images = checkpoints.ulsad_images(box_root)
+    model, _ = checkpoints.find_ulsad(COMMITTED, checkpoints.ulsad_config(0), train_images, val_images, backbone=imagenet)
+    root = box_root.parent / "toy_box_choice"
+    test = pipeline.load_category(root, "box", image_size=256, progress=False).test
+    maps = model.predict(test.images)
+    keep = [i for i, t in enumerate(test.defect_types) if data.anomaly_kind(t) in ("good", "logical")]
+    labels = test.labels.numpy()[keep]
+    auroc = {branch: metrics.image_auroc(labels, maps[branch].amax(dim=(1, 2)).numpy()[keep])
+             for branch in ("local", "global", "combined")}
+    assert auroc["global"] >= 0.80 and auroc["global"] > auroc["local"], auroc
+    assert auroc["combined"] >= max(auroc.values()) - 0.02, auroc
 
 
 def test_main_names_a_missing_data_folder(tmp_path, capsys):

@@ -342,6 +342,37 @@ def test_box_slots_layout_breaks_the_arrangement_by_the_defect_rule(defect):
         assert sample.mask.any()
 
 
+def nearest_choice_slot(kind, x, y):
+    """(index, distance) of the ``"choice"`` slot of ``kind`` nearest to (x, y)."""
+    distances = np.hypot(*(np.array(toy.BOX_CHOICE_SLOTS[kind]) - [x, y]).T)
+    return int(distances.argmin()), float(distances.min())
+
+
+def test_box_choice_layout_fills_two_of_three_slots_per_kind_and_every_slot_varies():
+    near = toy.BOX_SLOT_JITTER[0] * np.sqrt(2) + TOLERANCE
+    filled = {"nut": set(), "washer": set()}
+    for seed in range(6):
+        sample = render_sample("box", "good", seed, SIZE, translation=0, rotation=0, layout="choice")
+        parts = box_round_parts(sample)
+        assert sorted(kind for kind, _, _ in parts) == ["nut", "nut", "washer", "washer"], seed
+        for kind in filled:
+            slots = [nearest_choice_slot(kind, x, y) for k, x, y in parts if k == kind]
+            assert all(d <= near for _, d in slots) and len({i for i, _ in slots}) == 2, (seed, kind, slots)
+            filled[kind].add(frozenset(i for i, _ in slots))
+    assert all(len(patterns) >= 2 for patterns in filled.values())  # which slots are empty changes
+
+
+def test_box_choice_layout_extra_part_fills_the_empty_slot():
+    near = toy.BOX_SLOT_JITTER[0] * np.sqrt(2) + TOLERANCE
+    for seed in range(3):
+        sample = render_sample("box", "logical_extra", seed, SIZE, translation=0, rotation=0, layout="choice")
+        parts = box_round_parts(sample)
+        kinds = [kind for kind, _, _ in parts]
+        assert len(parts) == 5 and sorted({kinds.count("nut"), kinds.count("washer")}) == [2, 3], seed
+        assert all(nearest_choice_slot(kind, x, y)[1] <= near for kind, x, y in parts), seed  # every part in a slot
+        assert sample.mask.any()
+
+
 def test_box_slots_layout_is_written_and_recorded(tmp_path):
     root = make_toy_dataset(tmp_path, categories=["box"], layout="slots", **SMALL)
     info = (root / "box" / "toy_factory.json").read_text()

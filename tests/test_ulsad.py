@@ -431,7 +431,9 @@ def test_presets():
     assert (paper.image_size, paper.feature_channels, paper.epochs) == (256, 384, 200)
     assert paper.frn_encoder_channels == (768, 1536, 1536) and paper.ae_encoder_channels[-1] == 64
     assert (paper.learning_rate, paper.weight_decay, paper.alpha, paper.beta) == (2e-4, 2e-5, 0.9, 0.995)
-    assert small.image_size == 128 and ULSADConfig.small(epochs=5).epochs == 5
+    assert (small.image_size, small.blur_sigma) == (256, 4.0) and ULSADConfig.small(epochs=5).epochs == 5
+    assert ULSADConfig.small(image_size=128).blur_sigma == 2.0  # the paper's 4 px at 256 px, scaled
+    assert ULSADConfig.small(image_size=128, blur_sigma=0).blur_sigma == 0
 
 
 def test_evaluate_ulsad_reports_metrics_and_times(backbone, data):

@@ -19,7 +19,9 @@ their distance to the edge), shading comes from a height field lit from the top 
 gets its own lighting, surface grain and sensor noise, so that no two normal images are alike.
 
 The box's nuts and washers lie at random free places in their compartments; ``layout="slots"`` puts
-every part in a fixed slot instead (``BOX_SLOTS``, small jitter), as MVTec LOCO's items sit (notebook 07).
+every part in a fixed slot instead (``BOX_SLOTS``, small jitter), as MVTec LOCO's items sit; ``layout="choice"``
+gives each kind three slots of which two, chosen at random, are filled (``BOX_CHOICE_SLOTS``): a part in any
+one slot is normal, only the count is a rule (notebook 07).
 
 A defective image is rendered as its defect-free twin (the *reference*) plus the defect. Its mask is
 exactly the set of pixels that differ from the reference: a pixel counts when one of its channels
@@ -91,6 +93,10 @@ DEFAULT_JITTER = {
 BOX_SLOTS = (("bolt", 0.245, 0.0), ("nut", -0.32, -0.195), ("nut", -0.18, -0.195),
              ("washer", -0.32, 0.195), ("washer", -0.18, 0.195))
 BOX_SLOT_JITTER = (0.01, 3.0)
+# The box's layout "choice": three slots per round kind (x, y as above), two of them filled at random, so that
+# a part in any one slot is normal and only the count (two nuts, two washers) is a rule.
+BOX_CHOICE_SLOTS = {"nut": ((-0.32, -0.195), (-0.18, -0.195), (-0.04, -0.195)),
+                    "washer": ((-0.32, 0.195), (-0.18, 0.195), (-0.04, 0.195))}
 
 # A pixel belongs to a defect mask when some channel differs from the reference by more than this
 # many grey levels (out of 255).
@@ -673,7 +679,9 @@ class _Box:
     ``layout="free"`` (the default): each nut and washer lies at a random free place in its compartment.
     ``layout="slots"``: every part sits in its own slot, shifted by at most ``BOX_SLOT_JITTER`` (as the items of
     MVTec LOCO's boxes do); the right third of the nut and washer compartments stays empty, which is where
-    an extra or misplaced part can go.
+    an extra or misplaced part can go. ``layout="choice"``: the bolt in its slot, and two nuts and two washers in
+    two of the three slots of their kind (``BOX_CHOICE_SLOTS``), chosen at random; an extra part fills the
+    third slot, so that only the count gives it away.
     """
 
     # compartments in the box frame (units of the image side): (centre x, centre y, half width, half height)
@@ -690,10 +698,13 @@ class _Box:
 
     def sample(self, rng, size, translation, rotation):
         if self.layout == "slots":
-            shift, turn = BOX_SLOT_JITTER
-            parts = [dict(kind=kind, x=x + rng.uniform(-shift, shift), y=y + rng.uniform(-shift, shift),
-                          angle=rng.uniform(-turn, turn))
-                     for kind, x, y in BOX_SLOTS]
+            parts = [self._in_slot(rng, kind, x, y) for kind, x, y in BOX_SLOTS]
+            return self._scene(rng, size, translation, rotation, parts)
+        if self.layout == "choice":
+            parts = [self._in_slot(rng, *BOX_SLOTS[0])]
+            for kind, slots in BOX_CHOICE_SLOTS.items():
+                filled = sorted(rng.choice(len(slots), size=2, replace=False))
+                parts += [self._in_slot(rng, kind, *slots[k]) for k in filled]
             return self._scene(rng, size, translation, rotation, parts)
         x, y, angle = 0.245 + rng.uniform(-0.03, 0.03), rng.uniform(-0.04, 0.04), rng.uniform(-6, 6)
         parts = [dict(kind="bolt", x=x, y=y, angle=angle)]
@@ -702,6 +713,19 @@ class _Box:
             new = self._place(rng, kind, self.HOME[kind], parts)
             parts = parts + [new] if new is not None else parts[:1]  # a dead end: start again
         return self._scene(rng, size, translation, rotation, parts)
+
+    def _in_slot(self, rng, kind, x, y):
+        """A part in the slot at (x, y), shifted and turned by at most ``BOX_SLOT_JITTER``."""
+        shift, turn = BOX_SLOT_JITTER
+        return dict(kind=kind, x=x + rng.uniform(-shift, shift), y=y + rng.uniform(-shift, shift),
+                    angle=rng.uniform(-turn, turn))
+
+    def _empty_slot(self, kind, parts):
+        """(x, y) of the ``"choice"`` slot of ``kind`` that no part of that kind is nearest to."""
+        slots = BOX_CHOICE_SLOTS[kind]
+        taken = {min(range(3), key=lambda k: np.hypot(p["x"] - slots[k][0], p["y"] - slots[k][1]))
+                 for p in parts if p["kind"] == kind}
+        return slots[min(set(range(3)) - taken)]
 
     def _scene(self, rng, size, translation, rotation, parts):
         return dict(
@@ -803,6 +827,9 @@ class _Box:
         round_parts = [k for k, p in enumerate(parts) if p["kind"] != "bolt"]
         if defect == "logical_missing":
             parts.pop(int(rng.integers(len(parts))))
+        elif defect == "logical_extra" and self.layout == "choice":  # a third nut or washer, in the empty slot
+            kind = str(rng.choice(["nut", "washer"]))
+            parts.append(self._in_slot(rng, kind, *self._empty_slot(kind, parts)))
         elif defect == "logical_extra":
             kind = str(rng.choice(["nut", "washer"]))
             parts.append(self._place(rng, kind, self.HOME[kind], parts))  # None (no room) -> drawn again
@@ -822,8 +849,8 @@ class _Box:
 
 _CATEGORIES = {"weave": _Weave(), "bracket": _Bracket(), "pills": _Pills(), "box": _Box()}
 #: The arrangements a category can be rendered in (``layout=``); the first is its default.
-LAYOUTS = {"weave": ("free",), "bracket": ("free",), "pills": ("free",), "box": ("free", "slots")}
-_BOX_SLOTS = _Box(layout="slots")
+LAYOUTS = {"weave": ("free",), "bracket": ("free",), "pills": ("free",), "box": ("free", "slots", "choice")}
+_BOX_LAYOUTS = {layout: _Box(layout=layout) for layout in LAYOUTS["box"]}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -907,7 +934,7 @@ def render_sample(
     rotation = default_rotation if rotation is None else float(rotation)
     rng = np.random.default_rng(rng)
 
-    kind = _BOX_SLOTS if layout == "slots" else _CATEGORIES[category]
+    kind = _BOX_LAYOUTS[layout] if category == "box" else _CATEGORIES[category]
     min_pixels = max(6, int(4e-4 * size * size))
     for _ in range(10):
         scene = kind.sample(rng, size, translation, rotation)

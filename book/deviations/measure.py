@@ -7,8 +7,9 @@ other reading (paper text or public code), everything else equal.
 Writes ``book/deviations/effects.csv`` (one row per (choice, setting, category)) and
 ``book/deviations/effects.md`` (the table the page includes), atomically. Seeded, one CPU thread, the
 kernels of the Makefile (run it through ``make deviations`` or with the same environment variables).
-kNN choices: EfficientNet-Lite0 at 128 px on all four toy categories; ULSAD choices: notebook 07's run
-(``box``, small preset, 100 epochs, 128 px), one training per setting.
+kNN choices: EfficientNet-Lite0 at 128 px on all four toy categories; ULSAD choices: the small preset, 100
+epochs, 128 px on ``data/toy``'s ``box`` (notebook 07's setting before it moved to 256 px and the ``choice``
+box), one training per setting.
 """
 
 from __future__ import annotations

@@ -160,7 +160,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         ulsad_config = None  # the paper's networks at the images' size
         if args.ulsad_preset == "small":
             size = max(64, 32 * round(args.image_size / 32))
-            ulsad_config = ULSADConfig.small(image_size=size, blur_sigma=4.0 * size / 256)
+            ulsad_config = ULSADConfig.small(image_size=size)  # the blur scaled with the size
         result = pipeline.record_header(category, "ulsad", backbone, args.image_size, device, args.seed)
         result.update(evaluate_ulsad(category, backbone, epochs=args.epochs, device=device, seed=args.seed,
                                      bootstrap=args.bootstrap, progress=progress, config=ulsad_config))

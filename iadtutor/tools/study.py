@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import pandas as pd
-import torch
 
 import toyfactory as toy
 from iadtutor import pipeline
-from iadtutor.backbones import load_backbone, resolve_device
+from iadtutor.backbones import load_backbone, resolve_device, torch_threads
 from iadtutor.embed import PatchEmbedder
 from iadtutor.metrics import METRICS
 from iadtutor.tools import cli, runs
@@ -200,14 +199,9 @@ def run_in_process(specs: Sequence[runs.RunSpec], out_dir, *, device: str | None
                    threads: int | None = 1, echo=print) -> list[dict]:
     """:func:`iadtutor.tools.runs.run_sweep` in this interpreter via :func:`execute_in_process` (notebook 08; same
     folders, records, skipping); ``device`` overrides the runs'; ``threads``: torch threads meanwhile (None: as is)."""
-    threads_before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
+    with torch_threads(threads):
         return runs.run_sweep(list(specs), out_dir, rerun=rerun, echo=echo,
                               execute=lambda todo, out, report: execute_in_process(todo, out, report, device))
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def execute_in_process(todo: Sequence[runs.RunSpec], out_dir: Path, report, device: str | None = None) -> None:
