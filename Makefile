@@ -69,7 +69,7 @@ test-unit: setup
 	$(BIN)/python -m pytest -q tests -m "not browser and not book and not slow"
 
 # The trainings notebooks 06 and 07 load (committed in checkpoints/; one thread; DefectMaker 20-27 minutes a seed,
-# ULSAD about 10): run after changing a recipe, ULSAD's small preset or the toy data, then `make execute`.
+# ULSAD 11-12): run after changing a recipe, ULSAD's small preset or the toy data, then `make execute`.
 checkpoints: setup toy
 	$(BIN)/python -m iadtutor.tools.checkpoints --data data/toy --out checkpoints
 

@@ -110,7 +110,7 @@ def test_no_ulsad_checkpoint_for_another_seed_config_or_images(box_root):
 def test_the_first_ulsad_epoch_repeats_the_committed_record(box_root, tmp_path):
     config = dataclasses.replace(checkpoints.ulsad_config(0), epochs=1)
     record = checkpoints.train_ulsad(box_root, tmp_path, 0, config=config, progress=False)
-    committed = json.loads(checkpoints.checkpoint_paths(COMMITTED, 0, "box_choice", "ulsad")[1].read_text())
+    committed = json.loads(checkpoints.ulsad_paths(COMMITTED, 0)[1].read_text())
     for term in ("loss", "local", "consistency", "local_global"):
         torch.testing.assert_close(torch.tensor(record["history"][term]),
                                    torch.tensor(committed["history"][term][:1]), rtol=1e-5, atol=1e-6)
@@ -121,8 +121,7 @@ def test_committed_ulsad_global_branch_finds_the_logical_anomalies(box_root, ima
     the local branch's (the box's counts break no local pattern), and the combined score is within 0.02 of the best."""
     train_images, val_images = checkpoints.ulsad_images(box_root)
     model, _ = checkpoints.find_ulsad(COMMITTED, checkpoints.ulsad_config(0), train_images, val_images, backbone=imagenet)
-    root = box_root.parent / "toy_box_choice"
-    test = pipeline.load_category(root, "box", image_size=256, progress=False).test
+    test = pipeline.load_category(checkpoints.ulsad_root(box_root), "box", image_size=256, progress=False).test
     maps = model.predict(test.images)
     keep = [i for i, t in enumerate(test.defect_types) if data.anomaly_kind(t) in ("good", "logical")]
     labels = test.labels.numpy()[keep]

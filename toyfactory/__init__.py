@@ -847,10 +847,11 @@ class _Box:
         return self.draw(dict(s, parts=parts)).image
 
 
-_CATEGORIES = {"weave": _Weave(), "bracket": _Bracket(), "pills": _Pills(), "box": _Box()}
 #: The arrangements a category can be rendered in (``layout=``); the first is its default.
 LAYOUTS = {"weave": ("free",), "bracket": ("free",), "pills": ("free",), "box": ("free", "slots", "choice")}
-_BOX_LAYOUTS = {layout: _Box(layout=layout) for layout in LAYOUTS["box"]}
+# The drawer of each (category, layout).
+_DRAWERS = {("weave", "free"): _Weave(), ("bracket", "free"): _Bracket(), ("pills", "free"): _Pills(),
+            **{("box", layout): _Box(layout=layout) for layout in LAYOUTS["box"]}}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -934,7 +935,7 @@ def render_sample(
     rotation = default_rotation if rotation is None else float(rotation)
     rng = np.random.default_rng(rng)
 
-    kind = _BOX_LAYOUTS[layout] if category == "box" else _CATEGORIES[category]
+    kind = _DRAWERS[category, layout]
     min_pixels = max(6, int(4e-4 * size * size))
     for _ in range(10):
         scene = kind.sample(rng, size, translation, rotation)

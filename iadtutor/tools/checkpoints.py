@@ -111,11 +111,21 @@ def ulsad_config(seed: int) -> ulsad.ULSADConfig:
     return ulsad.ULSADConfig.small(backbone="efficientnet_lite0", image_size=ULSAD_IMAGE_SIZE, seed=seed)
 
 
+def ulsad_paths(out_dir, seed: int) -> tuple[Path, Path]:
+    """``(model .pt, record .json)`` of one ULSAD training in ``out_dir``."""
+    return checkpoint_paths(out_dir, seed, f"{ULSAD_CATEGORY}_{ULSAD_LAYOUT}", "ulsad")
+
+
+def ulsad_root(data_root) -> Path:
+    """The root of notebook 07's toy box (``ULSAD_LAYOUT``), written beside ``data_root`` by
+    :func:`iadtutor.tools.toy.layout_variant` if missing."""
+    return toy.layout_variant(data_root, ULSAD_CATEGORY, ULSAD_LAYOUT, n_test_good=30, n_test_per_defect=10)
+
+
 def ulsad_images(data_root, image_size: int = ULSAD_IMAGE_SIZE):
-    """``(training images, validation images)`` of notebook 07's toy box (``ULSAD_LAYOUT``, written beside
-    ``data_root`` by :func:`iadtutor.tools.toy.layout_variant` if missing)."""
-    root = toy.layout_variant(data_root, ULSAD_CATEGORY, ULSAD_LAYOUT, n_test_good=30, n_test_per_defect=10)
-    images = pipeline.load_category(root, ULSAD_CATEGORY, image_size=image_size, with_validation=True, progress=False)
+    """``(training images, validation images)`` of notebook 07's toy box (:func:`ulsad_root`)."""
+    images = pipeline.load_category(ulsad_root(data_root), ULSAD_CATEGORY, image_size=image_size,
+                                    with_validation=True, progress=False)
     return images.train.images, images.validation.images
 
 
@@ -132,7 +142,7 @@ def train_ulsad(data_root, out_dir, seed: int, config: ulsad.ULSADConfig | None 
               "val_images": fingerprint(val_images), "n_train_images": len(train_images),
               "n_val_images": len(val_images), "history": history, "seconds": sum(history["seconds"]),
               "torch_threads": 1, "versions": versions()}
-    weights, record_path = checkpoint_paths(out_dir, config.seed, f"{ULSAD_CATEGORY}_{ULSAD_LAYOUT}", "ulsad")
+    weights, record_path = ulsad_paths(out_dir, config.seed)
     model.save(weights)
     write_json_atomic(record_path, record)
     return record
@@ -142,7 +152,7 @@ def find_ulsad(out_dir, config: ulsad.ULSADConfig, train_images: torch.Tensor, v
                backbone=None, device="cpu"):
     """``(trained ULSAD, record)`` of :func:`train_ulsad` in ``out_dir`` for this config (seed included) and
     these images (fingerprints), else ``None``: the caller then trains itself (notebook 07)."""
-    weights, record_path = checkpoint_paths(out_dir, config.seed, f"{ULSAD_CATEGORY}_{ULSAD_LAYOUT}", "ulsad")
+    weights, record_path = ulsad_paths(out_dir, config.seed)
     record = matches(record_path, {"config": dataclasses.asdict(config), "train_images": fingerprint(train_images),
                                    "val_images": fingerprint(val_images)})
     if record is None:
